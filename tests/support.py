@@ -1,0 +1,163 @@
+"""Helpers shared by the tests: client files, caller credentials, a running service."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import yaml
+
+HS_SECRET = "test-caller-secret-0123456789abcdef-xyz"
+API_KEY_SECRET = "test-api-key-secret-0123456789abcdef"
+ACCOUNT_SID = "AC" + "1" * 32
+API_KEY_SID = "SK" + "2" * 32
+APP_SID = "AP" + "3" * 32
+ISSUER = "https://idp.example.com/"
+AUDIENCE = "tokensvc"
+ORIGIN = "https://app.example.com"
+
+BASE_CLIENT: dict[str, Any] = {
+    "twilio": {
+        "account_sid": ACCOUNT_SID,
+        "api_key_sid": API_KEY_SID,
+        "api_key_secret": API_KEY_SECRET,
+        "outgoing_application_sid": APP_SID,
+        "incoming_allow": True,
+        "home_region": "us1",
+        "push_credentials": {"ios": {"production": "CR" + "a" * 32, "sandbox": "CR" + "b" * 32},
+                             "android": "CR" + "c" * 32},
+    },
+    "token": {"ttl_seconds": 3600},
+    "auth": {"type": "jwt", "algorithms": ["HS256"], "hs256_secret": HS_SECRET,
+             "issuer": ISSUER, "audience": AUDIENCE, "identity_claim": "sub"},
+    "cors": {"allow_origins": [ORIGIN]},
+    "edges": {"default": ["ashburn", "umatilla", "roaming"],
+              "by_country": {"IE": ["dublin", "frankfurt", "ashburn"]}, "geo": True},
+    "rate_limit": {"per_identity": "1000/minute", "per_ip": "10000/minute"},
+    "dev": True,
+}
+
+
+def merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``changes`` into a copy of ``base``; a value of None deletes the key."""
+    out = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def write_client(directory: Path, client_id: str = "app", **changes: Any) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{client_id}.yaml"
+    path.write_text(yaml.safe_dump(merge(BASE_CLIENT, changes), sort_keys=False))
+    return path
+
+
+def assertion(sub: str = "alice", *, secret: str = HS_SECRET, alg: str = "HS256",
+              headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now,
+                               "exp": now + 300}
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, secret, algorithm=alg, headers=headers)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Served:
+    """A ``tokensvc serve`` process on loopback, stopped by its PID."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, admin_port: int | None,
+                 log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.admin_port = admin_port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None,
+               timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if get(url + "/readyz", timeout=0.5)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+@contextmanager
+def serve(config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None,
+          admin: bool = True) -> Iterator[Served]:
+    port = free_port()
+    admin_port = free_port() if admin else None
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    environ.update({"TOKENSVC_LOG_FORMAT": "json", "TOKENSVC_RELOAD_INTERVAL": "0.2"})
+    if admin_port:
+        environ["TOKENSVC_ADMIN_PORT"] = str(admin_port)
+    environ.update(env or {})
+    log_path = tmp_path / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=environ,
+        )
+    served = Served(process, port, admin_port, log_path)
+    try:
+        wait_ready(served.url, process)
+        yield served
+    finally:
+        served.stop()

@@ -1,0 +1,193 @@
+"""``create_app(settings)`` -> the ASGI application: routes, middleware, errors, lifespan.
+
+Two listeners share one application: the public port (token, edges, probes) and, when
+``TOKENSVC_ADMIN_PORT`` is set, the admin port (metrics and probes only). The port a request
+arrived on decides which routes it may reach, so ``/metrics`` is never exposed through the
+public ingress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tokensvc import routes
+from tokensvc.clientset import ClientSet
+from tokensvc.errors import ApiError, MethodNotAllowed, NotFound
+from tokensvc.observability import metrics as process_metrics
+from tokensvc.openapi import OPENAPI
+from tokensvc.service import Service
+from tokensvc.settings import Settings
+from tokensvc.state import SharedState, build_shared_state
+
+log = logging.getLogger("tokensvc.request")
+PROBLEM = "application/problem+json"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+ADMIN_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
+
+
+def problem(status: int, code: str, title: str, detail: str,
+            headers: dict[str, str] | None = None) -> Response:
+    """An RFC 9457 problem document."""
+    body = {"type": f"https://tokensvc.dev/problems/{code}", "title": title, "status": status,
+            "detail": detail, "code": code}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM,
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+    request.scope.setdefault("tokensvc", {})["code"] = exc.code
+    return problem(exc.status, exc.code, exc.title, exc.detail, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101
+    error: ApiError = (MethodNotAllowed() if exc.status_code == 405 else NotFound())
+    headers = dict(exc.headers or {})
+    return await _api_error(request, _with_headers(error, headers))
+
+
+def _with_headers(error: ApiError, headers: dict[str, str]) -> ApiError:
+    error.headers.update(headers)
+    return error
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    request.scope.setdefault("tokensvc", {})["code"] = "internal"
+    return problem(500, "internal", "Internal error", "an unexpected error occurred")
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, admin-port gating, timing, one log line, metrics."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        self.admin_port = service.settings.admin_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else (
+            secrets.token_hex(8))
+        ctx: dict[str, Any] = {}
+        scope["tokensvc"] = ctx
+        status = 500
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        path: str = scope["path"]
+        server = scope.get("server")
+        on_admin = self.admin_port is not None and server is not None and (
+            server[1] == self.admin_port)
+        try:
+            if on_admin and path not in ADMIN_PATHS:
+                await problem(404, "not_found", "Not found", "admin port: metrics and probes "
+                              "only")(scope, receive, send_wrapper)
+            elif path == "/metrics" and not on_admin:
+                await problem(404, "not_found", "Not found", "metrics are served on the admin "
+                              "port")(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            if path not in ADMIN_PATHS:
+                self._record(scope, ctx, path, status, request_id, start)
+
+    def _record(self, scope: Scope, ctx: dict[str, Any], path: str, status: int,
+                request_id: str, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        service = self.service
+        client = ctx.get("client", "unknown")
+        route = "token" if path.endswith("/token") else (
+            "edges" if path.endswith("/edges") else "other")
+        m = service.metrics
+        m.latency.labels(route).observe(elapsed)
+        if route == "token" and scope["method"] == "POST":
+            outcome = "ok" if status == 200 else ctx.get("code", "error")
+            m.requests.labels(client, outcome, str(status)).inc()
+        log.info("request", extra={
+            "request_id": request_id, "method": scope["method"], "path": path[:200],
+            "client": client, "status": status, "code": ctx.get("code"),
+            "reason": ctx.get("reason"), "latency_ms": round(elapsed * 1000, 3),
+            "region": service.settings.region, "identity_fp": ctx.get("identity_fp"),
+            "edge": ctx.get("edge"),
+        })
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+def create_app(settings: Settings, shared: SharedState | None = None) -> Starlette:
+    """Build the application. Clients are loaded in the lifespan: an invalid config directory
+    raises ConfigError there (``tokensvc serve`` validates before binding, too)."""
+    state = shared if shared is not None else build_shared_state(settings)
+    metrics = process_metrics()
+    clientset = ClientSet(settings, state)
+    service = Service(settings=settings, clients=clientset, shared=state, metrics=metrics)
+    clientset.on_reload = lambda result: metrics.reloads.labels(result).inc()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics.set_build(settings.region)
+        await state.start()
+        await clientset.load()
+        metrics.reloads.labels("ok").inc()
+        await clientset.start_watching()
+        log.info("ready", extra={"clients": sorted(clientset.clients),
+                                 "region": settings.region, "backend": state.backend})
+        try:
+            yield
+        finally:
+            service.draining = True
+            await clientset.stop()
+            await state.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/clients/{client}/token", routes.token, methods=["POST"]),
+            Route("/v1/clients/{client}/token", routes.preflight, methods=["OPTIONS"]),
+            Route("/v1/clients/{client}/edges", routes.edges, methods=["GET"]),
+            Route("/v1/clients/{client}/edges", routes.preflight, methods=["OPTIONS"]),
+            Route("/livez", routes.livez, methods=["GET"]),
+            Route("/readyz", routes.readyz, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(RequestContext, service=service)
+    return app

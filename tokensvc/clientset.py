@@ -1,0 +1,144 @@
+"""The live set of clients: validated configs with their verifiers and minters, reloadable.
+
+A reload that finds any problem keeps the last good set and logs every problem; a good reload
+swaps the whole set at once (one attribute assignment), so a request sees either the old or the
+new configuration, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokensvc.auth import Authenticator, JwksSource
+from tokensvc.clients import ClientConfig, directory_signature, scan_clients
+from tokensvc.errors import ConfigError
+from tokensvc.minting import Minter
+from tokensvc.settings import Settings
+from tokensvc.state import SharedState
+
+log = logging.getLogger("tokensvc.config")
+
+
+@dataclass(frozen=True)
+class Client:
+    config: ClientConfig
+    auth: Authenticator
+    minter: Minter
+
+    @property
+    def id(self) -> str:
+        return self.config.client_id
+
+
+class ClientSet:
+    def __init__(self, settings: Settings, shared: SharedState,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.shared = shared
+        self.environ = environ
+        self.clients: dict[str, Client] = {}
+        self.signature = ""
+        self.loaded = False
+        self.last_error = ""
+        self._jwks: dict[str, JwksSource] = {}
+        self._task: asyncio.Task[None] | None = None
+        #: metrics hook, called with "ok" | "error"
+        self.on_reload: Callable[[str], None] = lambda result: None
+
+    @property
+    def config_dir(self) -> Path:
+        return self.settings.config_dir
+
+    def get(self, client_id: str) -> Client | None:
+        return self.clients.get(client_id)
+
+    async def load(self) -> None:
+        """First load: raise ConfigError (every problem) so the service refuses to start."""
+        signature = directory_signature(self.config_dir)
+        result = scan_clients(self.config_dir, self.environ)
+        if result.problems:
+            raise ConfigError(result.problems)
+        for warning in result.warnings:
+            log.warning(warning, extra={"warning": "dev_auth_none"})
+        await self._install(result.clients, signature)
+
+    async def reload(self) -> str:
+        """Reload when the directory changed. Returns "ok", "error" or "unchanged"."""
+        signature = directory_signature(self.config_dir)
+        if signature == self.signature:
+            return "unchanged"
+        result = scan_clients(self.config_dir, self.environ)
+        if result.problems:
+            self.signature = signature  # do not re-log the same broken state every poll
+            self.last_error = f"{len(result.problems)} problem(s)"
+            log.error("config reload rejected; keeping the last good config",
+                      extra={"problems": [str(p) for p in result.problems]})
+            self.on_reload("error")
+            return "error"
+        try:
+            await self._install(result.clients, signature)
+        except Exception as exc:  # noqa: BLE001 - a bad key file must not kill the service
+            self.last_error = type(exc).__name__
+            log.error("config reload failed; keeping the last good config",
+                      extra={"error": type(exc).__name__})
+            self.on_reload("error")
+            return "error"
+        self.last_error = ""
+        log.info("config reloaded", extra={"clients": sorted(self.clients)})
+        self.on_reload("ok")
+        return "ok"
+
+    async def start_watching(self) -> None:
+        if self.settings.reload_interval > 0:
+            self._task = asyncio.create_task(self._watch(), name="config-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for source in self._jwks.values():
+            await source.stop()
+
+    def jwks_status(self) -> dict[str, str]:
+        return {url: ("ok" if s.usable else "unavailable") for url, s in self._jwks.items()}
+
+    async def _install(self, configs: dict[str, ClientConfig], signature: str) -> None:
+        wanted = {c.auth.jwks_url for c in configs.values() if c.auth.jwks_url}
+        new_sources: list[JwksSource] = []
+        for url in wanted - set(self._jwks):
+            source = JwksSource(
+                url, refresh=self.settings.jwks_refresh, max_stale=self.settings.jwks_max_stale,
+                timeout=self.settings.http_timeout, cache_get=self.shared.jwks_get,
+                cache_put=self.shared.jwks_put,
+            )
+            new_sources.append(source)
+        for source in new_sources:
+            await source.start()
+            self._jwks[source.url] = source
+        clients = {
+            cid: Client(
+                cfg,
+                Authenticator.build(cfg.auth, self._jwks.get(cfg.auth.jwks_url or "")),
+                Minter(cfg.twilio, cfg.ttl_seconds),
+            )
+            for cid, cfg in configs.items()
+        }
+        for url in set(self._jwks) - wanted:
+            await self._jwks.pop(url).stop()
+        self.clients = clients
+        self.signature = signature
+        self.loaded = True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            try:
+                await self.reload()
+            except Exception as exc:  # noqa: BLE001 - keep watching whatever happens
+                log.error("config watch error", extra={"error": type(exc).__name__})

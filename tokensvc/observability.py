@@ -1,0 +1,168 @@
+"""Logging (one JSON line per request, no secrets) and Prometheus metrics.
+
+Logs go to stdout: JSON lines when stdout is not a TTY (or ``TOKENSVC_LOG_FORMAT=json``),
+``key=value`` text on a TTY. Structured fields are passed with ``extra={...}``; only names in
+``LOG_FIELDS`` are emitted, so an accidental ``extra={"token": ...}`` cannot leak. Identities
+appear only as a keyed, non-reversible fingerprint.
+
+Metrics use prometheus-client. With several Hypercorn workers the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and ``/metrics`` aggregates every
+worker's files. Label values are bounded: configured client ids (else ``unknown``), ISO
+country codes (else ``unknown``), edge names from the catalogue, fixed outcome words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+from tokensvc import __version__
+
+LOG_FIELDS = (
+    "request_id", "method", "path", "client", "status", "code", "latency_ms", "region",
+    "identity_fp", "country", "edge", "outcome", "reason", "error", "backend", "problems",
+    "problem", "clients", "result", "worker", "jwks_url", "bind", "workers", "version",
+    "signal", "warning", "count",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in LOG_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception"] = record.exc_info[0].__name__
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
+                 f"{record.levelname:<7}", record.getMessage()]
+        for name in LOG_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        if record.exc_info and record.exc_info[0] is not None:
+            parts.append(f"exception={record.exc_info[0].__name__}")
+        return " ".join(parts)
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Hypercorn's own access log would duplicate ours (and log raw paths); keep its errors.
+    logging.getLogger("hypercorn.access").disabled = True
+    logging.getLogger("hypercorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+class Fingerprinter:
+    """Keyed, non-reversible identity fingerprints for logs (HMAC-SHA256, 16 hex chars).
+
+    The key comes from ``TOKENSVC_FINGERPRINT_KEY`` when set (stable across pods, so an
+    operator can correlate), else a random per-process key.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        env_key = os.environ.get("TOKENSVC_FINGERPRINT_KEY", "")
+        self._key = key or env_key.encode() or secrets.token_bytes(32)
+
+    def __call__(self, client: str, identity: str) -> str:
+        msg = f"{client}\x00{identity}".encode("utf-8", "replace")
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return "Fingerprinter(<SECRET>)"
+
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Every metric tokensvc exports, on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("tokensvc_token_requests", "Token requests by outcome",
+                                ["client", "outcome", "status"], registry=r)
+        self.minted = Counter("tokensvc_tokens_minted", "Tokens minted",
+                              ["client", "home_region"], registry=r)
+        self.latency = Histogram("tokensvc_request_duration_seconds", "Request latency",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.first_edge = Counter("tokensvc_edges_returned",
+                                  "Edge lists returned, by first edge",
+                                  ["client", "country", "first_edge"], registry=r)
+        self.drained = Gauge("tokensvc_drained_edges", "1 when an edge is drained",
+                             ["edge"], registry=r, multiprocess_mode="max")
+        self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a rate limit",
+                                    ["client", "scope"], registry=r)
+        self.rate_local = Counter("tokensvc_rate_limit_local",
+                                  "Rate-limit checks counted locally (shared store unavailable)",
+                                  registry=r)
+        self.redis_up = Gauge("tokensvc_redis_up", "1 when shared state is healthy",
+                              registry=r, multiprocess_mode="min")
+        self.redis_failovers = Counter("tokensvc_redis_failovers",
+                                       "Redis primary changes seen", registry=r)
+        self.redis_latency = Histogram("tokensvc_redis_operation_seconds",
+                                       "Redis operation latency", ["op"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("tokensvc_config_reloads", "Config reloads by result",
+                               ["result"], registry=r)
+        self.auth_failures = Counter("tokensvc_auth_failures", "Caller-auth failures by reason",
+                                     ["client", "reason"], registry=r)
+        self.jwks_refreshes = Counter("tokensvc_jwks_refreshes", "JWKS refreshes by result",
+                                      ["result"], registry=r)
+        self.build = Gauge("tokensvc_build_info", "Build information", ["version", "region"],
+                           registry=r, multiprocess_mode="max")
+
+    def set_build(self, region: str) -> None:
+        self.build.labels(__version__, region).set(1)
+
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+_metrics: Metrics | None = None
+
+
+def metrics() -> Metrics:
+    """The process-wide metrics (prometheus-client's multiprocess files are per process)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics

@@ -1,0 +1,58 @@
+"""The running service: settings, live clients, shared state, metrics, readiness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokensvc.clients import ClientConfig
+from tokensvc.clientset import ClientSet
+from tokensvc.edges import EDGES
+from tokensvc.observability import Fingerprinter, Metrics
+from tokensvc.settings import Settings
+from tokensvc.state import SharedState
+
+
+@dataclass
+class Service:
+    settings: Settings
+    clients: ClientSet
+    shared: SharedState
+    metrics: Metrics
+    fingerprint: Fingerprinter = field(default_factory=Fingerprinter)
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.clients.loaded and bool(self.clients.clients) and not self.draining
+
+    def readiness(self) -> dict[str, object]:
+        return {
+            "config": "ok" if self.clients.loaded else "not_loaded",
+            "config_reload": "error: " + self.clients.last_error if self.clients.last_error
+            else "ok",
+            "clients": len(self.clients.clients),
+            "signing_keys": "ok" if all(c.config.twilio.api_keys
+                                        for c in self.clients.clients.values()) else "missing",
+            "draining": self.draining,
+            # Shared state is reported, never a reason to leave the load balancer: a Redis
+            # outage must not take every pod out at once.
+            "state": self.shared.health(),
+            "jwks": self.clients.jwks_status(),
+        }
+
+    def observe_rate(self, shared: bool) -> None:
+        if not shared:
+            self.metrics.rate_local.inc()
+
+    def observe_token(self, cfg: ClientConfig, country: str | None, first_edge: str) -> None:
+        m = self.metrics
+        m.minted.labels(cfg.client_id, cfg.twilio.home_region).inc()
+        m.first_edge.labels(cfg.client_id, country or "unknown", first_edge).inc()
+
+    def observe_state(self) -> None:
+        """Copy shared-state health into gauges (called periodically and on scrape)."""
+        m = self.metrics
+        m.redis_up.set(0 if self.shared.degraded else 1)
+        drained = self.shared.snapshot.drains
+        for edge in EDGES:
+            m.drained.labels(edge).set(1 if edge in drained else 0)
