@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensvc import routes
 from tokensvc.clientset import ClientSet
-from tokensvc.errors import ApiError, MethodNotAllowed, NotFound
+from tokensvc.errors import ApiError, HeadersTooLarge, MethodNotAllowed, NotFound
+from tokensvc.observability import Fingerprinter
 from tokensvc.observability import metrics as process_metrics
 from tokensvc.openapi import OPENAPI
 from tokensvc.service import Service
@@ -78,6 +79,7 @@ class RequestContext:
         self.app = app
         self.service = service
         self.admin_port = service.settings.admin_port
+        self.max_header_bytes = service.settings.max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +106,12 @@ class RequestContext:
         on_admin = self.admin_port is not None and server is not None and (
             server[1] == self.admin_port)
         try:
-            if on_admin and path not in ADMIN_PATHS:
+            if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+                error = HeadersTooLarge(f"headers exceed {self.max_header_bytes} bytes")
+                ctx["code"] = error.code
+                await problem(error.status, error.code, error.title, error.detail,
+                              {"Connection": "close"})(scope, receive, send_wrapper)
+            elif on_admin and path not in ADMIN_PATHS:
                 await problem(404, "not_found", "Not found", "admin port: metrics and probes "
                               "only")(scope, receive, send_wrapper)
             elif path == "/metrics" and not on_admin:
@@ -154,7 +161,9 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     state = shared if shared is not None else build_shared_state(settings)
     metrics = process_metrics()
     clientset = ClientSet(settings, state)
-    service = Service(settings=settings, clients=clientset, shared=state, metrics=metrics)
+    key = settings.fingerprint_key.reveal().encode() if settings.fingerprint_key else None
+    service = Service(settings=settings, clients=clientset, shared=state, metrics=metrics,
+                      fingerprint=Fingerprinter(key))
     clientset.on_reload = lambda result: metrics.reloads.labels(result).inc()
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,8 +60,12 @@ def bearer(authorization: str | None) -> str:
 def _http_get(url: str, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": "application/json",  # noqa: S310
                                                   "User-Agent": "tokensvc-jwks"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - https only
-        body: bytes = response.read(JWKS_MAX_BYTES + 1)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body: bytes = response.read(JWKS_MAX_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # an error response holds the socket open until closed
+        raise
     if len(body) > JWKS_MAX_BYTES:
         raise ValueError("JWKS document too large")
     return body

@@ -14,6 +14,7 @@
         ├── PayloadTooLarge            413 payload_too_large
         ├── UnsupportedMediaType       415 unsupported_media_type
         ├── RateLimited                429 rate_limited (with Retry-After)
+        ├── HeadersTooLarge            431 headers_too_large
         └── NotReady                   503 not_ready
 
 The ``code`` strings are part of the public API: clients switch on them, never on ``detail``.
@@ -113,6 +114,10 @@ class RateLimited(ApiError):
     def __init__(self, detail: str = "", *, retry_after: int = 1) -> None:
         self.retry_after = max(1, int(retry_after))
         super().__init__(detail, headers={"Retry-After": str(self.retry_after)})
+
+
+class HeadersTooLarge(ApiError):
+    status, code, title = 431, "headers_too_large", "Request headers too large"
 
 
 class NotReady(ApiError):

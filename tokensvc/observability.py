@@ -94,8 +94,7 @@ class Fingerprinter:
     """
 
     def __init__(self, key: bytes | None = None) -> None:
-        env_key = os.environ.get("TOKENSVC_FINGERPRINT_KEY", "")
-        self._key = key or env_key.encode() or secrets.token_bytes(32)
+        self._key = key or secrets.token_bytes(32)
 
     def __call__(self, client: str, identity: str) -> str:
         msg = f"{client}\x00{identity}".encode("utf-8", "replace")

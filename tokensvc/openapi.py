@@ -9,7 +9,8 @@ from tokensvc.edges import EDGES
 
 _PROBLEM_CODES = ["invalid_request", "unauthenticated", "forbidden", "unknown_client",
                   "not_found", "method_not_allowed", "request_timeout", "payload_too_large",
-                  "unsupported_media_type", "rate_limited", "not_ready"]
+                  "unsupported_media_type", "rate_limited", "headers_too_large",
+                  "not_ready"]
 
 
 def _problem(description: str) -> dict[str, Any]:

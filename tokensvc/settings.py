@@ -82,6 +82,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "Longest a token request waits on Redis; past it the request proceeds without it."),
     EnvVar("TOKENSVC_REDIS_REFRESH", "2",
            "Seconds between background refreshes of the drains/blocks snapshot."),
+    EnvVar("TOKENSVC_FINGERPRINT_KEY", "(random per process)",
+           "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); "
+           "set it to correlate one caller across pods."),
     EnvVar("TOKENSVC_OPS_CONFIG", "(unset)",
            "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."),
     EnvVar("PROMETHEUS_MULTIPROC_DIR", "(unset)",
@@ -123,6 +126,7 @@ class Settings:
     redis_budget_ms: float = 20.0
     redis_refresh: float = 2.0
     ops_config: Path | None = None
+    fingerprint_key: Secret | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -180,6 +184,7 @@ class Settings:
             ),
             redis_refresh=reader.get("TOKENSVC_REDIS_REFRESH", _positive_float, d.redis_refresh),
             ops_config=reader.optional("TOKENSVC_OPS_CONFIG", Path),
+            fingerprint_key=reader.secret("TOKENSVC_FINGERPRINT_KEY"),
         )
         if reader.problems:
             raise ConfigError(reader.problems)

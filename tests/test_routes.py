@@ -1,0 +1,207 @@
+"""HTTP contract of the public API: every status code, problem+json bodies, headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import make_client
+from support import API_KEY_SECRET, ORIGIN, assertion, write_client
+
+TOKEN = "/v1/clients/app/token"
+
+
+def auth(sub: str = "alice", **claims: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {assertion(sub, **claims)}"}
+
+
+def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+    assert (status, "application/problem+json") == (
+        response.status_code, response.headers["content-type"])
+    body = response.json()
+    assert (code, status) == (body["code"], body["status"])
+    assert {"type", "title", "detail"} <= set(body)
+    return body
+
+
+def test_token_response_shape(client: TestClient) -> None:
+    """200 with token, identity, ttl, expires_at, refresh_in, edges, region, home_region."""
+    r = client.post(TOKEN, headers=auth())
+    assert 200 == r.status_code
+    body = r.json()
+    assert {"token", "identity", "ttl", "expires_at", "refresh_in", "edges", "region",
+            "home_region"} == set(body)
+    assert ("alice", 3600, "us1", "local") == (body["identity"], body["ttl"],
+                                               body["home_region"], body["region"])
+    assert 0.75 * 3600 <= body["refresh_in"] <= 0.85 * 3600
+    assert body["expires_at"].endswith("Z")
+    assert "no-store" == r.headers["cache-control"]
+    claims = jwt.decode(body["token"], API_KEY_SECRET, algorithms=["HS256"])
+    assert "alice" == claims["grants"]["identity"]
+
+
+def test_identity_comes_from_token_not_body(client: TestClient) -> None:
+    """A jwt client refuses an identity in the body (400)."""
+    r = client.post(TOKEN, headers=auth(), json={"identity": "mallory"})
+    assert_problem(r, 400, "invalid_request")
+
+
+def test_country_hint_orders_edges(client: TestClient) -> None:
+    """The body's country picks by_country, then the geo table."""
+    ie = client.post(TOKEN, headers=auth(), json={"country": "IE"}).json()["edges"]
+    jp = client.post(TOKEN, headers=auth(), json={"country": "jp"}).json()["edges"]
+    assert (["dublin", "frankfurt", "ashburn"], "tokyo") == (ie, jp[0])
+
+
+def test_trusted_country_header_wins_over_hint(config_dir: Path) -> None:
+    """With TOKENSVC_COUNTRY_HEADER set, the load balancer's header beats the body hint."""
+    with make_client(config_dir, country_header="cloudfront-viewer-country") as c:
+        r = c.post(TOKEN, headers={**auth(), "CloudFront-Viewer-Country": "IE"},
+                   json={"country": "JP"})
+    assert "dublin" == r.json()["edges"][0]
+
+
+def test_edges_endpoint_needs_no_auth(client: TestClient) -> None:
+    """GET edges answers without a credential, with a short cache lifetime."""
+    r = client.get("/v1/clients/app/edges?country=IE")
+    assert (200, ["dublin", "frankfurt", "ashburn"]) == (r.status_code, r.json()["edges"])
+    assert "max-age=10" in r.headers["cache-control"]
+
+
+def test_unauthenticated_has_www_authenticate(client: TestClient) -> None:
+    """401 carries WWW-Authenticate and the unauthenticated code."""
+    r = client.post(TOKEN)
+    assert_problem(r, 401, "unauthenticated")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_unknown_client_is_404(client: TestClient) -> None:
+    """An unknown client id is 404 unknown_client."""
+    assert_problem(client.post("/v1/clients/nope/token", headers=auth()), 404,
+                   "unknown_client")
+
+
+def test_unknown_path_and_method(client: TestClient) -> None:
+    """Unknown paths are 404 not_found, wrong methods 405, both problem+json."""
+    assert_problem(client.get("/nowhere"), 404, "not_found")
+    assert_problem(client.get(TOKEN), 405, "method_not_allowed")
+
+
+def test_body_too_large_is_413(client: TestClient) -> None:
+    """A body over the cap is 413 before it is parsed."""
+    r = client.post(TOKEN, headers={**auth(), "content-type": "application/json"},
+                    content=b'{"country": "' + b"x" * 10000 + b'"}')
+    assert_problem(r, 413, "payload_too_large")
+
+
+def test_non_json_body_is_415(client: TestClient) -> None:
+    """A non-JSON body is 415."""
+    r = client.post(TOKEN, headers={**auth(), "content-type": "text/plain"}, content=b"hi")
+    assert_problem(r, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("body", [b"{", b"[]", b'{"platform": "fax"}', b'{"extra": 1}',
+                                  b'{"country": 5}', b'{"apns_environment": "x"}'])
+def test_invalid_body_is_400(client: TestClient, body: bytes) -> None:
+    """Malformed JSON, a non-object, bad values and unknown fields are 400."""
+    r = client.post(TOKEN, headers={**auth(), "content-type": "application/json"},
+                    content=body)
+    assert_problem(r, 400, "invalid_request")
+
+
+def test_blocked_identity_in_config_is_403(tmp_path: Path) -> None:
+    """An identity listed in blocked_identities gets 403 forbidden."""
+    write_client(tmp_path, "app", blocked_identities=["mallory"])
+    with make_client(tmp_path) as c:
+        assert_problem(c.post(TOKEN, headers=auth("mallory")), 403, "forbidden")
+        assert 200 == c.post(TOKEN, headers=auth("alice")).status_code
+
+
+def test_per_identity_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
+    """Past the per-identity limit, 429 with Retry-After; other identities are unaffected."""
+    write_client(tmp_path, "app", rate_limit={"per_identity": "2/minute"})
+    with make_client(tmp_path) as c:
+        codes = [c.post(TOKEN, headers=auth("alice")).status_code for _ in range(3)]
+        r = c.post(TOKEN, headers=auth("alice"))
+        other = c.post(TOKEN, headers=auth("bob")).status_code
+    assert ([200, 200, 429], 200) == (codes, other)
+    assert_problem(r, 429, "rate_limited")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_per_ip_rate_limit(tmp_path: Path) -> None:
+    """Past the per-IP limit, every identity from that address gets 429."""
+    write_client(tmp_path, "app", rate_limit={"per_ip": "2/minute", "per_identity": None})
+    with make_client(tmp_path) as c:
+        codes = [c.post(TOKEN, headers=auth(f"user{i}")).status_code for i in range(3)]
+    assert [200, 200, 429] == codes
+
+
+def test_preflight_allows_configured_origin(client: TestClient) -> None:
+    """OPTIONS from an allowed origin answers 204 with that origin, never a wildcard."""
+    r = client.options(TOKEN, headers={"Origin": ORIGIN,
+                                       "Access-Control-Request-Method": "POST"})
+    assert (204, ORIGIN) == (r.status_code, r.headers["access-control-allow-origin"])
+    assert "authorization" in r.headers["access-control-allow-headers"]
+
+
+def test_preflight_refuses_other_origin(client: TestClient) -> None:
+    """OPTIONS from an origin not in cors.allow_origins is 403."""
+    r = client.options(TOKEN, headers={"Origin": "https://evil.example",
+                                       "Access-Control-Request-Method": "POST"})
+    assert_problem(r, 403, "forbidden")
+
+
+def test_cors_header_on_token_response(client: TestClient) -> None:
+    """A token response to an allowed origin carries Access-Control-Allow-Origin."""
+    r = client.post(TOKEN, headers={**auth(), "Origin": ORIGIN})
+    assert ORIGIN == r.headers["access-control-allow-origin"]
+    r = client.post(TOKEN, headers={**auth(), "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    """A valid incoming X-Request-Id is echoed; otherwise one is generated."""
+    assert "abc-123" == client.get("/livez", headers={"X-Request-Id": "abc-123"}).headers[
+        "x-request-id"]
+    assert 16 == len(client.get("/livez", headers={"X-Request-Id": "bad id!"}).headers[
+        "x-request-id"])
+
+
+def test_probes(client: TestClient) -> None:
+    """livez and readyz answer 200 with JSON; readyz lists its checks."""
+    assert 200 == client.get("/livez").status_code
+    r = client.get("/readyz")
+    assert (200, "ok") == (r.status_code, r.json()["checks"]["config"])
+
+
+def test_readyz_is_503_while_draining(client: TestClient) -> None:
+    """Once shutdown starts, readyz is 503 and token requests are 503 not_ready."""
+    client.app.state.service.draining = True  # type: ignore[attr-defined]
+    assert 503 == client.get("/readyz").status_code
+    assert_problem(client.post(TOKEN, headers=auth()), 503, "not_ready")
+
+
+def test_metrics_not_on_public_port(client: TestClient) -> None:
+    """/metrics is not served on the public port."""
+    assert_problem(client.get("/metrics"), 404, "not_found")
+
+
+def test_admin_port_serves_metrics_and_probes_only(config_dir: Path) -> None:
+    """On the admin port, /metrics answers and the token API does not."""
+    with make_client(config_dir, admin_port=9090) as c:
+        admin = TestClient(c.app, base_url="http://127.0.0.1:9090")  # same app, no 2nd lifespan
+        c.post(TOKEN, headers=auth())
+        metrics = admin.get("/metrics")
+        assert 200 == metrics.status_code
+        assert "tokensvc_tokens_minted_total" in metrics.text
+        assert 404 == admin.post(TOKEN, headers=auth()).status_code
+
+
+def test_openapi_document(client: TestClient) -> None:
+    """/openapi.json describes the token endpoint."""
+    doc = client.get("/openapi.json").json()
+    assert "post" in doc["paths"]["/v1/clients/{client}/token"]
