@@ -1,0 +1,189 @@
+// Type declarations of the tokensvc browser helper (src/index.js). Keep in step with the JSDoc.
+
+/** The service's 200 answer to `POST /v1/clients/{client}/token`. */
+export interface TokenResponse {
+  /** The Twilio Voice Access Token (a JWT). Never log it. */
+  token: string;
+  /** Ordered edge names for the Device, e.g. `["dublin", "frankfurt", "ashburn"]`. */
+  edges: string[];
+  /** Seconds after which to fetch a new token (already jittered by the service). */
+  refresh_in?: number;
+  /** Token lifetime in seconds. */
+  ttl?: number;
+  /** RFC 3339 UTC expiry time. */
+  expires_at?: string;
+  identity?: string;
+  /** Region of the tokensvc deployment that answered. */
+  region?: string;
+  /** Twilio home region of the client's account (`us1`, `ie1`, `au1`). */
+  home_region?: string;
+  [key: string]: unknown;
+}
+
+/** One request to one regional endpoint. */
+export interface Attempt {
+  endpoint: string;
+  outcome: 'ok' | 'network' | 'timeout' | 'http' | 'bad_response';
+  status?: number;
+  /** problem+json `code`, or `http_<status>` when the body was not problem+json. */
+  code?: string;
+  elapsedMs: number;
+}
+
+export interface ProviderOptions {
+  /** Ordered regional base URLs, e.g. `["https://token.eu.example.com", "https://token.us.example.com"]`. */
+  endpoints: string[];
+  /** tokensvc client id. */
+  client: string;
+  /** Returns the caller credential sent as `Authorization: Bearer ...`; called once per round. */
+  getCredential: () => string | Promise<string>;
+  /** Timeout of one request to one endpoint, headers and body (default 5000). */
+  attemptTimeoutMs?: number;
+  /** How long an endpoint that just failed is skipped (default 30000). */
+  cooldownMs?: number;
+  /** How long the endpoint that last worked is tried first (default 600000). */
+  stickyMs?: number;
+  /** Rounds over all endpoints per `fetchToken()` (default 3). */
+  maxRounds?: number;
+  /** Back-off after the first failed round, doubling per failed round, jittered (default 500). */
+  backoffBaseMs?: number;
+  /** Largest back-off (default 30000). */
+  backoffMaxMs?: number;
+  /** Sent in the body (default "browser"). */
+  platform?: 'browser' | 'ios' | 'android';
+  /** ISO 3166 country hint sent in the body. */
+  country?: string | (() => string | undefined);
+  /** Only for tokensvc clients that authenticate with an API key. */
+  identity?: string;
+  /** Called after every attempt; never receives the token or the credential. */
+  onAttempt?: (attempt: Attempt) => void;
+  /** fetch implementation (default `globalThis.fetch`). */
+  fetch?: typeof fetch;
+  /** Random source for the jitter (default `Math.random`). */
+  random?: () => number;
+}
+
+export interface ProviderStatus {
+  preferred: string | null;
+  cooling: { endpoint: string; remainingMs: number }[];
+  backoffRemainingMs: number;
+}
+
+export interface TokenProvider {
+  /**
+   * Fetch a token, failing over between endpoints.
+   * @throws {TokenRequestError} a final answer (400/401/403/404...)
+   * @throws {TokenUnavailableError} no endpoint produced a token
+   */
+  fetchToken(options?: { signal?: AbortSignal }): Promise<TokenResponse>;
+  /** Stickiness, cool-downs and back-off, for diagnostics. */
+  status(): ProviderStatus;
+  /** Forget stickiness, cool-downs and back-off (e.g. on the browser's `online` event). */
+  reset(): void;
+  readonly endpoints: readonly string[];
+  /** The endpoint that produced the last token. */
+  readonly lastEndpoint: string | null;
+}
+
+export function createTokenProvider(options: ProviderOptions): TokenProvider;
+/** True for statuses after which another region may do better (5xx, 408, 429). */
+export function isRetryableStatus(status: number): boolean;
+/** `Retry-After` (seconds or HTTP date) in milliseconds; 0 when absent or unreadable. */
+export function parseRetryAfter(value: string | null): number;
+
+export class TokenProviderError extends Error {
+  constructor(message: string, options?: { cause?: unknown });
+}
+
+/** A final answer from the service: do not fail over. Switch on `code`. */
+export class TokenRequestError extends TokenProviderError {
+  constructor(init: {
+    status: number;
+    code: string;
+    endpoint: string;
+    title?: string;
+    detail?: string;
+    type?: string;
+  });
+  readonly name: 'TokenRequestError';
+  status: number;
+  /** e.g. `invalid_request`, `unauthenticated`, `forbidden`, `unknown_client`, or `http_<status>`. */
+  code: string;
+  endpoint: string;
+  title: string;
+  detail: string;
+  type: string;
+}
+
+/** No endpoint produced a token. */
+export class TokenUnavailableError extends TokenProviderError {
+  constructor(attempts: Attempt[], retryInMs: number);
+  readonly name: 'TokenUnavailableError';
+  code: 'unavailable';
+  attempts: Attempt[];
+  /** Back-off the provider honours before its next request. */
+  retryInMs: number;
+}
+
+type Listener = (...args: any[]) => void;
+
+/** What the binding uses of a voice-sdk `Call`. */
+export interface CallLike {
+  on?(event: string, listener: Listener): unknown;
+  off?(event: string, listener: Listener): unknown;
+  removeListener?(event: string, listener: Listener): unknown;
+}
+
+/** What the binding uses of a voice-sdk `Device`. */
+export interface DeviceLike {
+  on(event: string, listener: Listener): unknown;
+  off?(event: string, listener: Listener): unknown;
+  removeListener?(event: string, listener: Listener): unknown;
+  updateToken(token: string): void;
+  updateOptions(options: { edge?: string | string[] }): void;
+  readonly isBusy?: boolean;
+  readonly calls?: ReadonlyArray<CallLike>;
+}
+
+export interface BindOptions<D extends DeviceLike = DeviceLike> {
+  /** Update this Device instead of creating one. */
+  device?: D;
+  /** Passed to `new Device(token, ...)`; `edge` is always set from the service's answer. */
+  deviceOptions?: Record<string, unknown>;
+  /** Shortest delay between refreshes (default 5000). */
+  minRefreshMs?: number;
+  /** Delay before retrying after a final error such as 401 (default 30000). */
+  retryMs?: number;
+  /** How often to check whether calls ended while an edge change waits (default 1000). */
+  idleCheckMs?: number;
+  onToken?: (response: TokenResponse) => void;
+  onEdgesChanged?: (edges: string[]) => void;
+  /** A refresh failed (default: `console.warn` with the message). */
+  onError?: (error: unknown) => void;
+}
+
+export interface DeviceBinding<D extends DeviceLike = DeviceLike> {
+  readonly device: D;
+  /** Fetch and apply a token now (shares an in-flight refresh). */
+  refresh(): Promise<TokenResponse>;
+  /** Clear timers and listeners. Does not destroy the Device. */
+  stop(): void;
+  /** The edge list the Device is using. */
+  readonly edges: readonly string[];
+  /** An edge list waiting for calls to end. */
+  readonly pendingEdges: readonly string[] | null;
+  readonly stopped: boolean;
+}
+
+/**
+ * Create (or update) a Device with a token and edges from tokensvc and keep both fresh.
+ * Pass the `Device` class of `@twilio/voice-sdk`.
+ */
+export function bindDevice<D extends DeviceLike>(
+  Device: new (token: string, options: Record<string, any>) => D,
+  provider: TokenProvider,
+  options?: BindOptions<D>,
+): Promise<DeviceBinding<D>>;
+
+/** True while the Device has any call, active or ringing. */
+export function isBusy(device: DeviceLike): boolean;

@@ -1,0 +1,10 @@
+/**
+ * tokensvc browser helper: regional failover for the token endpoint, edges into the Twilio Voice
+ * Device, tokens kept fresh. No runtime dependencies; pass the SDK's `Device` class in.
+ *
+ * @module
+ */
+
+export { createTokenProvider, isRetryableStatus, parseRetryAfter } from './provider.js';
+export { bindDevice, isBusy } from './device.js';
+export { TokenProviderError, TokenRequestError, TokenUnavailableError } from './errors.js';

@@ -1,0 +1,275 @@
+// bindDevice with a stand-in Device class (the voice-sdk 2.x surface it relies on) and a real
+// provider talking to stand-in regions on 127.0.0.1.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, test } from 'node:test';
+
+import { TokenUnavailableError, bindDevice, createTokenProvider } from '../src/index.js';
+import { startRegion, waitFor } from '../testing/regions.mjs';
+
+/**
+ * Records what the binding does to it. Like voice-sdk 2.x: `isBusy` means an active call, `calls`
+ * also holds ringing incoming calls, and an edge change during an active call throws.
+ */
+class StandInDevice extends EventEmitter {
+  /** @type {StandInDevice[]} */
+  static created = [];
+
+  /**
+   * @param {string} token
+   * @param {Record<string, unknown>} options
+   */
+  constructor(token, options) {
+    super();
+    this.token = token;
+    this.options = { ...options };
+    /** @type {string[]} */
+    this.tokenUpdates = [];
+    /** @type {Array<Record<string, unknown>>} */
+    this.optionUpdates = [];
+    /** edge changes attempted during an active call (the SDK throws) */
+    this.refusedOptionUpdates = 0;
+    /** @type {Array<EventEmitter | object>} */
+    this.calls = [];
+    /** @type {EventEmitter | object | null} */
+    this.activeCall = null;
+    StandInDevice.created.push(this);
+  }
+
+  get isBusy() {
+    return this.activeCall !== null;
+  }
+
+  /** @param {string} token */
+  updateToken(token) {
+    this.token = token;
+    this.tokenUpdates.push(token);
+  }
+
+  /** @param {Record<string, unknown>} options */
+  updateOptions(options) {
+    if (this.isBusy && 'edge' in options) {
+      this.refusedOptionUpdates += 1;
+      throw new Error('Cannot change Edge while on an active Call');
+    }
+    this.options = { ...this.options, ...options };
+    this.optionUpdates.push(options);
+  }
+
+  /** An accepted call (`active`) or a ringing incoming one. */
+  startCall({ active = true } = {}) {
+    const call = new EventEmitter();
+    this.calls.push(call);
+    if (active) this.activeCall = call;
+    return call;
+  }
+
+  /** @param {EventEmitter} call */
+  endCall(call) {
+    this.calls = this.calls.filter((c) => c !== call);
+    if (this.activeCall === call) this.activeCall = null;
+    call.emit('disconnect', call);
+  }
+}
+
+/** @type {Array<{close: () => Promise<void>}>} */
+let started = [];
+/** @type {Array<{stop: () => void}>} */
+let bindings = [];
+afterEach(async () => {
+  for (const b of bindings) b.stop();
+  bindings = [];
+  await Promise.all(started.map((r) => r.close()));
+  started = [];
+  StandInDevice.created = [];
+});
+
+/**
+ * A region, a provider for it and a binding with test-sized timers.
+ *
+ * @param {{refreshIn?: number, edges?: string[], bind?: import('../index.js').BindOptions}} [options]
+ */
+async function setup(options = {}) {
+  const region = await startRegion('eu', 'ok', { refreshIn: options.refreshIn ?? 3600, edges: options.edges });
+  started.push(region);
+  const provider = createTokenProvider({
+    endpoints: [region.url],
+    client: 'webphone',
+    getCredential: () => 'caller-credential',
+    attemptTimeoutMs: 1000,
+    backoffBaseMs: 20,
+    maxRounds: 1,
+    cooldownMs: 0,
+  });
+  /** @type {unknown[]} */
+  const errors = [];
+  const binding = await bindDevice(StandInDevice, provider, {
+    minRefreshMs: 10,
+    idleCheckMs: 50,
+    onError: (e) => errors.push(e),
+    ...options.bind,
+  });
+  bindings.push(binding);
+  return { region, provider, binding, device: binding.device, errors };
+}
+
+describe('creation', () => {
+  test('creates the Device with the token and the edge array from the service', async () => {
+    const { device } = await setup({ edges: ['dublin', 'frankfurt', 'ashburn'], bind: { deviceOptions: { closeProtection: true } } });
+    assert.equal(StandInDevice.created.length, 1);
+    assert.equal(device.token, 'stand-in-token-eu-1');
+    assert.deepEqual(device.options, { closeProtection: true, edge: ['dublin', 'frankfurt', 'ashburn'] });
+  });
+
+  test('an existing Device gets the token and the edges instead of a new Device', async () => {
+    const region = await startRegion('eu', 'ok', { edges: ['sydney', 'roaming'] });
+    started.push(region);
+    const existing = new StandInDevice('old-token', { edge: 'roaming' });
+    const provider = createTokenProvider({ endpoints: [region.url], client: 'webphone', getCredential: () => 'c' });
+    const binding = await bindDevice(StandInDevice, provider, { device: existing, onError: () => {} });
+    bindings.push(binding);
+    assert.equal(binding.device, existing);
+    assert.equal(StandInDevice.created.length, 1);
+    assert.deepEqual([existing.tokenUpdates, existing.optionUpdates], [['stand-in-token-eu-1'], [{ edge: ['sydney', 'roaming'] }]]);
+  });
+
+  test('bindDevice rejects with the provider error when no token can be had', async () => {
+    const region = await startRegion('eu', { status: 401, code: 'unauthenticated' });
+    started.push(region);
+    const provider = createTokenProvider({ endpoints: [region.url], client: 'webphone', getCredential: () => 'c' });
+    const error = await bindDevice(StandInDevice, provider).then(() => null, (e) => e);
+    assert.equal(error?.code, 'unauthenticated');
+    assert.equal(StandInDevice.created.length, 0);
+  });
+});
+
+describe('token refresh', () => {
+  test('the refresh_in timer fetches a new token and calls updateToken', async () => {
+    const { device } = await setup({ refreshIn: 0.1 });
+    const refreshed = await waitFor(() => device.tokenUpdates.length >= 2, 3000);
+    assert.ok(refreshed, `updateToken calls: ${device.tokenUpdates.length}`);
+    assert.deepEqual(device.tokenUpdates.slice(0, 2), ['stand-in-token-eu-2', 'stand-in-token-eu-3']);
+  });
+
+  test('tokenWillExpire fetches a new token and calls updateToken', async () => {
+    const { device } = await setup();
+    device.emit('tokenWillExpire', device);
+    assert.ok(await waitFor(() => device.tokenUpdates.length === 1));
+    assert.deepEqual(device.tokenUpdates, ['stand-in-token-eu-2']);
+  });
+
+  test('two triggers at once share one request', async () => {
+    const { device, region, binding } = await setup();
+    device.emit('tokenWillExpire', device);
+    await binding.refresh();
+    assert.deepEqual([region.hits.length, device.tokenUpdates], [2, ['stand-in-token-eu-2']]);
+  });
+
+  test('a failed refresh is reported and retried after the back-off', async () => {
+    const { device, region, errors } = await setup();
+    region.set({ status: 503 });
+    device.emit('tokenWillExpire', device);
+    assert.ok(await waitFor(() => errors.length === 1));
+    assert.ok(errors[0] instanceof TokenUnavailableError);
+    region.set('ok');
+    assert.ok(await waitFor(() => device.tokenUpdates.length === 1), 'no retry after the failure');
+    assert.deepEqual(device.tokenUpdates, ['stand-in-token-eu-2']);
+  });
+});
+
+describe('edges', () => {
+  test('a changed edge list is applied with updateOptions when no call is active', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn', 'umatilla'] });
+    region.edges = ['dublin', 'frankfurt'];
+    await binding.refresh();
+    assert.deepEqual(device.optionUpdates, [{ edge: ['dublin', 'frankfurt'] }]);
+    assert.deepEqual(binding.edges, ['dublin', 'frankfurt']);
+  });
+
+  test('an unchanged edge list does not touch the Device options', async () => {
+    const { device, binding } = await setup();
+    await binding.refresh();
+    assert.deepEqual([device.tokenUpdates.length, device.optionUpdates], [1, []]);
+  });
+
+  test('during a call the new edges wait, and are applied when the call ends', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn'], bind: { idleCheckMs: 60_000 } });
+    const call = device.startCall();
+    region.edges = ['dublin', 'frankfurt'];
+    await binding.refresh();
+    assert.deepEqual(
+      [device.tokenUpdates, device.optionUpdates, device.refusedOptionUpdates, binding.pendingEdges],
+      [['stand-in-token-eu-2'], [], 0, ['dublin', 'frankfurt']],
+    );
+    device.endCall(call); // the call event, not the (1 minute) poll, triggers the update
+    assert.ok(await waitFor(() => device.optionUpdates.length === 1, 1000));
+    assert.deepEqual([device.optionUpdates, binding.pendingEdges], [[{ edge: ['dublin', 'frankfurt'] }], null]);
+  });
+
+  test('a ringing incoming call also defers the edge change (re-connecting would drop it)', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn'], bind: { idleCheckMs: 60_000 } });
+    const ringing = device.startCall({ active: false });
+    region.edges = ['singapore'];
+    await binding.refresh();
+    assert.deepEqual([device.optionUpdates, binding.pendingEdges], [[], ['singapore']]);
+    device.endCall(ringing);
+    assert.ok(await waitFor(() => device.optionUpdates.length === 1, 1000));
+    assert.deepEqual(device.optionUpdates, [{ edge: ['singapore'] }]);
+  });
+
+  test('a deferred edge list is applied by the idle poll when calls vanish without events', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn'], bind: { idleCheckMs: 50 } });
+    const silent = {}; // a call object with no event API
+    device.calls = [silent];
+    device.activeCall = silent;
+    region.edges = ['tokyo'];
+    await binding.refresh();
+    assert.deepEqual(device.optionUpdates, []);
+    device.calls = [];
+    device.activeCall = null;
+    assert.ok(await waitFor(() => device.optionUpdates.length === 1, 1000));
+    assert.deepEqual(device.optionUpdates, [{ edge: ['tokyo'] }]);
+  });
+
+  test('while deferred, a newer edge list replaces the waiting one', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn'], bind: { idleCheckMs: 60_000 } });
+    const call = device.startCall();
+    region.edges = ['dublin'];
+    await binding.refresh();
+    region.edges = ['frankfurt'];
+    await binding.refresh();
+    device.endCall(call);
+    assert.ok(await waitFor(() => device.optionUpdates.length === 1, 1000));
+    assert.deepEqual(device.optionUpdates, [{ edge: ['frankfurt'] }]);
+  });
+});
+
+describe('stop', () => {
+  test('stop() removes the listeners and the refresh timer', async () => {
+    const { device, region, binding } = await setup({ refreshIn: 0.1 });
+    binding.stop();
+    device.emit('tokenWillExpire', device);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      [device.listenerCount('tokenWillExpire'), device.listenerCount('destroyed'), region.hits.length, device.tokenUpdates],
+      [0, 0, 1, []],
+    );
+  });
+
+  test('stop() also removes listeners it put on calls and the idle poll', async () => {
+    const { device, region, binding } = await setup({ edges: ['ashburn'], bind: { idleCheckMs: 20 } });
+    const call = device.startCall();
+    region.edges = ['dublin'];
+    await binding.refresh();
+    binding.stop();
+    device.endCall(call);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual([call.listenerCount('disconnect'), device.optionUpdates], [0, []]);
+  });
+
+  test('the Device being destroyed stops the binding', async () => {
+    const { device, binding } = await setup();
+    device.emit('destroyed');
+    assert.deepEqual([binding.stopped, device.listenerCount('tokenWillExpire')], [true, 0]);
+  });
+});
