@@ -165,6 +165,10 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     service = Service(settings=settings, clients=clientset, shared=state, metrics=metrics,
                       fingerprint=Fingerprinter(key))
     clientset.on_reload = lambda result: metrics.reloads.labels(result).inc()
+    clientset.on_jwks_refresh = lambda result: metrics.jwks_refreshes.labels(result).inc()
+    if state.backend != "memory":
+        state.on_operation = lambda op, seconds, outcome: metrics.redis_latency.labels(
+            op).observe(seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -49,6 +49,8 @@ class ClientSet:
         self._task: asyncio.Task[None] | None = None
         #: metrics hook, called with "ok" | "error"
         self.on_reload: Callable[[str], None] = lambda result: None
+        #: metrics hook for JWKS refreshes, called with "ok" | "error" | "cache"
+        self.on_jwks_refresh: Callable[[str], None] = lambda result: None
 
     @property
     def config_dir(self) -> Path:
@@ -117,6 +119,7 @@ class ClientSet:
                 timeout=self.settings.http_timeout, cache_get=self.shared.jwks_get,
                 cache_put=self.shared.jwks_put,
             )
+            source.on_refresh = self.on_jwks_refresh
             new_sources.append(source)
         for source in new_sources:
             await source.start()

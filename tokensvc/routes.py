@@ -259,5 +259,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    body, content_type = _service(request).metrics.render()
+    service = _service(request)
+    service.observe_state()
+    body, content_type = service.metrics.render()
     return Response(body, media_type=content_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from tokensvc.clients import ClientConfig
@@ -20,6 +21,7 @@ class Service:
     metrics: Metrics
     fingerprint: Fingerprinter = field(default_factory=Fingerprinter)
     draining: bool = False
+    _failovers_reported: int = 0
 
     @property
     def ready(self) -> bool:
@@ -53,6 +55,10 @@ class Service:
         """Copy shared-state health into gauges (called periodically and on scrape)."""
         m = self.metrics
         m.redis_up.set(0 if self.shared.degraded else 1)
-        drained = self.shared.snapshot.drains
+        failovers = self.shared.failovers_seen
+        if failovers > self._failovers_reported:
+            m.redis_failovers.inc(failovers - self._failovers_reported)
+            self._failovers_reported = failovers
+        drained = self.shared.snapshot.drained(time.time())
         for edge in EDGES:
             m.drained.labels(edge).set(1 if edge in drained else 0)
