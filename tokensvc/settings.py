@@ -227,6 +227,9 @@ class _Reader:
 
 
 def _port(raw: str) -> int:
+    if raw.startswith("tcp://"):
+        raise ValueError(f"{raw!r} is a Kubernetes service link, not a port: name the Service "
+                         "differently or set enableServiceLinks: false")
     value = _positive_int(raw)
     if value > 65535:
         raise ValueError(f"port must be 1..65535, got {raw!r}")
