@@ -25,33 +25,37 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensvc import routes
 from tokensvc.clientset import ClientSet
-from tokensvc.errors import ApiError, HeadersTooLarge, MethodNotAllowed, NotFound
+from tokensvc.errors import (
+    PROBLEM_MEDIA_TYPE,
+    ApiError,
+    HeadersTooLarge,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+)
 from tokensvc.observability import Fingerprinter
 from tokensvc.observability import metrics as process_metrics
 from tokensvc.openapi import OPENAPI
 from tokensvc.service import Service
 from tokensvc.settings import Settings
 from tokensvc.state import SharedState, build_shared_state
+from tokensvc.token_endpoint import TokenEndpoint
 
 log = logging.getLogger("tokensvc.request")
-PROBLEM = "application/problem+json"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ADMIN_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
 
 
-def problem(status: int, code: str, title: str, detail: str,
-            headers: dict[str, str] | None = None) -> Response:
+def problem(error: ApiError, headers: dict[str, str] | None = None) -> Response:
     """An RFC 9457 problem document."""
-    body = {"type": f"https://tokensvc.dev/problems/{code}", "title": title, "status": status,
-            "detail": detail, "code": code}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+    return JSONResponse(error.document(), status_code=error.status, media_type=PROBLEM_MEDIA_TYPE,
+                        headers={**error.headers, "Cache-Control": "no-store", **(headers or {})})
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
     request.scope.setdefault("tokensvc", {})["code"] = exc.code
-    return problem(exc.status, exc.code, exc.title, exc.detail, exc.headers)
+    return problem(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -69,7 +73,7 @@ def _with_headers(error: ApiError, headers: dict[str, str]) -> ApiError:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
     request.scope.setdefault("tokensvc", {})["code"] = "internal"
-    return problem(500, "internal", "Internal error", "an unexpected error occurred")
+    return problem(InternalError("an unexpected error occurred"))
 
 
 class RequestContext:
@@ -80,6 +84,7 @@ class RequestContext:
         self.service = service
         self.admin_port = service.settings.admin_port
         self.max_header_bytes = service.settings.max_header_bytes
+        self.token = TokenEndpoint(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,16 +112,18 @@ class RequestContext:
             server[1] == self.admin_port)
         try:
             if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
-                error = HeadersTooLarge(f"headers exceed {self.max_header_bytes} bytes")
+                error: ApiError = HeadersTooLarge(
+                    f"headers exceed {self.max_header_bytes} bytes")
                 ctx["code"] = error.code
-                await problem(error.status, error.code, error.title, error.detail,
-                              {"Connection": "close"})(scope, receive, send_wrapper)
+                await problem(error, {"Connection": "close"})(scope, receive, send_wrapper)
             elif on_admin and path not in ADMIN_PATHS:
-                await problem(404, "not_found", "Not found", "admin port: metrics and probes "
-                              "only")(scope, receive, send_wrapper)
+                error = NotFound("admin port: metrics and probes only")
+                await problem(error)(scope, receive, send_wrapper)
             elif path == "/metrics" and not on_admin:
-                await problem(404, "not_found", "Not found", "metrics are served on the admin "
-                              "port")(scope, receive, send_wrapper)
+                error = NotFound("metrics are served on the admin port")
+                await problem(error)(scope, receive, send_wrapper)
+            elif (client_id := _token_client(path)) is not None and scope["method"] == "POST":
+                await self.token(scope, receive, send_wrapper, client_id, ctx)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
@@ -142,6 +149,15 @@ class RequestContext:
             "region": service.settings.region, "identity_fp": ctx.get("identity_fp"),
             "edge": ctx.get("edge"),
         })
+
+
+def _token_client(path: str) -> str | None:
+    """The client id of a /v1/clients/{client}/token path, else None."""
+    if path.startswith("/v1/clients/") and path.endswith("/token"):
+        client_id = path[12:-6]
+        if client_id and "/" not in client_id:
+            return client_id
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -188,7 +204,6 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
 
     app = Starlette(
         routes=[
-            Route("/v1/clients/{client}/token", routes.token, methods=["POST"]),
             Route("/v1/clients/{client}/token", routes.preflight, methods=["OPTIONS"]),
             Route("/v1/clients/{client}/edges", routes.edges, methods=["GET"]),
             Route("/v1/clients/{client}/edges", routes.preflight, methods=["OPTIONS"]),

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PROBLEM_BASE = "https://tokensvc.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
 
 class TokensvcError(Exception):
     """Base of every error tokensvc raises on purpose."""
@@ -65,6 +68,11 @@ class ApiError(TokensvcError):
         self.detail = detail or self.title
         self.headers = headers or {}
         super().__init__(self.detail)
+
+    def document(self) -> dict[str, object]:
+        """The RFC 9457 problem document."""
+        return {"type": f"{PROBLEM_BASE}{self.code}", "title": self.title,
+                "status": self.status, "detail": self.detail, "code": self.code}
 
 
 class InvalidRequest(ApiError):
@@ -122,3 +130,9 @@ class HeadersTooLarge(ApiError):
 
 class NotReady(ApiError):
     status, code, title = 503, "not_ready", "Service not ready"
+
+
+class InternalError(ApiError):
+    """Never raised on purpose: what an unexpected exception is rendered as."""
+
+    status, code, title = 500, "internal", "Internal error"
