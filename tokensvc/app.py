@@ -8,6 +8,7 @@ public ingress.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -33,7 +34,7 @@ from tokensvc.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from tokensvc.observability import Fingerprinter
+from tokensvc.observability import AccessLog, Fingerprinter
 from tokensvc.observability import metrics as process_metrics
 from tokensvc.openapi import OPENAPI
 from tokensvc.service import Service
@@ -85,6 +86,7 @@ class RequestContext:
         self.admin_port = service.settings.admin_port
         self.max_header_bytes = service.settings.max_header_bytes
         self.token = TokenEndpoint(service)
+        self.access_log = AccessLog(log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,11 +140,11 @@ class RequestContext:
         route = "token" if path.endswith("/token") else (
             "edges" if path.endswith("/edges") else "other")
         m = service.metrics
-        m.latency.labels(route).observe(elapsed)
+        m.child(m.latency, route).observe(elapsed)
         if route == "token" and scope["method"] == "POST":
             outcome = "ok" if status == 200 else ctx.get("code", "error")
-            m.requests.labels(client, outcome, str(status)).inc()
-        log.info("request", extra={
+            m.child(m.requests, client, outcome, str(status)).inc()
+        self.access_log.write({
             "request_id": request_id, "method": scope["method"], "path": path[:200],
             "client": client, "status": status, "code": ctx.get("code"),
             "reason": ctx.get("reason"), "latency_ms": round(elapsed * 1000, 3),
@@ -167,6 +169,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+async def _flush_logs() -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        AccessLog.flush()
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(OPENAPI)
 
@@ -183,8 +191,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     clientset.on_reload = lambda result: metrics.reloads.labels(result).inc()
     clientset.on_jwks_refresh = lambda result: metrics.jwks_refreshes.labels(result).inc()
     if state.backend != "memory":
-        state.on_operation = lambda op, seconds, outcome: metrics.redis_latency.labels(
-            op).observe(seconds)
+        state.on_operation = lambda op, seconds, outcome: metrics.child(
+            metrics.redis_latency, op).observe(seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -193,14 +201,17 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         await clientset.load()
         metrics.reloads.labels("ok").inc()
         await clientset.start_watching()
+        flusher = asyncio.create_task(_flush_logs(), name="log-flush")
         log.info("ready", extra={"clients": sorted(clientset.clients),
                                  "region": settings.region, "backend": state.backend})
         try:
             yield
         finally:
             service.draining = True
+            flusher.cancel()
             await clientset.stop()
             await state.stop()
+            AccessLog.flush()
 
     app = Starlette(
         routes=[

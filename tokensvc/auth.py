@@ -31,12 +31,11 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tokensvc import hmac_keys
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
+from tokensvc.jwtlib import VERIFIER
 
 log = logging.getLogger("tokensvc.auth")
-hmac_keys.install()
 
 MAX_CREDENTIAL = 8192
 MAX_KID = 256
@@ -259,7 +258,7 @@ class Authenticator:
         failure = "signature"
         for key in keys:
             try:
-                claims = jwt.decode(
+                claims = VERIFIER.decode(
                     token, key, algorithms=[alg], audience=cfg.audience, issuer=cfg.issuer,
                     leeway=cfg.leeway_seconds,
                     options={"require": ["exp", "iss", "aud"], "verify_signature": True},

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
-from tokensvc import hmac_keys
+from tokensvc import jwtlib
 from tokensvc.clients import MAX_TTL, TwilioConfig
 from tokensvc.errors import InvalidRequest
 
-hmac_keys.install()
+jwtlib.install()
 
 PLATFORMS = ("browser", "ios", "android")
 APNS_ENVIRONMENTS = ("production", "sandbox")

@@ -13,6 +13,7 @@ country codes (else ``unknown``), edge names from the catalogue, fixed outcome w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -74,8 +75,13 @@ class TextFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+_json_lines = False
+
+
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    global _json_lines
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    _json_lines = use_json
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     root = logging.getLogger()
@@ -84,6 +90,39 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     # Hypercorn's own access log would duplicate ours (and log raw paths); keep its errors.
     logging.getLogger("hypercorn.access").disabled = True
     logging.getLogger("hypercorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+class AccessLog:
+    """The one line per request, on the hot path.
+
+    In JSON mode the line is serialized directly and written to stdout's buffer: no LogRecord,
+    no handler lock, no flush (a write system call) per request. ``flush()`` runs every half
+    second from the app's lifespan and at shutdown, and any other log line flushes the same
+    buffer, so lines stay in order. In text mode (a TTY) it goes through ``logging``.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def write(self, fields: dict[str, Any]) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        if not _json_lines:
+            self.logger.info("request", extra=fields)
+            return
+        now = time.time()
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                + f".{int(now % 1 * 1000):03d}Z", "level": "info", "logger": self.logger.name,
+                "msg": "request"}
+        line.update((k, v) for k, v in fields.items() if v is not None)
+        # stdout closed or broken: never fail a request for a log line
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
+
+    @staticmethod
+    def flush() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
 
 
 class Fingerprinter:
@@ -112,6 +151,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter("tokensvc_token_requests", "Token requests by outcome",
                                 ["client", "outcome", "status"], registry=r)
@@ -144,6 +184,15 @@ class Metrics:
                                       ["result"], registry=r)
         self.build = Gauge("tokensvc_build_info", "Build information", ["version", "region"],
                            registry=r, multiprocess_mode="max")
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: label lookups cost more than the update.
+        Label values are bounded (see the module docstring), so this map is too."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def set_build(self, region: str) -> None:
         self.build.labels(__version__, region).set(1)

@@ -48,8 +48,8 @@ class Service:
 
     def observe_token(self, cfg: ClientConfig, country: str | None, first_edge: str) -> None:
         m = self.metrics
-        m.minted.labels(cfg.client_id, cfg.twilio.home_region).inc()
-        m.first_edge.labels(cfg.client_id, country or "unknown", first_edge).inc()
+        m.child(m.minted, cfg.client_id, cfg.twilio.home_region).inc()
+        m.child(m.first_edge, cfg.client_id, country or "unknown", first_edge).inc()
 
     def observe_state(self) -> None:
         """Copy shared-state health into gauges (called periodically and on scrape)."""
