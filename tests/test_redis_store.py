@@ -1,0 +1,525 @@
+"""RedisStore and SharedState against real valkey-server processes: single server, Sentinel
+failover (kill -9 and SIGSTOP), Redis down, read replicas, black holes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from redis_servers import BlackHole, Node, SentinelCluster, free_port, start_replica
+from tokensvc.errors import StoreError
+from tokensvc.redis_store import DRAINS, TOMBSTONE_SECONDS, Entry, RedisStore, Timeouts
+from tokensvc.state import MemoryStore, SharedState, Store
+
+BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
+#: Scheduling slack on a shared 2-core machine, on top of the budget, for latency asserts.
+SLACK = 0.05
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    """What a steady stream of token-request-like operations saw."""
+
+    sent: int = 0
+    failed: int = 0  # operations that raised
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (started, seconds)
+    shared: list[tuple[float, bool]] = field(default_factory=list)  # (started, counted shared)
+
+    def p99(self, since: float = 0.0, until: float = float("inf")) -> float:
+        values = sorted(s for t, s in self.latencies if since <= t <= until)
+        return values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0
+
+    def max(self) -> float:
+        return max((s for _, s in self.latencies), default=0.0)
+
+    def first_shared_after(self, moment: float) -> float | None:
+        """When the first operation after ``moment`` whose hits all reached Redis started."""
+        return next((t for t, ok in self.shared if t > moment and ok), None)
+
+
+async def token_stream(shared: SharedState, stop: asyncio.Event, result: StreamResult,
+                       interval: float = 0.005) -> None:
+    """What the token path does per request: two rate-limit hits (one budget), then snapshot
+    reads for drains and blocks. Runs until ``stop`` is set."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        started = time.monotonic()
+        try:
+            decisions = await shared.hit_all([
+                (f"rl:c:id:user{n % 20}", 1_000_000, 60),
+                (f"rl:c:ip:10.0.0.{n % 7}", 1_000_000, 60),
+            ])
+            shared.snapshot.drained(time.time())
+            shared.snapshot.is_blocked("c", f"user{n % 20}", time.time())
+            result.shared.append((started, all(d.shared for d in decisions)))
+        except Exception:  # noqa: BLE001 - counting failures is the point
+            result.failed += 1
+        result.sent += 1
+        result.latencies.append((started, time.monotonic() - started))
+        await asyncio.sleep(interval)
+
+
+async def eventually(check: Callable[[], bool], within: float) -> float:
+    """Seconds until ``check()`` is true; raises AssertionError after ``within`` seconds."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not true within {within}s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+def drained_now(shared: SharedState) -> frozenset[str]:
+    return shared.snapshot.drained(time.time())
+
+
+@pytest.fixture
+async def shared_factory() -> AsyncIterator[Callable[..., SharedState]]:
+    """Build SharedState instances (on RedisStore URLs) that are stopped at teardown."""
+    made: list[SharedState] = []
+
+    def make(url: str, **kwargs: object) -> SharedState:
+        read_url = kwargs.pop("read_url", None)
+        store = RedisStore(url, read_url=read_url if isinstance(read_url, str) else None)
+        state = SharedState(store, budget=BUDGET, refresh_interval=0.5,
+                            **kwargs)  # type: ignore[arg-type]
+        made.append(state)
+        return state
+
+    yield make
+    for state in made:
+        await state.stop()
+
+
+@pytest.fixture
+async def writer_factory() -> AsyncIterator[Callable[[str], RedisStore]]:
+    """RedisStores used as an operator would (writes), closed at teardown."""
+    made: list[RedisStore] = []
+
+    def make(url: str) -> RedisStore:
+        store = RedisStore(url)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+def record(name: str, **figures: float) -> None:
+    """Print measured figures for the report (shown with ``pytest -s``)."""
+    print(f"\n[figures] {name}: {json.dumps(figures)}")
+
+
+# -- one body, both stores -----------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    node: Node = request.getfixturevalue("redis_node")
+    redis_store = RedisStore(node.url)
+    yield redis_store
+    await redis_store.close()
+
+
+async def test_store_drains_expire_and_undrain(store: Store) -> None:
+    """A drain is in the snapshot until it expires or is undrained."""
+    await store.drain("dublin", 60, "maintenance")
+    await store.drain("tokyo", 0.2, "short")
+    await store.drain("sydney", 60, "")
+    await store.undrain("sydney")
+    await asyncio.sleep(0.3)
+    snapshot = await store.snapshot()
+    assert (frozenset({"dublin"}), "maintenance") == (
+        snapshot.drained(time.time()), snapshot.drains["dublin"].reason
+    )
+
+
+async def test_store_blocks_and_unblocks(store: Store) -> None:
+    """Blocks apply per (client, identity), with or without expiry; unblock removes them."""
+    await store.block("acme", "alice", None, "abuse")
+    await store.block("acme", "bob", 60, "")
+    await store.block("acme", "carol", 60, "")
+    await store.unblock("acme", "carol")
+    snapshot = await store.snapshot()
+    now = time.time()
+    assert [True, True, False, False] == [
+        snapshot.is_blocked("acme", "alice", now), snapshot.is_blocked("acme", "bob", now),
+        snapshot.is_blocked("acme", "carol", now), snapshot.is_blocked("other", "alice", now),
+    ]
+
+
+async def test_store_counts_hits_in_fixed_windows(store: Store) -> None:
+    """Hits count up per key within a window and reset time is within the window."""
+    counts = [(await store.hit("rl:c:id:a", 60))[0] for _ in range(3)]
+    other, reset = await store.hit("rl:c:id:b", 60)
+    assert ([1, 2, 3], 1) == (counts, other)
+    assert 0 < reset <= 60
+
+
+async def test_store_jwks_round_trip(store: Store) -> None:
+    """A JWKS document put is got back, byte for byte; an unknown URL gives None."""
+    doc = b'{"keys":[{"kty":"RSA","kid":"k1"}]}'
+    await store.jwks_put("https://idp.example.com/.well-known/jwks.json", doc, 60)
+    assert (doc, None) == (
+        await store.jwks_get("https://idp.example.com/.well-known/jwks.json"),
+        await store.jwks_get("https://other.example.com/jwks"),
+    )
+
+
+async def test_store_notifies_changes(store: Store) -> None:
+    """A drain written after subscribing produces a change notification."""
+    changes = store.changes()
+    if isinstance(store, RedisStore):
+        await anext(changes)  # subscribed
+    waiter = asyncio.ensure_future(anext(changes))
+    await asyncio.sleep(0.05)
+    await store.drain("dublin", 60, "")
+    async with asyncio.timeout(2):
+        await waiter
+    await changes.aclose()
+    assert waiter.done()
+
+
+# -- single server --------------------------------------------------------------------------
+
+
+async def test_single_server_pods_share_rate_limits(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """Two pods on one Redis share counters: 3/window allows 3 hits in total across both."""
+    pod_a, pod_b = shared_factory(redis_node.url), shared_factory(redis_node.url)
+    decisions = [await pod.hit("rl:c:id:alice", 3, 60) for pod in (pod_a, pod_b) * 2]
+    assert [True, True, True, False] == [d.allowed for d in decisions]
+    assert all(d.shared for d in decisions)
+
+
+async def test_single_server_drains_and_blocks_reach_pods(
+    redis_node: Node, shared_factory: Callable[..., SharedState],
+    writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """A drain and a block written by an operator reach a running pod's snapshot quickly."""
+    shared = shared_factory(redis_node.url)
+    await shared.start()
+    writer = writer_factory(redis_node.url)
+    await writer.drain("dublin", 60, "")
+    await writer.block("acme", "mallory", None, "")
+    took = await eventually(
+        lambda: "dublin" in drained_now(shared)
+        and shared.snapshot.is_blocked("acme", "mallory", time.time()),
+        2.0,
+    )
+    record("single_server_propagation", seconds=round(took, 4))
+    assert "ok" == shared.health()["status"]
+
+
+async def test_single_server_jwks_cache_survives_a_pod_restart(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """A JWKS document cached by one pod is read by a new pod (the IdP may be down then)."""
+    doc = b'{"keys":[]}'
+    await shared_factory(redis_node.url).jwks_put("https://idp/jwks", doc, 300)
+    assert doc == await shared_factory(redis_node.url).jwks_get("https://idp/jwks")
+
+
+async def test_last_writer_wins_and_tombstones_are_kept(
+    redis_node: Node, writer_factory: Callable[[str], RedisStore]
+) -> None:
+    """An older entry does not override a newer one; an undrain leaves a tombstone that an
+    older drain cannot overwrite."""
+    store = writer_factory(redis_node.url)
+    now = time.time()
+    written = [
+        await store.apply(DRAINS, "dublin", Entry(now, now + 60, "new")),
+        await store.apply(DRAINS, "dublin", Entry(now - 10, now + 600, "old")),
+        await store.apply(DRAINS, "tokyo", Entry.tombstone(now)),
+        await store.apply(DRAINS, "tokyo", Entry(now - 1, now + 60, "older drain")),
+    ]
+    entries = await store.entries(DRAINS)
+    assert ([True, False, True, False], "new", True) == (
+        written, entries["dublin"].reason, entries["tokyo"].deleted
+    )
+
+
+async def test_prune_removes_expired_entries_only(
+    redis_node: Node, writer_factory: Callable[[str], RedisStore]
+) -> None:
+    """Prune deletes expired records and old tombstones, keeping live ones."""
+    store = writer_factory(redis_node.url)
+    now = time.time()
+    await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))
+    await store.apply(DRAINS, "tokyo", Entry(now, now + 60))
+    await store.apply(DRAINS, "sydney", Entry.tombstone(now - TOMBSTONE_SECONDS - 1))
+    await store.apply(DRAINS, "ashburn", Entry.tombstone(now))
+    removed = await store.prune([DRAINS])
+    assert (2, {"tokyo", "ashburn"}) == (removed, set(await store.entries(DRAINS)))
+
+
+async def test_readonly_endpoint_drops_connections_and_recovers(
+    node_factory: Callable[[], Node], writer_factory: Callable[[str], RedisStore]
+) -> None:
+    """A write to a demoted primary (READONLY) fails as StoreError, counts a failover, and the
+    next write after promotion succeeds on fresh connections."""
+    other, node = node_factory(), node_factory()
+    store = writer_factory(node.url)
+    await store.drain("dublin", 60, "")
+    node.client().replicaof("127.0.0.1", other.port)
+    with pytest.raises(StoreError, match="read-only"):
+        await store.drain("tokyo", 60, "")
+    node.client().replicaof("NO", "ONE")
+    await store.drain("tokyo", 60, "")
+    assert 1 == store.failovers
+
+
+async def test_read_replica_serves_reads_and_change_notifications(
+    node_factory: Callable[[], Node], shared_factory: Callable[..., SharedState],
+    writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """With TOKENSVC_REDIS_READ_URL, drains published on the primary reach the pod through its
+    replica, and reads keep working while the primary is down (writes degrade to local)."""
+    primary = node_factory()
+    replica = start_replica(primary.dir.parent, primary)
+    try:
+        shared = shared_factory(primary.url, read_url=replica.url)
+        await shared.start()
+        await writer_factory(primary.url).drain("dublin", 60, "")
+        took = await eventually(lambda: "dublin" in drained_now(shared), 2.0)
+        primary.kill()
+        refreshed = await shared.refresh()
+        decision = await shared.hit("rl:c:id:a", 10, 60)
+        assert (True, frozenset({"dublin"}), True, False) == (
+            refreshed, drained_now(shared), decision.allowed, decision.shared
+        )
+        record("read_replica_propagation", seconds=round(took, 4))
+    finally:
+        replica.stop()
+
+
+# -- Redis down -----------------------------------------------------------------------------
+
+
+async def test_redis_down_for_the_whole_test(
+    shared_factory: Callable[..., SharedState],
+) -> None:
+    """Nothing listening: start is quick, every request is served within the budget, limits
+    are counted per pod (the 6th of 5/window is refused), health says degraded."""
+    shared = shared_factory(f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    await shared.start()
+    start_seconds = time.monotonic() - started
+    stop, result = asyncio.Event(), StreamResult()
+    task = asyncio.create_task(token_stream(shared, stop, result))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await task
+    limited = [await shared.hit("rl:c:id:alice", 5, 60) for _ in range(6)]
+    assert (0, "degraded") == (result.failed, shared.health()["status"])
+    assert [True] * 5 + [False] == [d.allowed for d in limited]
+    assert not any(d.shared for d in limited)
+    assert start_seconds < 1.5
+    assert result.p99() < BUDGET + SLACK
+
+
+async def test_redis_down_then_back_catches_up(
+    redis_node: Node, shared_factory: Callable[..., SharedState],
+    writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """Redis killed while requests flow: no request fails, limits go local; when it is back,
+    a drain written there is seen, counting is shared again and health is ok."""
+    shared = shared_factory(redis_node.url)
+    await shared.start()
+    stop, result = asyncio.Event(), StreamResult()
+    task = asyncio.create_task(token_stream(shared, stop, result))
+    await asyncio.sleep(0.3)
+    killed = time.monotonic()
+    await asyncio.to_thread(redis_node.kill)
+    await asyncio.sleep(1.5)
+    degraded_while_down = shared.degraded
+    await asyncio.to_thread(redis_node.restart)
+    back = time.monotonic()
+    await writer_factory(redis_node.url).drain("dublin", 60, "written while pods degraded")
+    caught_up = await eventually(
+        lambda: "dublin" in drained_now(shared) and not shared.degraded, 4.0
+    )
+    await asyncio.sleep(1.2)  # past a breaker cooldown: counting must be shared again
+    stop.set()
+    await task
+    shared_again = result.first_shared_after(back)
+    assert (0, True) == (result.failed, degraded_while_down)
+    assert shared_again is not None
+    assert result.p99(killed) < BUDGET + SLACK
+    record("down_then_back", sent=result.sent, failed=result.failed,
+           p99_ms=round(result.p99(killed) * 1000, 2),
+           caught_up_s=round(caught_up, 3), shared_again_s=round(shared_again - back, 3))
+
+
+# -- Sentinel -------------------------------------------------------------------------------
+
+
+async def test_sentinel_kill_primary_zero_failed_requests(
+    sentinel_cluster: SentinelCluster, shared_factory: Callable[..., SharedState],
+    writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """kill -9 of the primary under a steady stream: no operation fails or hangs, the new
+    primary is used afterwards, and a drain written after the failover reaches the pod."""
+    shared = shared_factory(sentinel_cluster.url)
+    await shared.start()
+    stop, result = asyncio.Event(), StreamResult()
+    task = asyncio.create_task(token_stream(shared, stop, result))
+    await asyncio.sleep(0.5)
+    old = await asyncio.to_thread(sentinel_cluster.current_primary)  # keep the loop free
+    killed = time.monotonic()
+    await asyncio.to_thread(old.kill)
+    new = await asyncio.to_thread(sentinel_cluster.wait_for_new_primary, old.port)
+    promoted = time.monotonic()
+    await eventually(lambda: result.first_shared_after(promoted) is not None, 5.0)
+    resumed = result.first_shared_after(killed)
+    assert resumed is not None
+    written = time.monotonic()
+    await writer_factory(sentinel_cluster.url).drain("dublin", 60, "after failover")
+    await eventually(lambda: "dublin" in drained_now(shared), 2.0)
+    propagation = time.monotonic() - written  # the write itself included
+    stop.set()
+    await task
+    await shared.jwks_put("https://idp/jwks", b"{}", 60)
+    on_new = new.client().get(
+        "tokensvc:jwks:" + hashlib.sha256(b"https://idp/jwks").hexdigest()
+    )
+    address = await shared.store.primary_address()  # type: ignore[attr-defined]
+    window = (killed, resumed)
+    record("sentinel_kill9", sent=result.sent, failed=result.failed,
+           sent_during_failover=sum(1 for t, _ in result.latencies if killed <= t <= resumed),
+           p99_ms_during_failover=round(result.p99(*window) * 1000, 2),
+           max_ms=round(result.max() * 1000, 2),
+           failover_s=round(promoted - killed, 3),
+           shared_again_after_kill_s=round(resumed - killed, 3),
+           drain_propagation_s=round(propagation, 4),
+           failovers_seen=shared.failovers_seen)
+    assert (0, new.port, b"{}") == (result.failed, address[1], on_new)
+    assert result.p99(*window) < BUDGET + SLACK
+    assert result.max() < 0.5
+    assert propagation < 2.0
+
+
+async def test_sentinel_primary_paused_and_resumed(
+    sentinel_cluster: SentinelCluster, shared_factory: Callable[..., SharedState],
+    writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """SIGSTOP of the primary (a partition) past down-after, then SIGCONT: no operation fails
+    or hangs, writes go to the new primary (not the resumed, demoted one) and drains flow."""
+    shared = shared_factory(sentinel_cluster.url)
+    await shared.start()
+    stop, result = asyncio.Event(), StreamResult()
+    task = asyncio.create_task(token_stream(shared, stop, result))
+    await asyncio.sleep(0.5)
+    old = await asyncio.to_thread(sentinel_cluster.current_primary)
+    paused = time.monotonic()
+    old.pause()
+    try:
+        new = await asyncio.to_thread(sentinel_cluster.wait_for_new_primary, old.port)
+    finally:
+        old.resume()
+    resumed_at = time.monotonic()
+    await eventually(lambda: result.first_shared_after(resumed_at) is not None, 5.0)
+    await writer_factory(sentinel_cluster.url).drain("tokyo", 60, "after partition")
+    await eventually(lambda: "tokyo" in drained_now(shared), 2.0)
+    stop.set()
+    await task
+    address = await shared.store.primary_address()  # type: ignore[attr-defined]
+    record("sentinel_sigstop", sent=result.sent, failed=result.failed,
+           p99_ms=round(result.p99(paused) * 1000, 2), max_ms=round(result.max() * 1000, 2),
+           paused_s=round(resumed_at - paused, 3))
+    assert (0, new.port) == (result.failed, address[1])
+    assert result.p99(paused) < BUDGET + SLACK
+    assert result.max() < 0.5
+
+
+async def test_sentinel_graceful_failover_moves_writes_before_demotion(
+    sentinel_cluster: SentinelCluster, writer_factory: Callable[[str], RedisStore],
+) -> None:
+    """After SENTINEL FAILOVER the old primary still accepts writes until Sentinel demotes it
+    (seconds later); the next refresh re-asks Sentinel, so the following write goes to the new
+    primary and not to the deposed one, where it would be lost."""
+    store = writer_factory(sentinel_cluster.url)
+    await store.drain("dublin", 60, "")  # a pooled connection to the old primary
+    old = sentinel_cluster.current_primary()
+    sentinel_cluster.sentinels[0].client().execute_command(
+        "SENTINEL", "FAILOVER", sentinel_cluster.service
+    )
+    new = await asyncio.to_thread(sentinel_cluster.wait_for_new_primary, old.port)
+    await store.snapshot()  # what every background refresh does
+    await store.drain("tokyo", 60, "")
+    assert (new.port, True, False, 1) == (
+        (await store.primary_address())[1],
+        bool(new.client().hexists("tokensvc:drains", "tokyo")),
+        bool(old.client().hexists("tokensvc:drains", "tokyo")),
+        store.failovers,
+    )
+
+
+# -- black holes ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["accept", "syn_drop", "sentinels"])
+def black_hole_url(
+    request: pytest.FixtureRequest, black_hole_factory: Callable[[str], BlackHole]
+) -> Iterator[str]:
+    """A Redis URL whose server never answers: accepted-and-silent, SYN-dropping, or three
+    silent sentinels."""
+    if request.param == "sentinels":
+        holes = [black_hole_factory("accept") for _ in range(3)]
+        yield "redis+sentinel://" + ",".join(f"127.0.0.1:{h.port}" for h in holes) + "/svc"
+    else:
+        yield black_hole_factory(request.param).url
+
+
+async def test_black_holed_redis_stays_within_budget(
+    black_hole_url: str, shared_factory: Callable[..., SharedState]
+) -> None:
+    """A server that never answers costs each request at most the budget (most pay nothing:
+    the breaker is open), start-up at most the refresh timeout, and nothing fails."""
+    shared = shared_factory(black_hole_url)
+    started = time.monotonic()
+    await shared.start()
+    start_seconds = time.monotonic() - started
+    stop, result = asyncio.Event(), StreamResult()
+    task = asyncio.create_task(token_stream(shared, stop, result))
+    await asyncio.sleep(1.5)
+    stop.set()
+    await task
+    jwks_started = time.monotonic()
+    cached = await shared.jwks_get("https://idp/jwks")
+    jwks_seconds = time.monotonic() - jwks_started
+    assert (0, None, "degraded") == (result.failed, cached, shared.health()["status"])
+    assert start_seconds < 1.5
+    assert result.max() < BUDGET + SLACK
+    assert jwks_seconds < BUDGET + SLACK
+
+
+def test_redis_store_timeouts_are_explicit() -> None:
+    """Every connection, the sentinels' included, carries short timeouts and at most one
+    retry (redis-py's defaults would cost ~59 s per call on a dead server)."""
+    store = RedisStore("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc", timeouts=Timeouts())
+    kwargs = store._primary.connection_pool.connection_kwargs
+    manager = store._primary.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    sentinel_kwargs = manager.sentinels[0].connection_pool.connection_kwargs
+    assert (0.25, 0.5, 1) == (
+        kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["retry"]._retries
+    )
+    assert (0.25, 0.25, 0) == (
+        sentinel_kwargs["socket_connect_timeout"], sentinel_kwargs["socket_timeout"],
+        sentinel_kwargs["retry"]._retries,
+    )

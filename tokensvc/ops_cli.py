@@ -1,0 +1,301 @@
+"""``tokensvc edges ...`` and ``tokensvc identities ...``: the operator commands.
+
+    edges drain EDGE [--for 30m] [--reason TEXT]       edges undrain EDGE
+    edges list [--json]                                edges sync
+    identities block CLIENT IDENTITY [--for D] [--reason TEXT]
+    identities unblock CLIENT IDENTITY                 identities list [--json]
+    identities sync
+
+Each takes ``--ops-config FILE`` (default ``TOKENSVC_OPS_CONFIG``); without one, the single
+Redis of ``TOKENSVC_REDIS_URL`` is used, as the region named by ``TOKENSVC_REGION``.
+Exit status: 0 every region done, 1 some region failed (re-run, or ``sync`` later), 2 bad
+input (unknown edge, bad duration, bad ops config). URLs and passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from tokensvc.errors import ConfigError
+from tokensvc.ops import (
+    MAX_DRAIN_SECONDS,
+    Ops,
+    Region,
+    RegionResult,
+    format_duration,
+    load_ops_config,
+    parse_duration,
+    regions_from_env,
+)
+from tokensvc.redis_store import BLOCKS, DRAINS, Entry, parse_block_field
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+
+_CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # as client file names (tokensvc.clients)
+_MAX_IDENTITY = 256
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``edges`` and ``identities`` (with their sub-commands) on a CLI."""
+    edges = subparsers.add_parser("edges", help="drain/undrain edges in every region")
+    edge_cmds = edges.add_subparsers(dest="edges_command", required=True, metavar="COMMAND")
+
+    p = _command(edge_cmds, "drain", "remove an edge from every edge list, for a while",
+                 _edges_drain)
+    p.add_argument("edge", metavar="EDGE", help="an edge name from the SDK catalogue")
+    p.add_argument("--for", dest="duration", default="30m",
+                   help="how long (e.g. 30m, 2h; at most 7d; default 30m): drains always expire")
+    p.add_argument("--reason", default="", help="shown by `edges list`")
+
+    p = _command(edge_cmds, "undrain", "put a drained edge back", _edges_undrain)
+    p.add_argument("edge", metavar="EDGE")
+
+    p = _command(edge_cmds, "list", "active drains, per region", _edges_list)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _command(edge_cmds, "sync", "reconcile regions that missed drains/undrains", _edges_sync)
+
+    identities = subparsers.add_parser("identities", help="block/unblock identities everywhere")
+    id_cmds = identities.add_subparsers(dest="identities_command", required=True,
+                                        metavar="COMMAND")
+
+    p = _command(id_cmds, "block", "refuse tokens (403) for an identity of a client", _block)
+    p.add_argument("client", metavar="CLIENT")
+    p.add_argument("identity", metavar="IDENTITY")
+    p.add_argument("--for", dest="duration", default=None,
+                   help="how long (e.g. 1h, 7d); default until unblocked")
+    p.add_argument("--reason", default="")
+
+    p = _command(id_cmds, "unblock", "lift a block", _unblock)
+    p.add_argument("client", metavar="CLIENT")
+    p.add_argument("identity", metavar="IDENTITY")
+
+    p = _command(id_cmds, "list", "active blocks, per region", _blocks_list)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _command(id_cmds, "sync", "reconcile regions that missed blocks/unblocks", _blocks_sync)
+
+
+def _command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    handler: Handler,
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--ops-config", type=Path, default=None, metavar="FILE",
+                        help="YAML listing every region's Redis (default: TOKENSVC_OPS_CONFIG)")
+    parser.set_defaults(func=handler)
+    return parser
+
+
+# -- handlers -------------------------------------------------------------------------------
+
+
+def _edges_drain(ns: argparse.Namespace) -> int:
+    try:
+        edge = _edge(ns.edge)
+        seconds = parse_duration(ns.duration)
+        if seconds > MAX_DRAIN_SECONDS:
+            raise ValueError(f"a drain lasts at most {format_duration(MAX_DRAIN_SECONDS)}")
+    except ValueError as exc:
+        return _usage(exc)
+    return _run(ns, lambda ops: ops.drain(edge, seconds, ns.reason),
+                f"drain {edge} for {format_duration(seconds)}", "edges")
+
+
+def _edges_undrain(ns: argparse.Namespace) -> int:
+    try:
+        edge = _edge(ns.edge)
+    except ValueError as exc:
+        return _usage(exc)
+    return _run(ns, lambda ops: ops.undrain(edge), f"undrain {edge}", "edges")
+
+
+def _edges_list(ns: argparse.Namespace) -> int:
+    return _run_list(ns, DRAINS)
+
+
+def _edges_sync(ns: argparse.Namespace) -> int:
+    return _run(ns, lambda ops: ops.sync(DRAINS), "sync drains", "edges")
+
+
+def _block(ns: argparse.Namespace) -> int:
+    try:
+        client, identity = _client(ns.client), _identity(ns.identity)
+        seconds = None if ns.duration is None else parse_duration(ns.duration)
+    except ValueError as exc:
+        return _usage(exc)
+    span = "until unblocked" if seconds is None else f"for {format_duration(seconds)}"
+    return _run(ns, lambda ops: ops.block(client, identity, seconds, ns.reason),
+                f"block {client}/{identity} {span}", "identities")
+
+
+def _unblock(ns: argparse.Namespace) -> int:
+    try:
+        client, identity = _client(ns.client), _identity(ns.identity)
+    except ValueError as exc:
+        return _usage(exc)
+    return _run(ns, lambda ops: ops.unblock(client, identity),
+                f"unblock {client}/{identity}", "identities")
+
+
+def _blocks_list(ns: argparse.Namespace) -> int:
+    return _run_list(ns, BLOCKS)
+
+
+def _blocks_sync(ns: argparse.Namespace) -> int:
+    return _run(ns, lambda ops: ops.sync(BLOCKS), "sync blocks", "identities")
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def _edge(name: str) -> str:
+    from tokensvc.edges import EDGES, ROAMING
+
+    edge = name.strip().lower()
+    if edge == ROAMING:
+        raise ValueError("roaming is the fallback when every listed edge is drained; "
+                         "it cannot be drained")
+    if edge not in EDGES:
+        raise ValueError(f"unknown edge {name!r}; known: {', '.join(sorted(EDGES))}")
+    return edge
+
+
+def _client(name: str) -> str:
+    if not _CLIENT_ID.fullmatch(name):
+        raise ValueError(f"not a client id: {name!r} (lower-case letters, digits, -)")
+    return name
+
+
+def _identity(identity: str) -> str:
+    if not identity or len(identity) > _MAX_IDENTITY or not identity.isprintable():
+        raise ValueError(f"identity must be 1-{_MAX_IDENTITY} printable characters")
+    return identity
+
+
+def _usage(exc: Exception, out: TextIO | None = None) -> int:
+    print(f"error: {exc}", file=out or sys.stderr)
+    return EXIT_USAGE
+
+
+def _regions(ns: argparse.Namespace) -> list[Region]:
+    path: Path | None = ns.ops_config
+    if path is None:
+        from tokensvc.settings import Settings
+
+        path = Settings.from_env().ops_config
+    return load_ops_config(path) if path is not None else regions_from_env()
+
+
+def _ops(ns: argparse.Namespace) -> Ops | int:
+    try:
+        return Ops(_regions(ns))
+    except ConfigError as exc:
+        return _usage(exc)
+
+
+def _run(
+    ns: argparse.Namespace,
+    action: Callable[[Ops], Coroutine[Any, Any, list[RegionResult]]],
+    what: str,
+    group: str,
+) -> int:
+    ops = _ops(ns)
+    if isinstance(ops, int):
+        return ops
+    results = asyncio.run(action(ops))
+    print(what)
+    width = max(len(r.region) for r in results)
+    for r in results:
+        print(f"  {r.region:<{width}}  {'ok    ' if r.ok else 'FAILED'}  {r.detail}")
+    return _exit(results, group)
+
+
+def _exit(results: list[RegionResult], group: str) -> int:
+    failed = [r.region for r in results if not r.ok]
+    if not failed:
+        return EXIT_OK
+    print(f"{len(failed)} of {len(results)} regions failed ({', '.join(failed)}); re-run, or "
+          f"run `tokensvc {group} sync` once they are reachable", file=sys.stderr)
+    return EXIT_PARTIAL
+
+
+def _run_list(ns: argparse.Namespace, kind: str) -> int:
+    ops = _ops(ns)
+    if isinstance(ops, int):
+        return ops
+    results = asyncio.run(ops.show(kind))
+    now = time.time()
+    if ns.json:
+        print(json.dumps({
+            "regions": {
+                r.region: {"ok": r.ok, "detail": r.detail,
+                           "entries": {k: _entry_json(kind, k, e) for k, e in r.entries.items()}}
+                for r in results
+            }
+        }, indent=2))
+    else:
+        _print_table(kind, results, now)
+    return _exit(results, "edges" if kind == DRAINS else "identities")
+
+
+def _entry_json(kind: str, key: str, entry: Entry) -> dict[str, object]:
+    doc: dict[str, object] = {"until": _rfc3339(entry.until), "reason": entry.reason,
+                              "issued_at": _rfc3339(entry.at)}
+    if kind == BLOCKS:
+        client_identity = parse_block_field(key)
+        if client_identity is not None:
+            doc["client"], doc["identity"] = client_identity
+    return doc
+
+
+def _rfc3339(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_table(kind: str, results: list[RegionResult], now: float) -> None:
+    reachable = [r for r in results if r.ok]
+    latest: dict[str, Entry] = {}
+    for r in reachable:
+        for key, entry in r.entries.items():
+            if key not in latest or entry.wins_over(latest[key]):
+                latest[key] = entry
+    label = "EDGE" if kind == DRAINS else "CLIENT/IDENTITY"
+    rows = [(label, "UNTIL (UTC)", "LEFT", "REASON", "NOTE")]
+    for key in sorted(latest):
+        entry = latest[key]
+        name = key
+        if kind == BLOCKS:
+            pair = parse_block_field(key)
+            name = f"{pair[0]}/{pair[1]}" if pair else key
+        missing = [r.region for r in reachable if r.entries.get(key) != entry]
+        rows.append((
+            name,
+            _rfc3339(entry.until) or "until undone",
+            "-" if entry.until is None else format_duration(entry.until - now),
+            entry.reason,
+            f"out of sync in {', '.join(missing)}" if missing else "",
+        ))
+    if len(rows) == 1:
+        print(f"no active {'drains' if kind == DRAINS else 'blocks'}")
+    else:
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4])
+    for r in results:
+        print(f"region {r.region}: {'ok' if r.ok else 'FAILED'} ({r.detail})")
