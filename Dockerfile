@@ -33,8 +33,9 @@ RUN groupadd --system --gid 10001 tokensvc \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin tokensvc
 COPY --from=builder /opt/venv /opt/venv
-# Only a default for `docker run`: the example is a dev client (never for production). The
-# Helm chart mounts its ConfigMap over this directory.
+# Only a default for `docker run`: the example is a dev client (never for production), so the
+# service refuses it on 0.0.0.0 unless the demo opts in: `docker run -e TOKENSVC_ALLOW_DEV=true`.
+# The Helm chart mounts its ConfigMap over this directory.
 COPY --chown=root:root clients_config/ /etc/tokensvc/clients/
 USER 10001:10001
 EXPOSE 8080 9090

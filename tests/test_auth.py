@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -301,3 +302,53 @@ def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
     token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve",
                         "exp": int(time.time()) + 60}, ec_key, algorithm="ES256")
     assert "algorithm" == reason(RS, token)
+
+
+def test_jwks_cache_keeps_the_original_fetch_time(jwks_server: Jwks) -> None:
+    """Keys loaded from the shared cache expire max_stale after the original fetch."""
+    jwks_server.publish(RSA_KEY, "k1")
+    cache: dict[str, bytes] = {}
+
+    async def put(url: str, doc: bytes, seconds: float) -> None:
+        cache[url] = doc
+
+    async def get(url: str) -> bytes | None:
+        return cache.get(url)
+
+    async def run() -> bool:
+        first = await _started(jwks_server.url, cache_get=get, cache_put=put)
+        await first.stop()
+        stamp, _, doc = cache[jwks_server.url].partition(b"\n")
+        cache[jwks_server.url] = str(float(stamp) - 7200).encode() + b"\n" + doc  # 2 h old
+        jwks_server.fail = True
+        second = await _started(jwks_server.url, cache_get=get, cache_put=put)
+        try:
+            return second.usable
+        finally:
+            await second.stop()
+
+    assert asyncio.run(run()) is False
+
+
+def test_jwks_redirect_is_not_followed(jwks_server: Jwks) -> None:
+    """A JWKS URL that redirects is a failed fetch, not followed."""
+    from tokensvc.auth import _http_get
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", jwks_server.url)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError):
+            _http_get(f"http://127.0.0.1:{server.server_address[1]}/", 2)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -76,3 +76,16 @@ def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> N
     assert 1 == result.returncode
     assert "one.yaml: edges.default[0]" in result.stderr
     assert "two.yaml: token.ttl_seconds" in result.stderr
+
+
+def test_serve_refuses_dev_client_on_public_address(config_dir: Path) -> None:
+    """A dev: true client is not served on 0.0.0.0 unless TOKENSVC_ALLOW_DEV is set."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
+         "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=30, env=env)
+    assert 1 == result.returncode
+    assert "TOKENSVC_ALLOW_DEV" in result.stderr

@@ -123,3 +123,67 @@ def test_api_keys_list_for_rotation(tmp_path: Path) -> None:
 def test_empty_directory_is_a_problem(tmp_path: Path) -> None:
     """A directory with no client file cannot serve anything: it is a problem."""
     assert [(tmp_path.name, "")] == problems_of(tmp_path)
+
+
+def test_clients_sharing_an_account_need_distinct_prefixes(tmp_path: Path) -> None:
+    """Two clients on one Twilio account without identity prefixes are a problem in both."""
+    write_client(tmp_path, "web")
+    write_client(tmp_path, "backend", auth={"type": "api_key", "keys": ["k" * 40],
+                                            "algorithms": None, "hs256_secret": None,
+                                            "issuer": None, "audience": None,
+                                            "identity_claim": None})
+    found = problems_of(tmp_path)
+    assert {("web.yaml", "auth.identity_prefix"), ("backend.yaml", "auth.identity_prefix")} <= set(
+        found)
+
+
+def test_prefixes_that_nest_are_refused(tmp_path: Path) -> None:
+    """Prefixes 'a_' and 'a_b_' can collide ('a_' + 'b_x' == 'a_b_' + 'x'): refused."""
+    write_client(tmp_path, "one", auth={"identity_prefix": "a_"})
+    write_client(tmp_path, "two", auth={"identity_prefix": "a_b_"})
+    assert 2 == len(problems_of(tmp_path))
+
+
+def test_distinct_prefixes_on_a_shared_account_load(tmp_path: Path) -> None:
+    """Distinct, non-nesting prefixes on one account load fine."""
+    write_client(tmp_path, "one", auth={"identity_prefix": "web_"})
+    write_client(tmp_path, "two", auth={"identity_prefix": "app_"})
+    assert [] == problems_of(tmp_path)
+
+
+def _pem(key: object) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_key().public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_unparseable_pem_is_a_config_problem(tmp_path: Path) -> None:
+    """A PEM with the right marker but garbage inside is caught by check-config."""
+    pem = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"
+    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
+                                        "public_keys": [{"pem": pem}]})
+    assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
+
+
+def test_pem_key_type_must_match_algorithms(tmp_path: Path) -> None:
+    """An EC key configured for RS256 is a config problem, not a 401 for every caller."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
+                                        "public_keys": [{"pem": _pem(ec.generate_private_key(
+                                            ec.SECP256R1()))}]})
+    assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
+
+
+def test_changed_secret_file_changes_the_signature(tmp_path: Path) -> None:
+    """A rotated {file:} secret changes the reload signature, so it is picked up."""
+    from tokensvc.clients import directory_signature
+
+    secret = tmp_path / "secret"
+    secret.write_text("a" * 40)
+    write_client(tmp_path / "c", "app", twilio={"api_key_secret": {"file": str(secret)}})
+    client = load_clients(tmp_path / "c", {})["app"]
+    before = directory_signature(tmp_path / "c", client.watched_files)
+    secret.write_text("b" * 41)
+    assert before != directory_signature(tmp_path / "c", client.watched_files)

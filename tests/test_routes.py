@@ -178,11 +178,19 @@ def test_probes(client: TestClient) -> None:
     assert (200, "ok") == (r.status_code, r.json()["checks"]["config"])
 
 
-def test_readyz_is_503_while_draining(client: TestClient) -> None:
-    """Once shutdown starts, readyz is 503 and token requests are 503 not_ready."""
+def test_draining_turns_readyz_503_but_keeps_serving_tokens(client: TestClient) -> None:
+    """Once shutdown starts, readyz is 503, and tokens are still served to requests the load
+    balancer sends before it notices."""
     client.app.state.service.draining = True  # type: ignore[attr-defined]
     assert 503 == client.get("/readyz").status_code
-    assert_problem(client.post(TOKEN, headers=auth()), 503, "not_ready")
+    assert 200 == client.post(TOKEN, headers=auth()).status_code
+
+
+def test_wrong_method_on_token_path_lists_post(client: TestClient) -> None:
+    """GET on the token path is 405 with Allow naming POST."""
+    r = client.get(TOKEN)
+    assert_problem(r, 405, "method_not_allowed")
+    assert "POST" in r.headers["allow"]
 
 
 def test_metrics_not_on_public_port(client: TestClient) -> None:
@@ -205,3 +213,35 @@ def test_openapi_document(client: TestClient) -> None:
     """/openapi.json describes the token endpoint."""
     doc = client.get("/openapi.json").json()
     assert "post" in doc["paths"]["/v1/clients/{client}/token"]
+
+
+def test_identity_prefix_is_applied(tmp_path: Path) -> None:
+    """A client's identity_prefix starts every identity it mints."""
+    write_client(tmp_path, "app", auth={"identity_prefix": "web_"})
+    with make_client(tmp_path) as c:
+        assert "web_alice" == c.post(TOKEN, headers=auth("alice")).json()["identity"]
+
+
+def test_blocked_identity_matches_the_raw_subject(tmp_path: Path) -> None:
+    """blocked_identities may name the subject as the IdP writes it (auth0|123)."""
+    write_client(tmp_path, "app", blocked_identities=["auth0|123"])
+    with make_client(tmp_path) as c:
+        assert_problem(c.post(TOKEN, headers=auth("auth0|123")), 403, "forbidden")
+
+
+def test_deeply_nested_token_header_is_401_not_500(client: TestClient) -> None:
+    """A JWT header of thousands of nested arrays is refused as malformed."""
+    import base64
+
+    head = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    r = client.post(TOKEN, headers={"Authorization": f"Bearer {head}.e30.x"})
+    assert_problem(r, 401, "unauthenticated")
+
+
+def test_client_without_usable_idp_keys_is_503_so_callers_fail_over(tmp_path: Path) -> None:
+    """A JWKS client whose keys could not be fetched answers 503 not_ready, not 401."""
+    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
+                                        "jwks_url": "http://127.0.0.1:9/jwks.json"})
+    with make_client(tmp_path, http_timeout=0.5) as c:
+        r = c.post(TOKEN, headers=auth())
+    assert_problem(r, 503, "not_ready")

@@ -55,3 +55,16 @@ def test_readme_documents_every_variable() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [v.name for v in ENV_VARS if f"`{v.name}`" not in readme]
     assert [] == missing
+
+
+def test_admin_port_must_differ_from_public_port() -> None:
+    """An admin port equal to the public port is a clear problem, not a bind error."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"TOKENSVC_PORT": "9000", "TOKENSVC_ADMIN_PORT": "9000"})
+    assert ["TOKENSVC_ADMIN_PORT"] == [p.field for p in info.value.problems]
+
+
+def test_cli_port_out_of_range_is_a_problem() -> None:
+    """A --port override outside 1..65535 is reported as a problem."""
+    with pytest.raises(ConfigError):
+        Settings.from_env({}).with_overrides(port=99999)

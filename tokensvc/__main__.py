@@ -12,6 +12,7 @@ import jwt
 
 from tokensvc import __version__
 from tokensvc.clients import describe, load_clients, scan_clients
+from tokensvc.clientset import dev_problems
 from tokensvc.errors import ApiError, ConfigError
 from tokensvc.identity import to_twilio_identity
 from tokensvc.minting import APNS_ENVIRONMENTS, PLATFORMS, Minter
@@ -41,8 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     # Validate before binding: every problem at once, exit 1.
     result = scan_clients(settings.config_dir)
-    if result.problems:
-        _print_problems(ConfigError(result.problems))
+    problems = result.problems + dev_problems(settings, result.clients)
+    if problems:
+        _print_problems(ConfigError(problems))
         return 1
     return run(settings)
 
@@ -67,7 +69,8 @@ def cmd_mint(args: argparse.Namespace) -> int:
         print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
               file=sys.stderr)
         return 2
-    identity = to_twilio_identity(args.identity, client.auth.identity_encoding)
+    identity = to_twilio_identity(args.identity, client.auth.identity_encoding,
+                                  client.auth.identity_prefix)
     minted = Minter(client.twilio, args.ttl or client.ttl_seconds).mint(
         identity, args.platform, args.apns_environment)
     print(minted.token)

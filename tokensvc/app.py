@@ -63,6 +63,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101
     error: ApiError = (MethodNotAllowed() if exc.status_code == 405 else NotFound())
     headers = dict(exc.headers or {})
+    if exc.status_code == 405 and _token_client(request.url.path) is not None:
+        headers["Allow"] = "POST, OPTIONS"  # POST is served outside the router
     return await _api_error(request, _with_headers(error, headers))
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger("tokensvc.auth")
 
 MAX_CREDENTIAL = 8192
 MAX_KID = 256
+MAX_HEADER_SEGMENT = 2048  # a real JOSE header is a few hundred bytes
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c")
 JWKS_MAX_BYTES = 1 << 20
 UNKNOWN_KID_THROTTLE = 30.0
@@ -60,11 +61,22 @@ def bearer(authorization: str | None) -> str:
     return credential
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A JWKS URL is configured exactly; a redirect (perhaps to http: or another host) is an
+    error, not something to follow."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _http_get(url: str, timeout: float) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": "application/json",  # noqa: S310
                                                   "User-Agent": "tokensvc-jwks"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             body: bytes = response.read(JWKS_MAX_BYTES + 1)
     except urllib.error.HTTPError as exc:
         exc.close()  # an error response holds the socket open until closed
@@ -179,23 +191,26 @@ class JwksSource:
         self.keys, self.fetched_at, self.last_result = keys, time.time(), "ok"
         self.on_refresh("ok")
         if self._cache_put is not None:
-            await self._cache_put(self.url, document, self.max_stale)
+            # The fetch time travels with the document, so a pod that loads it later still
+            # stops trusting it max_stale seconds after this fetch, not after its own start.
+            envelope = f"{self.fetched_at:.3f}\n".encode() + document
+            await self._cache_put(self.url, envelope, self.max_stale)
         return True
 
     async def _load_cached(self) -> None:
         if self._cache_get is None:
             return
-        document = await self._cache_get(self.url)
-        if not document:
+        envelope = await self._cache_get(self.url)
+        if not envelope:
             return
+        stamp, _, document = envelope.partition(b"\n")
         try:
+            fetched_at = float(stamp)
             keys = parse_jwks(document)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return
-        if keys:
-            # The cache entry expires max_stale after the fetch; count staleness from now
-            # conservatively only up to the refresh interval.
-            self.keys, self.fetched_at, self.last_result = keys, time.time(), "cache"
+        if keys and time.time() - fetched_at <= self.max_stale:
+            self.keys, self.fetched_at, self.last_result = keys, fetched_at, "cache"
             self.on_refresh("cache")
             log.info("jwks loaded from shared cache", extra={"jwks_url": self.url})
 
@@ -269,7 +284,7 @@ class Authenticator:
             except jwt.ExpiredSignatureError:
                 failure = "expired"
                 break
-            except (jwt.PyJWTError, ValueError, TypeError):
+            except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
                 failure = "claims"
                 break
         if claims is None:
@@ -291,11 +306,11 @@ def _peek_header(token: str) -> dict[str, Any]:
     """The token's JOSE header, read without verifying anything (pyjwt verifies it all again);
     cheaper than ``jwt.get_unverified_header``, which decodes every segment."""
     head, sep, _ = token.partition(".")
-    if not sep or len(head) > MAX_CREDENTIAL:
+    if not sep or len(head) > MAX_HEADER_SEGMENT:
         raise Unauthenticated("malformed token", reason="malformed")
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise Unauthenticated("malformed token", reason="malformed") from None
     if not isinstance(header, dict):
         raise Unauthenticated("malformed token", reason="malformed")

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from tokensvc.edges import EDGES, EdgePolicy, is_country
 from tokensvc.errors import ConfigError, Problem
@@ -40,6 +43,11 @@ RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
 IDENTITY_ENCODINGS = ("escape", "strict")
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+_KEY_TYPES: dict[str, Any] = {
+    "RS": rsa.RSAPublicKey, "PS": rsa.RSAPublicKey, "ES": ec.EllipticCurvePublicKey,
+    "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+}
+_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class AuthConfig:
     audience: str | None = None
     identity_claim: str = "sub"
     identity_encoding: str = "escape"
+    identity_prefix: str = ""
     leeway_seconds: int = 30
     api_keys: tuple[Secret, ...] = ()
 
@@ -104,6 +113,8 @@ class ClientConfig:
     blocked_identities: frozenset[str]
     dev: bool
     fingerprint: str = field(default="", compare=False)
+    #: files the config refers to (secrets, PEM keys): a change to one triggers a reload
+    watched_files: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -140,26 +151,49 @@ def scan_clients(directory: str | Path, environ: Mapping[str, str] | None = None
             if client.client_id in clients:
                 problems.append(Problem(str(path), "", f"duplicate client id {client.client_id!r}"))
             clients[client.client_id] = client
+    problems += _shared_account_problems(clients)
     return LoadResult(clients, problems, warnings)
 
 
-def directory_signature(directory: str | Path) -> str:
-    """A cheap fingerprint of the client files (names, sizes, mtimes, resolved targets).
+def _shared_account_problems(clients: Mapping[str, ClientConfig]) -> list[Problem]:
+    """Clients on one Twilio account share its identity namespace: each needs a distinct
+    identity_prefix, none a prefix of another, so no two callers get the same identity."""
+    by_account: dict[str, list[ClientConfig]] = {}
+    for client in clients.values():
+        by_account.setdefault(client.twilio.account_sid, []).append(client)
+    problems = []
+    for group in by_account.values():
+        if len(group) < 2:
+            continue
+        for client in group:
+            mine = client.auth.identity_prefix
+            clash = [o.client_id for o in group if o is not client and (
+                not mine or o.auth.identity_prefix.startswith(mine)
+                or mine.startswith(o.auth.identity_prefix))]
+            if clash:
+                problems.append(Problem(
+                    client.source, "auth.identity_prefix",
+                    f"shares its Twilio account with {', '.join(sorted(clash))}: give each "
+                    "client a distinct identity_prefix, none a prefix of another"))
+    return problems
 
-    Follows symlinks, so the ConfigMap ``..data`` swap Kubernetes performs changes it.
-    """
+
+def directory_signature(directory: str | Path, extra_files: Iterable[str] = ()) -> str:
+    """A cheap fingerprint of the client files and the files they refer to (names, sizes,
+    mtimes, resolved targets). Follows symlinks, so the ``..data`` swap Kubernetes performs
+    for ConfigMap and Secret volumes changes it."""
     root = Path(directory)
     parts: list[str] = []
     try:
-        for p in sorted(root.iterdir()):
-            if p.suffix in (".yaml", ".yml"):
-                try:
-                    st = p.stat()
-                    parts.append(f"{p.name}:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}")
-                except OSError:
-                    parts.append(f"{p.name}:missing")
+        paths = [p for p in sorted(root.iterdir()) if p.suffix in (".yaml", ".yml")]
     except OSError:
         return "unreadable"
+    for p in [*paths, *map(Path, sorted(set(extra_files)))]:
+        try:
+            st = p.stat()
+            parts.append(f"{p}:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}:missing")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -171,6 +205,12 @@ class _Ctx:
         self.env = env
         self.problems = problems
         self.dev = False
+        self.watched: list[str] = []
+
+    def watch(self, path: object) -> None:
+        """Remember a referenced file: a change to it triggers a reload."""
+        if isinstance(path, str):
+            self.watched.append(path)
 
     def problem(self, field_name: str, message: str) -> None:
         self.problems.append(Problem(self.source, field_name, message))
@@ -233,6 +273,7 @@ class _Ctx:
         if not isinstance(path, str):
             self.problem(f"{where}.file", "must be a path")
             return None
+        self.watch(path)
         try:
             secret = read_secret_file(path)
         except OSError as exc:
@@ -326,6 +367,7 @@ def _load_file(
         blocked_identities=frozenset(blocked),
         dev=ctx.dev,
         fingerprint=hashlib.sha256(raw).hexdigest()[:12],
+        watched_files=tuple(ctx.watched),
     )
 
 
@@ -398,13 +440,18 @@ def _auth(ctx: _Ctx, value: Any) -> AuthConfig | None:
         return None
     a = ctx.mapping(value, "auth", {"type", "algorithms", "jwks_url", "public_keys",
                                     "hs256_secret", "issuer", "audience", "identity_claim",
-                                    "identity_encoding", "leeway_seconds", "keys"})
+                                    "identity_encoding", "identity_prefix", "leeway_seconds",
+                                    "keys"})
     kind = a.get("type")
     if kind not in ("jwt", "api_key", "none"):
         ctx.problem("auth.type", "must be jwt, api_key or none")
         return None
+    prefix = a.get("identity_prefix", "")
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        ctx.problem("auth.identity_prefix", "must be 0-32 of [A-Za-z0-9_]")
+        prefix = ""
     if kind == "none":
-        return AuthConfig(type="none")
+        return AuthConfig(type="none", identity_prefix=prefix)
     encoding = a.get("identity_encoding", "escape")
     if encoding not in IDENTITY_ENCODINGS:
         ctx.problem("auth.identity_encoding", f"must be one of {', '.join(IDENTITY_ENCODINGS)}")
@@ -417,11 +464,11 @@ def _auth(ctx: _Ctx, value: Any) -> AuthConfig | None:
         if any(s is None for s in secrets):
             return None
         return AuthConfig(type="api_key", api_keys=tuple(s for s in secrets if s is not None),
-                          identity_encoding=encoding)
-    return _jwt_auth(ctx, a, encoding)
+                          identity_encoding=encoding, identity_prefix=prefix)
+    return _jwt_auth(ctx, a, encoding, prefix)
 
 
-def _jwt_auth(ctx: _Ctx, a: dict[str, Any], encoding: str) -> AuthConfig | None:
+def _jwt_auth(ctx: _Ctx, a: dict[str, Any], encoding: str, prefix: str) -> AuthConfig | None:
     if "keys" in a:
         ctx.problem("auth.keys", "only for type: api_key")
     algs = a.get("algorithms")
@@ -463,7 +510,7 @@ def _jwt_auth(ctx: _Ctx, a: dict[str, Any], encoding: str) -> AuthConfig | None:
             entries = []
         for i, entry in enumerate(entries):
             e = ctx.mapping(entry, f"auth.public_keys[{i}]", {"file", "pem"})
-            pem = _read_pem(ctx, e, f"auth.public_keys[{i}]")
+            pem = _read_pem(ctx, e, f"auth.public_keys[{i}]", algs)
             if pem:
                 pems.append(pem)
     else:
@@ -483,11 +530,13 @@ def _jwt_auth(ctx: _Ctx, a: dict[str, Any], encoding: str) -> AuthConfig | None:
     return AuthConfig(type="jwt", algorithms=tuple(algs), jwks_url=jwks_url,
                       public_keys=tuple(pems), hmac_secret=hmac_secret, issuer=issuer,
                       audience=audience, identity_claim=claim, identity_encoding=encoding,
-                      leeway_seconds=leeway)
+                      identity_prefix=prefix, leeway_seconds=leeway)
 
 
-def _read_pem(ctx: _Ctx, entry: dict[str, Any], where: str) -> str | None:
+def _read_pem(ctx: _Ctx, entry: dict[str, Any], where: str,
+              algorithms: list[str]) -> str | None:
     if "file" in entry:
+        ctx.watch(entry["file"])
         try:
             pem = Path(entry["file"]).read_text("utf-8")
         except (OSError, TypeError, ValueError) as exc:
@@ -500,6 +549,16 @@ def _read_pem(ctx: _Ctx, entry: dict[str, Any], where: str) -> str | None:
         return None
     if not isinstance(pem, str) or "-----BEGIN PUBLIC KEY-----" not in pem:
         ctx.problem(where, "not a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return None
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        ctx.problem(where, "the PEM public key cannot be parsed")
+        return None
+    wanted = {_KEY_TYPES[alg[:2]] for alg in algorithms}
+    if not isinstance(key, tuple(wanted)):
+        ctx.problem(where, f"a {type(key).__name__.lstrip('_')} cannot verify "
+                           f"{', '.join(algorithms)}")
         return None
     return pem
 

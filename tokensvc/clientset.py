@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tokensvc.auth import Authenticator, JwksSource
 from tokensvc.clients import ClientConfig, directory_signature, scan_clients
-from tokensvc.errors import ConfigError
+from tokensvc.errors import ConfigError, Problem
 from tokensvc.minting import Minter
 from tokensvc.settings import Settings
 from tokensvc.state import SharedState
@@ -33,6 +33,16 @@ class Client:
     @property
     def id(self) -> str:
         return self.config.client_id
+
+
+def dev_problems(settings: Settings, clients: Mapping[str, ClientConfig]) -> list[Problem]:
+    """``dev: true`` clients carry published secrets: serve them on loopback only, unless
+    TOKENSVC_ALLOW_DEV says otherwise (a demo container, say)."""
+    if settings.allow_dev or settings.loopback_only:
+        return []
+    return [Problem(c.source, "dev", "dev: true client refused on a non-loopback address "
+                    f"({settings.host}); set TOKENSVC_ALLOW_DEV=true to serve it anyway")
+            for c in clients.values() if c.dev]
 
 
 class ClientSet:
@@ -59,32 +69,42 @@ class ClientSet:
     def get(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
 
+    def _signature(self, configs: Mapping[str, ClientConfig]) -> str:
+        watched = [f for c in configs.values() for f in c.watched_files]
+        return directory_signature(self.config_dir, watched)
+
     async def load(self) -> None:
         """First load: raise ConfigError (every problem) so the service refuses to start."""
-        signature = directory_signature(self.config_dir)
         result = scan_clients(self.config_dir, self.environ)
-        if result.problems:
-            raise ConfigError(result.problems)
+        problems = result.problems + dev_problems(self.settings, result.clients)
+        if problems:
+            raise ConfigError(problems)
+        signature = self._signature(result.clients)
         for warning in result.warnings:
             log.warning(warning, extra={"warning": "dev_auth_none"})
         await self._install(result.clients, signature)
 
     async def reload(self) -> str:
         """Reload when the directory changed. Returns "ok", "error" or "unchanged"."""
-        signature = directory_signature(self.config_dir)
-        if signature == self.signature:
+        current = {cid: c.config for cid, c in self.clients.items()}
+        seen = self._signature(current)
+        if seen == self.signature:
             return "unchanged"
         result = scan_clients(self.config_dir, self.environ)
+        result.problems.extend(dev_problems(self.settings, result.clients))
         if result.problems:
+            signature = seen
             self.signature = signature  # do not re-log the same broken state every poll
             self.last_error = f"{len(result.problems)} problem(s)"
             log.error("config reload rejected; keeping the last good config",
                       extra={"problems": [str(p) for p in result.problems]})
             self.on_reload("error")
             return "error"
+        signature = self._signature(result.clients)
         try:
             await self._install(result.clients, signature)
         except Exception as exc:  # noqa: BLE001 - a bad key file must not kill the service
+            self.signature = seen  # do not retry (and re-log) the same state every poll
             self.last_error = type(exc).__name__
             log.error("config reload failed; keeping the last good config",
                       extra={"error": type(exc).__name__})

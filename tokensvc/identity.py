@@ -12,6 +12,10 @@ subjects such as ``auth0|12345`` or ``user@example.com``. Two encodings, chosen 
 
 An identity that is empty or longer than 121 characters after encoding is refused (403), never
 truncated (truncation would break injectivity).
+
+Across clients: clients that share a Twilio account share its identity namespace, so each of
+them must set a distinct ``auth.identity_prefix``, none a prefix of another (checked at load).
+Then ``p1 + x == p2 + y`` is impossible, and the mapping is injective across the account.
 """
 
 from __future__ import annotations
@@ -56,22 +60,22 @@ def decode_identity(encoded: str) -> str:
     return data.decode("utf-8")
 
 
-def to_twilio_identity(raw: str, encoding: str) -> str:
+def to_twilio_identity(raw: str, encoding: str, prefix: str = "") -> str:
+    """``prefix`` + the encoded identity; Forbidden when that cannot be a Twilio identity."""
     if encoding == "strict":
-        if not _VALID.fullmatch(raw):
+        identity = prefix + raw
+        if not raw or not _VALID.fullmatch(identity):
             raise Forbidden("identity is not a valid Twilio identity "
                             "(letters, digits and underscore, at most 121)")
-        return raw
+        return identity
     try:
         data = raw.encode("utf-8")
     except UnicodeEncodeError:
         raise Forbidden("identity is not valid UTF-8") from None
-    if _SAFE.issuperset(data) and 0 < len(raw) <= MAX_IDENTITY:
-        return raw
-    encoded = encode_identity(raw)
-    if not 0 < len(encoded) <= MAX_IDENTITY:
+    encoded = raw if _SAFE.issuperset(data) else encode_identity(raw)
+    if not encoded or len(prefix) + len(encoded) > MAX_IDENTITY:
         raise Forbidden("identity is empty or too long once encoded for Twilio (121 max)")
-    return encoded
+    return prefix + encoded
 
 
 def is_valid_twilio_identity(identity: str) -> bool:

@@ -20,6 +20,7 @@ from tokensvc.edges import normalize_country, without_drained
 from tokensvc.errors import (
     Forbidden,
     InvalidRequest,
+    NotReady,
     RateLimited,
     Unauthenticated,
     UnsupportedMediaType,
@@ -57,8 +58,11 @@ def client_ip(service: Service, headers: Mapping[str, str], peer: str | None) ->
         value = headers.get(header)
         if value:
             hops = [h.strip() for h in value.split(",") if h.strip()]
-            if hops:
-                return hops[-min(service.settings.trusted_hops, len(hops))][:64]
+            trusted = service.settings.trusted_hops
+            # Fewer entries than trusted proxies: the header did not come through them, and
+            # its leftmost entry is whatever the client wrote. Use the TCP peer instead.
+            if len(hops) >= trusted:
+                return hops[-trusted][:64]
     return peer or "unknown"
 
 
@@ -126,16 +130,22 @@ async def issue(service: Service, client: Client, headers: Mapping[str, str],
             service.metrics.rate_limited.labels(cfg.client_id, "ip").inc()
             raise RateLimited("too many requests from this address",
                               retry_after=decision.retry_after)
+    if not client.auth.ready:
+        # No usable identity-provider keys (never fetched, or past max_stale): a 503 sends the
+        # caller to another region, where a 401 would be taken as final.
+        raise NotReady("this client's identity-provider keys are unavailable here")
     try:
         raw_identity = await client.auth.verify(headers.get("authorization"), body_identity)
     except Unauthenticated as exc:
         ctx["reason"] = exc.reason
         service.metrics.auth_failures.labels(cfg.client_id, exc.reason).inc()
         raise
-    identity = to_twilio_identity(raw_identity, cfg.auth.identity_encoding)
+    identity = to_twilio_identity(raw_identity, cfg.auth.identity_encoding,
+                                  cfg.auth.identity_prefix)
     ctx["identity_fp"] = service.fingerprint(cfg.client_id, identity)
     now = time.time()
-    if identity in cfg.blocked_identities or shared.snapshot.is_blocked(
+    blocked = cfg.blocked_identities
+    if identity in blocked or raw_identity in blocked or shared.snapshot.is_blocked(
         cfg.client_id, identity, now
     ):
         raise Forbidden("this identity is blocked")

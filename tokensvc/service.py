@@ -24,8 +24,15 @@ class Service:
     _failovers_reported: int = 0
 
     @property
+    def serving(self) -> bool:
+        """Can answer token requests: true from the first good config load until exit, also
+        while draining (the load balancer may still route here during the shutdown delay)."""
+        return self.clients.loaded and bool(self.clients.clients)
+
+    @property
     def ready(self) -> bool:
-        return self.clients.loaded and bool(self.clients.clients) and not self.draining
+        """What /readyz says: serving, and not shutting down."""
+        return self.serving and not self.draining
 
     def readiness(self) -> dict[str, object]:
         return {
@@ -33,12 +40,12 @@ class Service:
             "config_reload": "error: " + self.clients.last_error if self.clients.last_error
             else "ok",
             "clients": len(self.clients.clients),
-            "signing_keys": "ok" if all(c.config.twilio.api_keys
-                                        for c in self.clients.clients.values()) else "missing",
             "draining": self.draining,
             # Shared state is reported, never a reason to leave the load balancer: a Redis
             # outage must not take every pod out at once.
             "state": self.shared.health(),
+            # Reported, not gating: an IdP outage must not empty every region at once. A client
+            # whose keys are unavailable answers 503 not_ready so its callers fail over.
             "jwks": self.clients.jwks_status(),
         }
 

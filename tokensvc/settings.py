@@ -85,6 +85,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("TOKENSVC_FINGERPRINT_KEY", "(random per process)",
            "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); "
            "set it to correlate one caller across pods."),
+    EnvVar("TOKENSVC_ALLOW_DEV", "false",
+           "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: "
+           "such a config is refused unless the service listens on loopback only."),
     EnvVar("TOKENSVC_OPS_CONFIG", "(unset)",
            "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."),
     EnvVar("PROMETHEUS_MULTIPROC_DIR", "(unset)",
@@ -127,10 +130,31 @@ class Settings:
     redis_refresh: float = 2.0
     ops_config: Path | None = None
     fingerprint_key: Secret | None = None
+    allow_dev: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with command-line overrides applied, checked again as a whole."""
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated.check()
+        return updated
+
+    @property
+    def loopback_only(self) -> bool:
+        hosts = {self.host, self.admin_host or self.host}
+        return hosts <= {"127.0.0.1", "localhost", "::1"}
+
+    def check(self) -> None:
+        """Problems between settings (each one alone was valid)."""
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append(Problem("settings", "port", f"must be 1..65535, got {self.port}"))
+        if self.admin_port is not None and self.admin_port == self.port and (
+                (self.admin_host or self.host) == self.host):
+            problems.append(Problem("environment", "TOKENSVC_ADMIN_PORT",
+                                    "must differ from the public port"))
+        if problems:
+            raise ConfigError(problems)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -185,9 +209,11 @@ class Settings:
             redis_refresh=reader.get("TOKENSVC_REDIS_REFRESH", _positive_float, d.redis_refresh),
             ops_config=reader.optional("TOKENSVC_OPS_CONFIG", Path),
             fingerprint_key=reader.secret("TOKENSVC_FINGERPRINT_KEY"),
+            allow_dev=reader.get("TOKENSVC_ALLOW_DEV", _boolean, d.allow_dev),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
+        settings.check()
         return settings
 
 
@@ -271,6 +297,15 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
 
 
 def _region(raw: str) -> str:

@@ -99,7 +99,7 @@ class TokenEndpoint:
         headers = scope_headers(scope)
         extra: dict[str, str] = {}
         try:
-            if not service.ready:
+            if not service.serving:
                 raise NotReady("service is starting or shutting down")
             client = service.clients.get(client_id)
             if client is None:
