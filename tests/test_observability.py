@@ -6,6 +6,7 @@ import json
 import re
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from support import (
@@ -21,8 +22,9 @@ from tokensvc.observability import Fingerprinter
 TOKEN = "/v1/clients/app/token"
 
 
-def call(url: str, headers: dict[str, str], body: bytes = b"{}") -> tuple[int, bytes]:
-    request = urllib.request.Request(url + TOKEN, method="POST", data=body,
+def call(url: str, headers: dict[str, str], body: bytes = b"{}",
+         path: str = TOKEN) -> tuple[int, bytes]:
+    request = urllib.request.Request(url + path, method="POST", data=body,
                                      headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
@@ -39,31 +41,58 @@ def minted_total(metrics_text: str) -> float:
 
 
 def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
-    """Across success and every error path, no token, assertion, secret, Authorization header
-    or raw identity appears in the logs or in /metrics."""
+    """Across success and every error path (401 variants, 400, 403, 413, 415, 429 per
+    identity and per IP, a rejected reload), no token, assertion, API key, secret,
+    Authorization header, JWKS private key or raw identity appears in logs or /metrics."""
     config = tmp_path / "clients"
+    api_key = "backend-api-key-0123456789abcdef-secret"
     write_client(config, blocked_identities=["blocked_user"],
-                 rate_limit={"per_identity": "2/minute"})
-    secrets_seen: list[str] = [API_KEY_SECRET, HS_SECRET]
+                 rate_limit={"per_identity": "2/minute", "per_ip": "40/minute"},
+                 auth={"identity_prefix": "web_"})
+    write_client(config, "backend", auth={"type": "api_key", "keys": [api_key],
+                                          "identity_prefix": "be_", "algorithms": None,
+                                          "hs256_secret": None, "issuer": None,
+                                          "audience": None, "identity_claim": None})
+    secrets_seen: list[str] = [API_KEY_SECRET, HS_SECRET, api_key]
     with serve(config, tmp_path) as served:
-        for sub in ["person@example.com", "person@example.com", "person@example.com",
-                    "blocked_user"]:
+        for sub in ["person@example.com"] * 3 + ["blocked_user"]:
             a = assertion(sub)
             secrets_seen.append(a)
             status, body = call(served.url, {"Authorization": f"Bearer {a}"})
             if status == 200:
                 secrets_seen.append(json.loads(body)["token"])
+        status, body = call(served.url, {"Authorization": f"Bearer {api_key}"},
+                            b'{"identity": "person@example.com"}', "/v1/clients/backend/token")
+        secrets_seen.append(json.loads(body)["token"])
+        call(served.url, {"Authorization": "Bearer wrong-api-key-0123456789"}, b"{}",
+             "/v1/clients/backend/token")
         bad = [assertion(secret="wrong-secret-wrong-secret-wrong-secret"),
                assertion(exp=int(time.time()) - 3600), "garbage-credential-xyz"]
         secrets_seen += bad
         for credential in bad:
             call(served.url, {"Authorization": f"Bearer {credential}"})
-        call(served.url, {"Authorization": f"Bearer {assertion('x')}"}, b"{not json")
+        good = assertion("x")
+        secrets_seen.append(good)
+        call(served.url, {"Authorization": f"Bearer {good}"}, b"{not json")
+        call(served.url, {"Authorization": f"Bearer {good}", "Content-Type": "text/plain"},
+             b"hello")
+        call(served.url, {"Authorization": f"Bearer {good}"}, b"{" + b" " * 10000 + b"}")
         call(served.url, {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="})
         secrets_seen.append("dXNlcjpwYXNzd29yZA==")
+        for i in range(40):  # exhaust the per-IP limit
+            call(served.url, {"Authorization": f"Bearer {assertion(f'ip{i}')}"})
+        # A rejected reload: a literal secret in a file without dev: true.
+        write_client(config, "leaky", dev=False,
+                     twilio={"api_key_secret": "literal-leaky-secret-0123456789"},
+                     auth={"identity_prefix": "lk_"})
+        secrets_seen.append("literal-leaky-secret-0123456789")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "leaky.yaml" not in served.log():
+            time.sleep(0.1)
         metrics = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
         served.stop()
         log = served.log()
+    assert "leaky.yaml" in log and '"status":429' in log and '"status":413' in log
     leaked = [s[:12] for s in secrets_seen if s in log or s in metrics]
     assert [] == leaked
     assert "person@example.com" not in log and "Bearer" not in log
@@ -89,15 +118,32 @@ def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: 
 
 
 def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path) -> None:
-    """With two workers, /metrics counts the tokens both of them minted."""
+    """With two workers that both served requests, /metrics counts every token minted."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
-        for i in range(30):
-            call(served.url, {"Authorization": f"Bearer {assertion(f'u{i}')}"})
+        sent = 0
+        pids: set[int] = set()
+        while len(pids) < 2 and sent < 400:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: call(served.url, {
+                    "Authorization": f"Bearer {assertion(f'u{i}')}"}), range(sent, sent + 16)))
+            sent += 16
+            lines = [json.loads(line) for line in served.log().splitlines()
+                              if '"msg":"request"' in line]
+            pids = {line["pid"] for line in lines}
+        time.sleep(0.6)  # access lines are flushed every 0.5 s; metrics are immediate
         text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
-        pids = set(re.findall(r'"worker_pid"', text))
-    assert 30.0 == minted_total(text)
-    assert set() == pids  # no per-process labels leak into the output
+    assert 2 == len(pids)
+    assert float(sent) == minted_total(text)
     assert 'tokensvc_build_info{region="local"' in text
+
+
+def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(config_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """tokensvc_redis_up (min over live workers) is 1 when state is healthy."""
+    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
+        time.sleep(1.0)  # every worker refreshes its gauges on start and every 5 s
+        text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
+    assert re.search(r"^tokensvc_redis_up 1\.0$", text, re.M)
 
 
 def test_fingerprint_is_keyed_and_stable() -> None:

@@ -171,10 +171,16 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _flush_logs() -> None:
+async def _housekeeping(service: Service) -> None:
+    """Flush the access log twice a second; refresh state gauges every 5 s in every worker
+    (a scrape reaches one worker, and multiprocess gauges are read from all of them)."""
+    tick = 0
     while True:
         await asyncio.sleep(0.5)
         AccessLog.flush()
+        if tick % 10 == 0:
+            service.observe_state()
+        tick += 1
 
 
 async def openapi(request: Request) -> Response:
@@ -203,7 +209,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         await clientset.load()
         metrics.reloads.labels("ok").inc()
         await clientset.start_watching()
-        flusher = asyncio.create_task(_flush_logs(), name="log-flush")
+        flusher = asyncio.create_task(_housekeeping(service), name="housekeeping")
         log.info("ready", extra={"clients": sorted(clientset.clients),
                                  "region": settings.region, "backend": state.backend})
         try:

@@ -40,7 +40,7 @@ LOG_FIELDS = (
     "request_id", "method", "path", "client", "status", "code", "latency_ms", "region",
     "identity_fp", "country", "edge", "outcome", "reason", "error", "backend", "problems",
     "problem", "clients", "result", "worker", "jwks_url", "bind", "workers", "version",
-    "signal", "warning", "count",
+    "signal", "warning", "count", "pid",
 )
 
 
@@ -103,17 +103,18 @@ class AccessLog:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self.pid = os.getpid()
 
     def write(self, fields: dict[str, Any]) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         if not _json_lines:
-            self.logger.info("request", extra=fields)
+            self.logger.info("request", extra={**fields, "pid": self.pid})
             return
         now = time.time()
         line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
                 + f".{int(now % 1 * 1000):03d}Z", "level": "info", "logger": self.logger.name,
-                "msg": "request"}
+                "msg": "request", "pid": self.pid}
         line.update((k, v) for k, v in fields.items() if v is not None)
         # stdout closed or broken: never fail a request for a log line
         with contextlib.suppress(OSError, ValueError):
@@ -163,14 +164,14 @@ class Metrics:
                                   "Edge lists returned, by first edge",
                                   ["client", "country", "first_edge"], registry=r)
         self.drained = Gauge("tokensvc_drained_edges", "1 when an edge is drained",
-                             ["edge"], registry=r, multiprocess_mode="max")
+                             ["edge"], registry=r, multiprocess_mode="livemax")
         self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a rate limit",
                                     ["client", "scope"], registry=r)
         self.rate_local = Counter("tokensvc_rate_limit_local",
                                   "Rate-limit checks counted locally (shared store unavailable)",
                                   registry=r)
         self.redis_up = Gauge("tokensvc_redis_up", "1 when shared state is healthy",
-                              registry=r, multiprocess_mode="min")
+                              registry=r, multiprocess_mode="livemin")
         self.redis_failovers = Counter("tokensvc_redis_failovers",
                                        "Redis primary changes seen", registry=r)
         self.redis_latency = Histogram("tokensvc_redis_operation_seconds",
@@ -183,7 +184,7 @@ class Metrics:
         self.jwks_refreshes = Counter("tokensvc_jwks_refreshes", "JWKS refreshes by result",
                                       ["result"], registry=r)
         self.build = Gauge("tokensvc_build_info", "Build information", ["version", "region"],
-                           registry=r, multiprocess_mode="max")
+                           registry=r, multiprocess_mode="livemax")
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, remembered: label lookups cost more than the update.

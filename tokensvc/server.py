@@ -25,11 +25,13 @@ import signal
 import tempfile
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
+from prometheus_client import multiprocess as prom_multiprocess
 
 from tokensvc.observability import configure_logging
 from tokensvc.settings import Settings
@@ -111,7 +113,12 @@ def run(settings: Settings) -> int:
 
 def _supervise(settings: Settings, sockets: Sockets) -> int:
     own_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        # Files left by an earlier run would be summed into this one's metrics.
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
         own_dir = tempfile.mkdtemp(prefix="tokensvc-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir  # inherited by the spawned workers
     ctx = multiprocessing.get_context("spawn")
@@ -145,6 +152,8 @@ def _supervise(settings: Settings, sockets: Sockets) -> int:
             for process in [p for p in processes if p.exitcode is not None]:
                 processes.remove(process)
                 process.join()
+                if process.pid is not None:  # drop its live gauges (counters are kept)
+                    prom_multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 if stopping:
                     continue
                 now = time.monotonic()
