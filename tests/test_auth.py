@@ -193,6 +193,19 @@ JW = AuthConfig(type="jwt", algorithms=("RS256",), jwks_url="set-per-test",
                 issuer=ISSUER, audience=AUDIENCE)
 
 
+class SharedCache:
+    """Stands in for the state store's JWKS cache (the real one is tested in test_state)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    async def put(self, url: str, doc: bytes, seconds: float) -> None:
+        self.entries[url] = doc
+
+    async def get(self, url: str) -> bytes | None:
+        return self.entries.get(url)
+
+
 async def _started(url: str, **kwargs: Any) -> JwksSource:
     source = JwksSource(url, refresh=300, max_stale=3600, timeout=2, **kwargs)
     await source.start()
@@ -258,13 +271,8 @@ def test_keys_survive_an_idp_outage(jwks_server: Jwks) -> None:
 def test_restarted_pod_uses_shared_jwks_cache_when_idp_is_down(jwks_server: Jwks) -> None:
     """A new JwksSource loads keys from the shared cache when the IdP is unreachable."""
     jwks_server.publish(RSA_KEY, "k1")
-    cache: dict[str, bytes] = {}
-
-    async def put(url: str, doc: bytes, seconds: float) -> None:
-        cache[url] = doc
-
-    async def get(url: str) -> bytes | None:
-        return cache.get(url)
+    cache = SharedCache()
+    get, put = cache.get, cache.put
 
     async def run() -> str:
         first = await _started(jwks_server.url, cache_get=get, cache_put=put)
@@ -307,19 +315,14 @@ def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
 def test_jwks_cache_keeps_the_original_fetch_time(jwks_server: Jwks) -> None:
     """Keys loaded from the shared cache expire max_stale after the original fetch."""
     jwks_server.publish(RSA_KEY, "k1")
-    cache: dict[str, bytes] = {}
-
-    async def put(url: str, doc: bytes, seconds: float) -> None:
-        cache[url] = doc
-
-    async def get(url: str) -> bytes | None:
-        return cache.get(url)
+    cache = SharedCache()
+    get, put = cache.get, cache.put
 
     async def run() -> bool:
         first = await _started(jwks_server.url, cache_get=get, cache_put=put)
         await first.stop()
-        stamp, _, doc = cache[jwks_server.url].partition(b"\n")
-        cache[jwks_server.url] = str(float(stamp) - 7200).encode() + b"\n" + doc  # 2 h old
+        stamp, _, doc = cache.entries[jwks_server.url].partition(b"\n")
+        cache.entries[jwks_server.url] = str(float(stamp) - 7200).encode() + b"\n" + doc
         jwks_server.fail = True
         second = await _started(jwks_server.url, cache_get=get, cache_put=put)
         try:
