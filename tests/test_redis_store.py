@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +18,9 @@ from tokensvc.redis_store import DRAINS, TOMBSTONE_SECONDS, Entry, RedisStore, T
 from tokensvc.state import MemoryStore, SharedState, Store
 
 BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
+#: A window length no test can straddle (windows are aligned to the clock; a 60 s window
+#: could roll over in the middle of a test).
+LONG = 10**9
 #: Scheduling slack on a shared 2-core machine, on top of the budget, for latency asserts.
 SLACK = 0.05
 
@@ -42,23 +45,27 @@ class StreamResult:
         return max((s for _, s in self.latencies), default=0.0)
 
     def first_shared_after(self, moment: float) -> float | None:
-        """When the first operation after ``moment`` whose hits all reached Redis started."""
+        """When the first operation after ``moment`` counted shared (syncs succeeding) started."""
         return next((t for t, ok in self.shared if t > moment and ok), None)
+
+    def recovered_after(self, moment: float) -> float | None:
+        """After ``moment``: when counting was shared again following a spell of per-pod
+        counting (syncs failing), or None if that has not happened (yet)."""
+        local = next((t for t, ok in self.shared if t > moment and not ok), None)
+        return None if local is None else self.first_shared_after(local)
 
 
 async def token_stream(shared: SharedState, stop: asyncio.Event, result: StreamResult,
                        interval: float = 0.005) -> None:
-    """What the token path does per request: two rate-limit hits (one budget), then snapshot
-    reads for drains and blocks. Runs until ``stop`` is set."""
+    """What the token path does per request: two rate-limit checks (local, synced in the
+    background), then snapshot reads for drains and blocks. Runs until ``stop`` is set."""
     n = 0
     while not stop.is_set():
         n += 1
         started = time.monotonic()
         try:
-            decisions = await shared.hit_all([
-                (f"rl:c:id:user{n % 20}", 1_000_000, 60),
-                (f"rl:c:ip:10.0.0.{n % 7}", 1_000_000, 60),
-            ])
+            decisions = [shared.check(f"rl:c:id:user{n % 20}", 1_000_000, 60),
+                         shared.check(f"rl:c:ip:10.0.0.{n % 7}", 1_000_000, 60)]
             shared.snapshot.drained(time.time())
             shared.snapshot.is_blocked("c", f"user{n % 20}", time.time())
             result.shared.append((started, all(d.shared for d in decisions)))
@@ -162,12 +169,15 @@ async def test_store_blocks_and_unblocks(store: Store) -> None:
     ]
 
 
-async def test_store_counts_hits_in_fixed_windows(store: Store) -> None:
-    """Hits count up per key within a window and reset time is within the window."""
-    counts = [(await store.hit("rl:c:id:a", 60))[0] for _ in range(3)]
-    other, reset = await store.hit("rl:c:id:b", 60)
-    assert ([1, 2, 3], 1) == (counts, other)
-    assert 0 < reset <= 60
+async def test_store_adds_counts_in_one_call(store: Store) -> None:
+    """add_counts adds each delta to its counter and returns the totals, in order; an expired
+    counter starts again from zero."""
+    first = await store.add_counts([("a:60:0", 3, 60_000), ("b:60:0", 1, 60_000),
+                                    ("short:1:0", 5, 100)])
+    await asyncio.sleep(0.2)
+    second = await store.add_counts([("b:60:0", 2, 60_000), ("a:60:0", 1, 60_000),
+                                     ("short:1:0", 1, 100)])
+    assert ([3, 1, 5], [3, 4, 1]) == (first, second)
 
 
 async def test_store_jwks_round_trip(store: Store) -> None:
@@ -190,21 +200,136 @@ async def test_store_notifies_changes(store: Store) -> None:
     await store.drain("dublin", 60, "")
     async with asyncio.timeout(2):
         await waiter
+    assert isinstance(changes, AsyncGenerator)  # both stores implement it as a generator
     await changes.aclose()
     assert waiter.done()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pod(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
+    """One pod's SharedState, on the in-memory store or on a real Redis."""
+    store: Store = MemoryStore()
+    if request.param == "redis":
+        store = RedisStore(request.getfixturevalue("redis_node").url)
+    state = SharedState(store, budget=BUDGET)
+    yield state
+    await state.stop()
+
+
+async def test_rate_limit_is_exact_within_one_pod(pod: SharedState) -> None:
+    """7/window: exactly 7 of 10 checks are allowed, with syncs in between or not, and the
+    refused ones carry a Retry-After."""
+    decisions = [pod.check("rl:c:id:alice", 7, LONG) for _ in range(4)]
+    await pod.sync()
+    decisions += [pod.check("rl:c:id:alice", 7, LONG) for _ in range(6)]
+    await pod.sync()
+    assert [True] * 7 + [False] * 3 == [d.allowed for d in decisions]
+    assert all(d.shared for d in decisions) and decisions[-1].retry_after >= 1
 
 
 # -- single server --------------------------------------------------------------------------
 
 
+def counter_value(node: Node, key: str) -> int:
+    """The Redis counter of ``key`` in the current LONG window (0 if absent)."""
+    start = int(time.time()) // LONG * LONG
+    raw = node.client().get(f"tokensvc:rl:{key}:{LONG}:{start}")
+    return int(raw) if raw is not None else 0
+
+
 async def test_single_server_pods_share_rate_limits(
     redis_node: Node, shared_factory: Callable[..., SharedState]
 ) -> None:
-    """Two pods on one Redis share counters: 3/window allows 3 hits in total across both."""
+    """Two pods on one Redis share counters: with 10/window, pod A uses 6 and syncs; pod B,
+    which learns the total at its first sync, is then allowed only 4 of 6."""
     pod_a, pod_b = shared_factory(redis_node.url), shared_factory(redis_node.url)
-    decisions = [await pod.hit("rl:c:id:alice", 3, 60) for pod in (pod_a, pod_b) * 2]
-    assert [True, True, True, False] == [d.allowed for d in decisions]
-    assert all(d.shared for d in decisions)
+    used_by_a = [pod_a.check("rl:c:id:alice", 10, LONG).allowed for _ in range(6)]
+    await pod_a.sync()
+    decisions = [pod_b.check("rl:c:id:alice", 10, LONG)]  # the 7th: allowed, B knows no better
+    await pod_b.sync()  # B learns the total: 7
+    decisions += [pod_b.check("rl:c:id:alice", 10, LONG) for _ in range(5)]
+    await pod_b.sync()
+    assert ([True] * 6, [True] * 4 + [False] * 2) == (
+        used_by_a, [d.allowed for d in decisions]
+    )
+    assert (10, 10) == (counter_value(redis_node, "rl:c:id:alice"),
+                        pod_b.rates.count("rl:c:id:alice", LONG))
+
+
+async def test_over_admission_is_what_pods_admit_between_syncs(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """Pods that check before any sync each admit up to the limit (the documented bound); after
+    one sync each, every pod refuses for the rest of the window."""
+    pods = [shared_factory(redis_node.url) for _ in range(3)]
+    burst = [sum(p.check("rl:c:ip:1.2.3.4", 5, LONG).allowed for _ in range(8)) for p in pods]
+    for p in pods:
+        await p.sync()
+    after = [p.check("rl:c:ip:1.2.3.4", 5, LONG).allowed for p in pods]
+    assert ([5, 5, 5], [False] * 3, 15) == (
+        burst, after, counter_value(redis_node, "rl:c:ip:1.2.3.4")
+    )
+
+
+async def test_a_sync_of_500_counters_is_one_command(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """A pod's sync sends every dirty counter in one EVALSHA: 500 keys cost one command on the
+    server (measured with INFO: total_commands_processed and the evalsha call count)."""
+    pod = shared_factory(redis_node.url)
+    pod.check("warm-up", 10, LONG)
+    await pod.sync()  # connects, loads the script
+    for i in range(500):
+        pod.check(f"rl:c:id:user{i}", 10, LONG)
+        pod.check(f"rl:c:id:user{i}", 10, LONG)
+    admin = redis_node.client()
+
+    def totals() -> tuple[int, int, int]:
+        """(commands processed, of which run inside scripts, EVALSHA calls): one INFO call."""
+        info = admin.info("all")
+        inner = sum(info.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("incrby", "pexpire"))
+        return (int(info["total_commands_processed"]), inner,
+                info["cmdstat_evalsha"]["calls"])
+
+    idle = [totals(), totals()]
+    info_cost = idle[1][0] - idle[0][0]  # what one INFO call adds to the count
+    before = totals()
+    ok = await pod.sync()
+    after = totals()
+    inside = after[1] - before[1]
+    commands = after[0] - before[0] - inside - info_cost
+    record("rate_sync_500_keys", client_commands=commands, script_commands=inside,
+           evalsha=after[2] - before[2])
+    assert (True, 1, 1, 1000, 2, 0) == (
+        ok, commands, after[2] - before[2], inside,
+        counter_value(redis_node, "rl:c:id:user499"), pod.rates.dirty,
+    )
+
+
+async def test_stop_sends_the_last_counts(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """Graceful shutdown: counts made since the last sync reach Redis when the pod stops."""
+    pod = shared_factory(redis_node.url, sync_interval=60)
+    await pod.start()
+    for _ in range(3):
+        pod.check("rl:c:id:bob", 10, LONG)
+    await pod.stop()
+    assert 3 == counter_value(redis_node, "rl:c:id:bob")
+
+
+async def test_background_sync_shares_counts_within_an_interval(
+    redis_node: Node, shared_factory: Callable[..., SharedState]
+) -> None:
+    """With the sync task running (100 ms), a pod's hits reach Redis without any request
+    waiting for it."""
+    pod = shared_factory(redis_node.url)
+    await pod.start()
+    for _ in range(4):
+        pod.check("rl:c:id:carol", 10, LONG)
+    took = await eventually(lambda: counter_value(redis_node, "rl:c:id:carol") == 4, 2.0)
+    record("background_sync", seconds=round(took, 3))
+    assert 0 == pod.rates.dirty
 
 
 async def test_single_server_drains_and_blocks_reach_pods(
@@ -299,7 +424,9 @@ async def test_read_replica_serves_reads_and_change_notifications(
         took = await eventually(lambda: "dublin" in drained_now(shared), 2.0)
         primary.kill()
         refreshed = await shared.refresh()
-        decision = await shared.hit("rl:c:id:a", 10, 60)
+        shared.check("rl:c:id:a", 10, 60)
+        await shared.sync()  # fails: the primary is gone
+        decision = shared.check("rl:c:id:a", 10, 60)
         assert (True, frozenset({"dublin"}), True, False) == (
             refreshed, drained_now(shared), decision.allowed, decision.shared
         )
@@ -315,7 +442,8 @@ async def test_redis_down_for_the_whole_test(
     shared_factory: Callable[..., SharedState],
 ) -> None:
     """Nothing listening: start is quick, every request is served within the budget, limits
-    are counted per pod (the 6th of 5/window is refused), health says degraded."""
+    are counted per pod (the 6th of 5/window is refused), a burst of 10,000 checks makes no
+    store call at all, health says degraded."""
     shared = shared_factory(f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     await shared.start()
@@ -325,7 +453,15 @@ async def test_redis_down_for_the_whole_test(
     await asyncio.sleep(1.0)
     stop.set()
     await task
-    limited = [await shared.hit("rl:c:id:alice", 5, 60) for _ in range(6)]
+    limited = [shared.check("rl:c:id:alice", 5, LONG) for _ in range(6)]
+    operations = shared.stats.operations + shared.stats.short_circuited
+    burst_started = time.perf_counter()
+    burst = [shared.check(f"rl:c:id:u{i % 100}", 1_000_000, LONG) for i in range(10_000)]
+    burst_seconds = time.perf_counter() - burst_started
+    record("check_burst_redis_down", checks=10_000, seconds=round(burst_seconds, 4))
+    assert operations == shared.stats.operations + shared.stats.short_circuited
+    assert (True, False) == (all(d.allowed for d in burst), any(d.shared for d in burst))
+    assert burst_seconds < 1.0
     assert (0, "degraded") == (result.failed, shared.health()["status"])
     assert [True] * 5 + [False] == [d.allowed for d in limited]
     assert not any(d.shared for d in limited)
@@ -338,7 +474,8 @@ async def test_redis_down_then_back_catches_up(
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """Redis killed while requests flow: no request fails, limits go local; when it is back,
-    a drain written there is seen, counting is shared again and health is ok."""
+    a drain written there is seen, counting is shared again, the hits counted during the
+    outage reach Redis, and health is ok."""
     shared = shared_factory(redis_node.url)
     await shared.start()
     stop, result = asyncio.Event(), StreamResult()
@@ -348,6 +485,8 @@ async def test_redis_down_then_back_catches_up(
     await asyncio.to_thread(redis_node.kill)
     await asyncio.sleep(1.5)
     degraded_while_down = shared.degraded
+    for _ in range(7):
+        shared.check("rl:c:id:outage", 100, LONG)
     await asyncio.to_thread(redis_node.restart)
     back = time.monotonic()
     await writer_factory(redis_node.url).drain("dublin", 60, "written while pods degraded")
@@ -357,8 +496,9 @@ async def test_redis_down_then_back_catches_up(
     await asyncio.sleep(1.2)  # past a breaker cooldown: counting must be shared again
     stop.set()
     await task
-    shared_again = result.first_shared_after(back)
-    assert (0, True) == (result.failed, degraded_while_down)
+    shared_again = result.recovered_after(killed)
+    assert (0, True, 7) == (result.failed, degraded_while_down,
+                            counter_value(redis_node, "rl:c:id:outage"))
     assert shared_again is not None
     assert result.p99(killed) < BUDGET + SLACK
     record("down_then_back", sent=result.sent, failed=result.failed,
@@ -385,8 +525,8 @@ async def test_sentinel_kill_primary_zero_failed_requests(
     await asyncio.to_thread(old.kill)
     new = await asyncio.to_thread(sentinel_cluster.wait_for_new_primary, old.port)
     promoted = time.monotonic()
-    await eventually(lambda: result.first_shared_after(promoted) is not None, 5.0)
-    resumed = result.first_shared_after(killed)
+    await eventually(lambda: result.recovered_after(killed) is not None, 5.0)
+    resumed = result.recovered_after(killed)
     assert resumed is not None
     written = time.monotonic()
     await writer_factory(sentinel_cluster.url).drain("dublin", 60, "after failover")
@@ -398,6 +538,9 @@ async def test_sentinel_kill_primary_zero_failed_requests(
     on_new = new.client().get(
         "tokensvc:jwks:" + hashlib.sha256(b"https://idp/jwks").hexdigest()
     )
+    shared.check("rl:c:id:after", 10, LONG)
+    await shared.sync()
+    counted_on_new = counter_value(new, "rl:c:id:after")
     address = await shared.store.primary_address()  # type: ignore[attr-defined]
     window = (killed, resumed)
     record("sentinel_kill9", sent=result.sent, failed=result.failed,
@@ -408,7 +551,7 @@ async def test_sentinel_kill_primary_zero_failed_requests(
            shared_again_after_kill_s=round(resumed - killed, 3),
            drain_propagation_s=round(propagation, 4),
            failovers_seen=shared.failovers_seen)
-    assert (0, new.port, b"{}") == (result.failed, address[1], on_new)
+    assert (0, new.port, b"{}", 1) == (result.failed, address[1], on_new, counted_on_new)
     assert result.p99(*window) < BUDGET + SLACK
     assert result.max() < 0.5
     assert propagation < 2.0
@@ -433,7 +576,7 @@ async def test_sentinel_primary_paused_and_resumed(
     finally:
         old.resume()
     resumed_at = time.monotonic()
-    await eventually(lambda: result.first_shared_after(resumed_at) is not None, 5.0)
+    await eventually(lambda: result.recovered_after(paused) is not None, 5.0)
     await writer_factory(sentinel_cluster.url).drain("tokyo", 60, "after partition")
     await eventually(lambda: "tokyo" in drained_now(shared), 2.0)
     stop.set()
@@ -456,7 +599,7 @@ async def test_sentinel_graceful_failover_moves_writes_before_demotion(
     store = writer_factory(sentinel_cluster.url)
     await store.drain("dublin", 60, "")  # a pooled connection to the old primary
     old = sentinel_cluster.current_primary()
-    sentinel_cluster.sentinels[0].client().execute_command(
+    sentinel_cluster.sentinels[0].client().execute_command(  # type: ignore[no-untyped-call]
         "SENTINEL", "FAILOVER", sentinel_cluster.service
     )
     new = await asyncio.to_thread(sentinel_cluster.wait_for_new_primary, old.port)

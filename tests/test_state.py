@@ -4,12 +4,14 @@ memory store, SharedState's fail-open rules, URL parsing, the merge rule."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from tokensvc.errors import ConfigError, StoreError
+from tokensvc.ratelimit import Delta
 from tokensvc.redis_store import Entry, RedisStore, parse_url
 from tokensvc.secret import Secret
 from tokensvc.settings import Settings
@@ -99,21 +101,26 @@ def test_snapshot_ignores_expired_drains_and_blocks() -> None:
     )
 
 
-async def test_memory_store_counts_hits_per_window() -> None:
-    """Hits on one key count up within a window; another key counts separately."""
-    store = MemoryStore()
-    counts = [(await store.hit("k", 60))[0] for _ in range(3)]
-    other, reset = await store.hit("other", 60)
-    assert ([1, 2, 3], 1) == (counts, other)
-    assert 0 < reset <= 60
-
-
 async def test_shared_state_denies_past_the_limit_with_retry_after() -> None:
-    """The (limit+1)-th hit in a window is refused with a Retry-After of at least 1 s."""
+    """The (limit+1)-th check in a window is refused with a Retry-After of at least 1 s."""
     shared = SharedState(MemoryStore())
-    decisions = [await shared.hit("rl:c:id:a", 2, 60) for _ in range(3)]
+    decisions = [shared.check("rl:c:id:a", 2, 60) for _ in range(3)]
     assert [True, True, False] == [d.allowed for d in decisions]
     assert 1 <= decisions[-1].retry_after <= 60
+
+
+async def test_memory_backend_has_nothing_to_sync() -> None:
+    """On the in-memory store the local count is exact: no sync task, no dirty counters, and
+    decisions count as shared (there is no other pod to share with)."""
+    shared = SharedState(MemoryStore(), sync_interval=0.001)
+    await shared.start()
+    try:
+        decisions = [shared.check("k", 100, 60) for _ in range(10)]
+        await asyncio.sleep(0.01)
+    finally:
+        await shared.stop()
+    assert (0, 0, True) == (shared.rates.dirty, shared.stats.syncs,
+                            all(d.shared for d in decisions))
 
 
 async def test_shared_state_refresh_follows_memory_store_changes() -> None:
@@ -133,6 +140,7 @@ class StallingStore(MemoryStore):
     """A store whose calls hang (or fail) on demand: for SharedState's own rules, no Redis."""
 
     name = "stalling"
+    remote = True
 
     def __init__(self, mode: str) -> None:
         super().__init__()
@@ -141,13 +149,18 @@ class StallingStore(MemoryStore):
 
     async def _misbehave(self) -> None:
         self.calls += 1
+        if self.mode == "ok":
+            return
         if self.mode == "hang":
             await asyncio.sleep(3600)
         raise StoreError("down")
 
-    async def hit(self, key: str, window: int) -> tuple[int, float]:
+    async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
         await self._misbehave()
-        raise AssertionError("unreachable")
+        return [0] * len(deltas)
+
+    async def ping(self) -> None:
+        await self._misbehave()
 
     async def snapshot(self) -> Snapshot:
         await self._misbehave()
@@ -162,26 +175,64 @@ class StallingStore(MemoryStore):
         yield None
 
 
-async def test_hanging_store_costs_at_most_the_budget_then_nothing() -> None:
-    """With a hanging store, each of the first hits waits only the budget, then the breaker
-    stops calling it: 20 hits make 3 calls and every hit is allowed (counted locally)."""
+async def test_hanging_store_costs_syncs_their_timeout_then_nothing() -> None:
+    """With a hanging store, each of the first syncs waits only its timeout, then the breaker
+    stops calling it: 20 check+sync rounds make 3 calls, every check is allowed, and after the
+    first failed sync decisions say they were counted per pod."""
     store = StallingStore("hang")
-    shared = SharedState(store, budget=0.02, breaker_threshold=3, breaker_cooldown=10)
+    shared = SharedState(store, sync_timeout=0.02, breaker_threshold=3, breaker_cooldown=10)
     started = time.perf_counter()
-    decisions = [await shared.hit("k", 100, 60) for _ in range(20)]
+    decisions = []
+    for _ in range(20):
+        decisions.append(shared.check("k", 100, 60))
+        await shared.sync()
     elapsed = time.perf_counter() - started
-    assert (3, [True] * 20, [False] * 20) == (
+    assert (3, [True] * 20, [True] + [False] * 19) == (
         store.calls, [d.allowed for d in decisions], [d.shared for d in decisions]
     )
     assert elapsed < 3 * 0.02 + 0.2
-    assert shared.degraded
+    assert (True, 19, 20) == (shared.degraded, shared.stats.local_hits,
+                              shared.stats.sync_failures)
 
 
 async def test_failing_store_rate_limits_locally() -> None:
-    """When the store fails, limits still apply, per pod: the 4th hit of 3/window is refused."""
+    """When the store fails, limits still apply, per pod: the 4th check of 3/window is refused
+    (failed syncs between checks lose no hits)."""
     shared = SharedState(StallingStore("fail"))
-    decisions = [await shared.hit("k", 3, 60) for _ in range(4)]
+    decisions = []
+    for _ in range(4):
+        decisions.append(shared.check("k", 3, 60))
+        await shared.sync()
     assert [True, True, True, False] == [d.allowed for d in decisions]
+
+
+async def test_sync_probes_the_store_when_nothing_is_left_to_send() -> None:
+    """After failed syncs whose hits were dropped (their window ended), a sync with nothing to
+    send still probes the store, so decisions count as shared again once it answers."""
+    store = StallingStore("fail")
+    shared = SharedState(store, breaker_threshold=100)
+    shared.rates._clock = lambda: 1_700_000_000.0
+    shared.check("k", 10, 60)
+    failed = await shared.sync()
+    shared.rates._clock = lambda: 1_700_000_100.0  # the window has ended
+    still_down = await shared.sync()  # the probe fails too
+    store.mode = "ok"
+    recovered = await shared.sync()
+    assert (False, False, True, True, False) == (
+        failed, still_down, recovered, shared.check("k", 10, 60).shared, shared.degraded
+    )
+
+
+async def test_stop_during_a_hanging_sync_keeps_the_hits() -> None:
+    """A sync cancelled mid-flight (shutdown) gives its hits back to pending."""
+    shared = SharedState(StallingStore("hang"), sync_timeout=10)
+    shared.check("k", 100, 60)
+    task = asyncio.create_task(shared.sync())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert (1, 1) == (shared.rates.dirty, shared.rates.count("k", 60))
 
 
 async def test_failed_refresh_keeps_the_last_snapshot_and_reports_degraded() -> None:
@@ -206,9 +257,10 @@ async def test_operation_hook_sees_outcomes() -> None:
     seen: list[tuple[str, str]] = []
     shared = SharedState(StallingStore("fail"), breaker_threshold=1, breaker_cooldown=10,
                          on_operation=lambda op, _s, outcome: seen.append((op, outcome)))
-    await shared.hit("k", 1, 60)
-    await shared.hit("k", 1, 60)
-    assert [("hit", "error"), ("hit", "open")] == seen
+    shared.check("k", 1, 60)
+    await shared.sync()
+    await shared.sync()
+    assert [("rate_sync", "error"), ("rate_sync", "open")] == seen
 
 
 def test_build_shared_state_without_url_is_memory() -> None:
@@ -217,11 +269,14 @@ def test_build_shared_state_without_url_is_memory() -> None:
 
 
 def test_build_shared_state_with_url_is_redis_and_budget_from_settings() -> None:
-    """A Redis URL gives a Redis-backed state (no connection is made yet) with the budget."""
+    """A Redis URL gives a Redis-backed state (no connection is made yet) with the budget and
+    the default rate-limit sync interval (100 ms)."""
     shared = build_shared_state(
         Settings(redis_url=Secret("redis://127.0.0.1:1/0"), redis_budget_ms=15)
     )
-    assert ("redis", 0.015) == (shared.backend, shared.budget)
+    assert ("redis", 0.015, 0.1, True) == (
+        shared.backend, shared.budget, shared.sync_interval, shared.remote
+    )
 
 
 @pytest.mark.parametrize(

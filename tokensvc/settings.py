@@ -82,6 +82,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "Longest a token request waits on Redis; past it the request proceeds without it."),
     EnvVar("TOKENSVC_REDIS_REFRESH", "2",
            "Seconds between background refreshes of the drains/blocks snapshot."),
+    EnvVar("TOKENSVC_RATE_SYNC_MS", "100",
+           "How often a pod sends its rate-limit counts to Redis (one round trip for all); "
+           "the cross-pod over-admission bound grows with it."),
     EnvVar("TOKENSVC_FINGERPRINT_KEY", "(random per process)",
            "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); "
            "set it to correlate one caller across pods."),
@@ -128,6 +131,7 @@ class Settings:
     redis_sentinel_password: Secret | None = None
     redis_budget_ms: float = 20.0
     redis_refresh: float = 2.0
+    rate_sync_ms: float = 100.0
     ops_config: Path | None = None
     fingerprint_key: Secret | None = None
     allow_dev: bool = False
@@ -207,6 +211,7 @@ class Settings:
                 "TOKENSVC_REDIS_BUDGET_MS", _positive_float, d.redis_budget_ms
             ),
             redis_refresh=reader.get("TOKENSVC_REDIS_REFRESH", _positive_float, d.redis_refresh),
+            rate_sync_ms=reader.get("TOKENSVC_RATE_SYNC_MS", _positive_float, d.rate_sync_ms),
             ops_config=reader.optional("TOKENSVC_OPS_CONFIG", Path),
             fingerprint_key=reader.secret("TOKENSVC_FINGERPRINT_KEY"),
             allow_dev=reader.get("TOKENSVC_ALLOW_DEV", _boolean, d.allow_dev),

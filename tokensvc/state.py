@@ -7,8 +7,10 @@
     CircuitBreaker            stops calling a failing backend for a while (closed/open/half-open)
     SharedState               what the request path uses: an in-process Snapshot of drains and
                               blocks kept fresh by a background task (periodic refresh plus
-                              pub/sub change notifications), and rate-limit hits and JWKS cache
-                              calls bounded by a time budget that fail open to local state.
+                              pub/sub change notifications); rate limits decided locally by a
+                              RateCounter (tokensvc.ratelimit) whose deltas a background task
+                              syncs to the store in one round trip per interval; JWKS cache
+                              calls bounded by a time budget that fail open.
                               Nothing here may block or fail a token request.
     build_shared_state()      Settings -> SharedState (memory when no Redis URL is set)
 
@@ -25,11 +27,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from tokensvc.errors import StoreError
+from tokensvc.ratelimit import Delta, RateCounter, RateDecision
 
 if TYPE_CHECKING:
     from tokensvc.settings import Settings
@@ -70,17 +73,13 @@ class Snapshot:
         return block is not None and (block.until is None or block.until > now)
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    retry_after: int = 0
-    shared: bool = True  # False when counted locally because the store was unavailable
-
-
 class Store(Protocol):
     """A backend for shared state. Every method raises StoreError on failure, nothing else."""
 
     name: str
+    #: True when other pods share this store (rate-limit counts are synced to it); False for
+    #: the in-process store, whose counts the local RateCounter already holds exactly.
+    remote: bool
 
     async def ping(self) -> None: ...
 
@@ -96,8 +95,9 @@ class Store(Protocol):
 
     async def unblock(self, client: str, identity: str) -> None: ...
 
-    async def hit(self, key: str, window: int) -> tuple[int, float]:
-        """Count one hit in the fixed window containing now; return (count, seconds to reset)."""
+    async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
+        """Add each ``(name, delta, ttl_ms)`` to its counter, creating it with that TTL, in one
+        round trip; return the new totals, in order."""
         ...
 
     async def jwks_get(self, url: str) -> bytes | None: ...
@@ -116,12 +116,13 @@ class MemoryStore:
     """In-process store: the embedded default, and the per-pod fallback for rate limits."""
 
     name = "memory"
+    remote = False
     failovers = 0
 
     def __init__(self) -> None:
         self._drains: dict[str, Drain] = {}
         self._blocks: dict[tuple[str, str], Block] = {}
-        self._counters: dict[str, tuple[float, int]] = {}
+        self._counters: dict[str, tuple[float, int]] = {}  # name -> (expires at, total)
         self._jwks: dict[str, tuple[float, bytes]] = {}
         self._changed = asyncio.Event()
 
@@ -153,20 +154,19 @@ class MemoryStore:
         self._blocks.pop((client, identity), None)
         self._notify()
 
-    def hit_now(self, key: str, window: int) -> tuple[int, float]:
+    async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
         now = time.time()
-        start = now - (now % window)
-        window_start, count = self._counters.get(key, (start, 0))
-        if window_start != start:
-            count = 0
-            if len(self._counters) > 100_000:  # bound memory: drop windows that have ended
-                self._counters = {k: v for k, v in self._counters.items() if v[0] == start}
-        count += 1
-        self._counters[key] = (start, count)
-        return count, start + window - now
-
-    async def hit(self, key: str, window: int) -> tuple[int, float]:
-        return self.hit_now(key, window)
+        if len(self._counters) > 100_000:  # bound memory: drop expired counters
+            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
+        totals = []
+        for name, delta, ttl_ms in deltas:
+            expires, total = self._counters.get(name, (0.0, 0))
+            if expires <= now:
+                expires, total = now + ttl_ms / 1000.0, 0
+            total += delta
+            self._counters[name] = (expires, total)
+            totals.append(total)
+        return totals
 
     async def jwks_get(self, url: str) -> bytes | None:
         entry = self._jwks.get(url)
@@ -249,7 +249,9 @@ class StateStats:
     operations: int = 0  # store calls attempted
     failures: int = 0  # attempted calls that failed or ran past their deadline
     short_circuited: int = 0  # calls not attempted because a breaker was open
-    local_hits: int = 0  # rate-limit hits counted per pod because the store was unavailable
+    local_hits: int = 0  # rate-limit decisions made per pod because the store was unavailable
+    syncs: int = 0  # rate-limit syncs attempted (one store round trip each)
+    sync_failures: int = 0  # syncs that failed, timed out or were skipped by the breaker
     refreshes: int = 0
     refresh_failures: int = 0
     notifications: int = 0  # change notifications received (pub/sub)
@@ -274,13 +276,25 @@ class SharedState:
         breaker_threshold: int = 3,
         breaker_cooldown: float = 1.0,
         on_operation: OperationHook | None = None,
+        sync_interval: float = 0.1,
+        sync_timeout: float = 0.25,
+        sync_batch: int = 1000,
+        rate_entries: int = 100_000,
     ) -> None:
         self.store = store
         self.budget = budget
         self.refresh_interval = refresh_interval
         self.refresh_timeout = refresh_timeout
         self.snapshot = Snapshot()
-        self.local = store if isinstance(store, MemoryStore) else MemoryStore()
+        #: rate limits: decided here, synced to a remote store every ``sync_interval`` seconds
+        #: (at most ``sync_batch`` counters per round trip, each bounded by ``sync_timeout``)
+        self.remote = bool(getattr(store, "remote", True))
+        self.rates = RateCounter(track=self.remote, max_entries=rate_entries)
+        self.sync_interval = sync_interval
+        self.sync_timeout = sync_timeout
+        self.sync_batch = sync_batch
+        self._sync_ok = True
+        self._sync_lock = asyncio.Lock()
         self.stats = StateStats()
         self.on_operation = on_operation
         self.last_error: str = ""
@@ -302,7 +316,8 @@ class SharedState:
     def degraded(self) -> bool:
         """True while the store is not fully usable (reads stale, or limits counted per pod)."""
         return not (
-            self._refresh_ok and self.read_breaker.closed and self.write_breaker.closed
+            self._refresh_ok and self._sync_ok
+            and self.read_breaker.closed and self.write_breaker.closed
         )
 
     @property
@@ -322,14 +337,20 @@ class SharedState:
 
         await asyncio.gather(self.refresh(), subscribed())
         self._tasks.append(asyncio.create_task(self._refresh_loop(), name="state-refresh"))
+        if self.remote:
+            self._tasks.append(asyncio.create_task(self._sync_loop(), name="state-rate-sync"))
 
     async def stop(self) -> None:
+        """Stop the background tasks, send the last rate-limit counts (graceful shutdown, bounded
+        by ``sync_timeout``), close the store."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.remote and self.rates.dirty:
+            await self.sync()
         with contextlib.suppress(StoreError, TimeoutError):
             async with asyncio.timeout(self.refresh_timeout):
                 await self.store.close()
@@ -353,24 +374,58 @@ class SharedState:
             self._update_health()
             return True
 
-    async def hit(self, key: str, limit: int, window: int) -> RateDecision:
-        """Count a request against ``limit`` per ``window`` seconds; fail open to local counts."""
-        shared = True
-        try:
-            count, reset = await self._guarded(
-                "hit", self.write_breaker, lambda: self.store.hit(key, window), self.budget
-            )
-        except _Unavailable:
-            count, reset = self.local.hit_now(key, window)
-            shared = False
+    def check(self, key: str, limit: int, window: int) -> RateDecision:
+        """Count a request against ``limit`` per ``window`` seconds. Synchronous: no I/O, never
+        blocks. ``shared`` is False while the store is unreachable (counts are then per pod)."""
+        decision = self.rates.check(key, limit, window)
+        if not decision.shared:
             self.stats.local_hits += 1
-        if count > limit:
-            return RateDecision(False, max(1, int(reset + 0.999)), shared)
-        return RateDecision(True, 0, shared)
+        return decision
 
-    async def hit_all(self, checks: list[tuple[str, int, int]]) -> list[RateDecision]:
-        """Several ``(key, limit, window)`` hits at once, sharing one budget (not one each)."""
-        return list(await asyncio.gather(*(self.hit(k, n, w) for k, n, w in checks)))
+    async def sync(self) -> bool:
+        """Send this pod's pending rate-limit counts in one round trip (up to ``sync_batch``
+        counters) and take the global totals back. On failure the counts stay pending and are
+        retried, until their window ends. Never raises; returns whether it succeeded."""
+        if not self.remote:
+            return True
+        async with self._sync_lock:
+            self.rates.prune()
+            slots = self.rates.take(self.sync_batch)
+            if not slots:
+                if self._sync_ok:
+                    return True
+                # Failed before and nothing left to send (those windows ended): probe, so that
+                # health and decisions stop saying "per pod" once the store answers again.
+                try:
+                    await self._guarded("rate_sync", self.write_breaker, self.store.ping,
+                                        self.sync_timeout)
+                except _Unavailable:
+                    return False
+                self._sync_ok = self.rates.shared = True
+                self._update_health()
+                return True
+            deltas = RateCounter.deltas(slots, time.time())
+            totals: list[int] | None = None
+            self.stats.syncs += 1
+            try:
+                totals = await self._guarded(
+                    "rate_sync", self.write_breaker, lambda: self.store.add_counts(deltas),
+                    self.sync_timeout,
+                )
+                if len(totals) != len(slots):
+                    totals = None
+                    self.last_error = "rate_sync: wrong number of totals"
+            except _Unavailable:
+                pass
+            finally:
+                # Also on cancellation (stop() during a sync): the hits go back to pending.
+                self.rates.settle(slots, totals)
+            ok = totals is not None
+            if not ok:
+                self.stats.sync_failures += 1
+            self._sync_ok = self.rates.shared = ok
+            self._update_health()
+            return ok
 
     async def jwks_get(self, url: str) -> bytes | None:
         """The cached JWKS document for ``url``, or None (absent, or store unavailable)."""
@@ -457,6 +512,13 @@ class SharedState:
             log.info("shared state recovered", extra={"backend": self.backend})
         self._was_degraded = degraded
 
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            # More dirty counters than one batch: send the rest at once, not one interval later.
+            while await self.sync() and self.rates.dirty >= self.sync_batch:
+                pass
+
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_interval)
@@ -498,4 +560,6 @@ def build_shared_state(settings: Settings) -> SharedState:
         store,
         budget=settings.redis_budget_ms / 1000.0,
         refresh_interval=settings.redis_refresh,
+        # TOKENSVC_RATE_SYNC_MS (default 100), once Settings has it
+        sync_interval=settings.rate_sync_ms / 1000.0,
     )
