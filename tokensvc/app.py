@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import secrets
@@ -88,6 +89,10 @@ class RequestContext:
         self.admin_port = service.settings.admin_port
         self.max_header_bytes = service.settings.max_header_bytes
         self.token = TokenEndpoint(service)
+        # Request ids: a random per-process prefix and a counter. Unique, cheap (no
+        # os.urandom per request); they identify, they do not authorize.
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = itertools.count(1)
         self.access_log = AccessLog(log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,7 +102,7 @@ class RequestContext:
         start = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else (
-            secrets.token_hex(8))
+            self._next_request_id())
         ctx: dict[str, Any] = {}
         scope["tokensvc"] = ctx
         status = 500
@@ -133,6 +138,9 @@ class RequestContext:
         finally:
             if path not in ADMIN_PATHS:
                 self._record(scope, ctx, path, status, request_id, start)
+
+    def _next_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):08x}"
 
     def _record(self, scope: Scope, ctx: dict[str, Any], path: str, status: int,
                 request_id: str, start: float) -> None:

@@ -12,7 +12,6 @@ import json
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from tokensvc.clientset import Client
@@ -94,8 +93,15 @@ def _choice(data: Mapping[str, Any], name: str, options: tuple[str, ...]) -> str
     return str(value)
 
 
+_last_rfc3339: tuple[int, str] = (-1, "")
+
+
 def rfc3339(unix: int) -> str:
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC; the last answer is kept (requests within a second share it)."""
+    global _last_rfc3339
+    if _last_rfc3339[0] != unix:
+        _last_rfc3339 = (unix, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix)))
+    return _last_rfc3339[1]
 
 
 def refresh_in(ttl: int) -> int:

@@ -46,6 +46,14 @@ class MemoizedHMAC(HMACAlgorithm):
     def __init__(self, hash_alg: Any) -> None:
         super().__init__(hash_alg)
         self._prepared: dict[bytes, bytes | InvalidKeyError] = {}
+        self._length_notes: dict[int, str | None] = {}
+
+    def check_key_length(self, key: bytes) -> str | None:
+        """Same answer as pyjwt's, remembered per key length (all it depends on)."""
+        length = len(key)
+        if length not in self._length_notes:
+            self._length_notes[length] = super().check_key_length(key)
+        return self._length_notes[length]
 
     def prepare_key(self, key: str | bytes) -> bytes:
         raw = key.encode("utf-8") if isinstance(key, str) else key

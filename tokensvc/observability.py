@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -104,6 +103,16 @@ class AccessLog:
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self.pid = os.getpid()
+        self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a request
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def write(self, fields: dict[str, Any]) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
@@ -111,14 +120,14 @@ class AccessLog:
         if not _json_lines:
             self.logger.info("request", extra={**fields, "pid": self.pid})
             return
-        now = time.time()
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                + f".{int(now % 1 * 1000):03d}Z", "level": "info", "logger": self.logger.name,
-                "msg": "request", "pid": self.pid}
-        line.update((k, v) for k, v in fields.items() if v is not None)
+        line = {"ts": self._timestamp(time.time()), "level": "info",
+                "logger": self.logger.name, "msg": "request", "pid": self.pid}
+        for key, value in fields.items():
+            if value is not None:
+                line[key] = value
         # stdout closed or broken: never fail a request for a log line
         with contextlib.suppress(OSError, ValueError):
-            sys.stdout.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
+            sys.stdout.write(self._encode(line) + "\n")
 
     @staticmethod
     def flush() -> None:
@@ -127,18 +136,20 @@ class AccessLog:
 
 
 class Fingerprinter:
-    """Keyed, non-reversible identity fingerprints for logs (HMAC-SHA256, 16 hex chars).
+    """Keyed, non-reversible identity fingerprints for logs (keyed BLAKE2b, 16 hex chars).
 
     The key comes from ``TOKENSVC_FINGERPRINT_KEY`` when set (stable across pods, so an
     operator can correlate), else a random per-process key.
     """
 
     def __init__(self, key: bytes | None = None) -> None:
-        self._key = key or secrets.token_bytes(32)
+        # BLAKE2b takes a key of at most 64 bytes; a longer one is hashed down to 64.
+        raw = key or secrets.token_bytes(32)
+        self._key = raw if len(raw) <= 64 else hashlib.sha512(raw).digest()
 
     def __call__(self, client: str, identity: str) -> str:
         msg = f"{client}\x00{identity}".encode("utf-8", "replace")
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:16]
+        return hashlib.blake2b(msg, key=self._key, digest_size=8).hexdigest()
 
     def __repr__(self) -> str:
         return "Fingerprinter(<SECRET>)"
