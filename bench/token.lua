@@ -72,8 +72,12 @@ function request()
 end
 
 if delay_ms > 0 then
+   -- Exponential think time with mean delay_ms: a fixed delay keeps every connection in
+   -- phase, so requests arrive in bursts of `connections` and the p99 measures the burst,
+   -- not the server. Random delays spread arrivals out (close to a Poisson process).
+   math.randomseed(os.time())
    function delay()
-      return delay_ms
+      return math.floor(-delay_ms * math.log(1 - math.random()) + 0.5)
    end
 end
 

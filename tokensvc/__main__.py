@@ -35,10 +35,12 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tokensvc.observability import configure_logging
-    from tokensvc.server import run
+    from tokensvc.server import prepare_metrics_dir, run
 
     settings = _settings(args)
+    metrics_dir = prepare_metrics_dir(settings)  # before prometheus_client is imported
+    from tokensvc.observability import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)
     # Validate before binding: every problem at once, exit 1.
     result = scan_clients(settings.config_dir)
@@ -46,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(ConfigError(problems))
         return 1
-    return run(settings)
+    return run(settings, metrics_dir)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

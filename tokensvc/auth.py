@@ -141,11 +141,11 @@ class JwksSource:
         self._task = asyncio.create_task(self._loop(), name=f"jwks:{self.url}")
 
     async def stop(self) -> None:
-        for task in (self._task, self._inflight):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        tasks = [t for t in (self._task, self._inflight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout + 1)  # bounded, like every stop
 
     async def refresh(self) -> bool:
         """Fetch now (single flight). True when fresh keys were installed."""

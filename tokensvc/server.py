@@ -31,9 +31,7 @@ from typing import Any
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
-from prometheus_client import multiprocess as prom_multiprocess
 
-from tokensvc.observability import configure_logging
 from tokensvc.settings import Settings
 
 log = logging.getLogger("tokensvc.server")
@@ -62,10 +60,33 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+def prepare_metrics_dir(settings: Settings) -> str | None:
+    """With several workers, point prometheus-client at a multiprocess directory. Must run
+    before prometheus_client is first imported (it picks its value class at import), so this
+    module imports it lazily. Returns the directory when this process created it."""
+    if settings.workers == 1:
+        return None
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        # Files left by an earlier run would be summed into this one's metrics.
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    own = tempfile.mkdtemp(prefix="tokensvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+    return own
+
+
 def _worker(settings: Settings, sockets: Sockets) -> None:
     """One serving process (also the only one when workers == 1)."""
+    # A forked worker inherits the supervisor's handlers; until the event loop installs its
+    # own (below), a signal simply ends the starting worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from tokensvc.app import create_app
+    from tokensvc.observability import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)
-    from tokensvc.app import create_app  # after logging: import-time logs get the format
 
     app = create_app(settings)
     config = hypercorn_config(settings)
@@ -95,8 +116,9 @@ def _worker(settings: Settings, sockets: Sockets) -> None:
         asyncio.run(main())
 
 
-def run(settings: Settings) -> int:
-    """Bind, serve until a signal, return the exit code."""
+def run(settings: Settings, metrics_dir: str | None = None) -> int:
+    """Bind, serve until a signal, return the exit code. ``metrics_dir``: the multiprocess
+    directory ``prepare_metrics_dir`` created, removed at exit."""
     config = hypercorn_config(settings)
     sockets = config.create_sockets()
     log.info("listening", extra={"bind": config.bind, "workers": settings.workers,
@@ -107,21 +129,21 @@ def run(settings: Settings) -> int:
             return 0
         return _supervise(settings, sockets)
     finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         for sock in (*sockets.insecure_sockets, *sockets.secure_sockets):
             sock.close()
 
 
 def _supervise(settings: Settings, sockets: Sockets) -> int:
-    own_dir = None
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        # Files left by an earlier run would be summed into this one's metrics.
-        for stale in Path(given).glob("*.db"):
-            stale.unlink(missing_ok=True)
-    else:
-        own_dir = tempfile.mkdtemp(prefix="tokensvc-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir  # inherited by the spawned workers
-    ctx = multiprocessing.get_context("spawn")
+    # Import the application once here, then fork: workers start with every module loaded
+    # (start-up is one import, not one per worker). The supervisor has no threads and no
+    # event loop, so forking it is safe.
+    from prometheus_client import multiprocess as prom_multiprocess
+
+    import tokensvc.app  # noqa: F401
+
+    ctx = multiprocessing.get_context("fork")
     stopping = False
     processes: list[BaseProcess] = []
     crashes: list[float] = []
@@ -171,6 +193,4 @@ def _supervise(settings: Settings, sockets: Sockets) -> int:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
-        if own_dir is not None:
-            shutil.rmtree(own_dir, ignore_errors=True)
     return exit_code

@@ -345,9 +345,16 @@ class SharedState:
         by ``sync_timeout``), close the store."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that swallows its cancellation (redis-py and asyncio.wait_for
+            # have both done so) must not hang shutdown.
+            done, stuck = await asyncio.wait(self._tasks, timeout=self.refresh_timeout)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failed task was already logged
+            if stuck:
+                log.warning("state tasks did not stop in time",
+                            extra={"count": len(stuck)})
         self._tasks.clear()
         if self.remote and self.rates.dirty:
             await self.sync()
