@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,16 @@ def assertion(sub: str = "alice", *, secret: str = HS_SECRET, alg: str = "HS256"
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, secret, algorithm=alg, headers=headers)
+
+
+async def eventually(check: Callable[[], bool], within: float) -> float:
+    """Seconds until ``check()`` is true; raises AssertionError after ``within`` seconds."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not true within {within}s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from redis_servers import Node
+from support import eventually
 from tokensvc.errors import ConfigError
 from tokensvc.ops import Ops, Region, format_duration, load_ops_config, merge, parse_duration
 from tokensvc.ops_cli import add_ops_commands
@@ -31,15 +32,6 @@ def cli(*argv: str) -> int:
 def write_ops_config(path: Path, regions: dict[str, str]) -> Path:
     path.write_text(json.dumps({"regions": regions}))  # JSON is YAML
     return path
-
-
-async def eventually(check: Callable[[], bool], within: float) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from redis_servers import BlackHole, Node, SentinelCluster, free_port, start_replica
+from support import eventually
 from tokensvc.errors import StoreError
 from tokensvc.redis_store import DRAINS, TOMBSTONE_SECONDS, Entry, RedisStore, Timeouts
 from tokensvc.state import MemoryStore, SharedState, Store
@@ -74,16 +75,6 @@ async def token_stream(shared: SharedState, stop: asyncio.Event, result: StreamR
         result.sent += 1
         result.latencies.append((started, time.monotonic() - started))
         await asyncio.sleep(interval)
-
-
-async def eventually(check: Callable[[], bool], within: float) -> float:
-    """Seconds until ``check()`` is true; raises AssertionError after ``within`` seconds."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
 
 
 def drained_now(shared: SharedState) -> frozenset[str]:
