@@ -19,8 +19,10 @@ import helm_python
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed here
 import kubernetes_validate
 import pytest
+import yaml
 from chart_support import (
     CHART_DIR,
+    CLIENT_FILE,
     KUBE_VERSIONS,
     NAMESPACE,
     RELEASE,
@@ -937,3 +939,14 @@ def test_every_value_has_a_comment() -> None:
         if line.strip():
             previous = line
     assert missing == []
+
+
+def test_client_object_with_every_auth_key_passes_the_schema() -> None:
+    """A client written as a YAML object may use every auth key the service accepts,
+    identity_prefix and identity_encoding included (the schema mirrors clients.py)."""
+    client = yaml.safe_load(CLIENT_FILE)
+    client["auth"].update({"identity_prefix": "web_", "identity_encoding": "strict",
+                           "identity_claim": "sub", "leeway_seconds": 10})
+    values = merge(WITH_CLIENT, {"clients": {"myapp": client}})
+    cm = one(objects(values), "ConfigMap", f"{RELEASE}-clients")
+    assert "web_" == yaml.safe_load(cm["data"]["myapp.yaml"])["auth"]["identity_prefix"]
