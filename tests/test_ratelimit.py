@@ -157,3 +157,14 @@ def test_a_check_costs_microseconds() -> None:
     for i in range(10_000):
         counter.check(keys[i % 1000], 1_000_000, 60)
     assert time.perf_counter() - started < 1.0
+
+
+def test_evicted_counters_leave_the_dirty_list_while_syncs_fail() -> None:
+    """With the store unreachable, a flood of distinct keys stays bounded by max_entries: evicted
+    counters drop their unsent hits instead of piling up in the dirty list."""
+    counter = RateCounter(max_entries=100)
+    for i in range(5_000):
+        counter.check(f"rl:c:ip:10.0.{i // 256}.{i % 256}", 10, 3600)
+        counter.settle(counter.take(1_000), None)  # every sync fails
+    assert len(counter) <= 100
+    assert counter.dirty <= 100

@@ -373,15 +373,31 @@ async def test_last_writer_wins_and_tombstones_are_kept(
 async def test_prune_removes_expired_entries_only(
     redis_node: Node, writer_factory: Callable[[str], RedisStore]
 ) -> None:
-    """Prune deletes expired records and old tombstones, keeping live ones."""
+    """Prune deletes records and tombstones only once they are both expired and older than
+    the tombstone retention; a recently expired record stays as a version marker."""
     store = writer_factory(redis_node.url)
     now = time.time()
-    await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))
+    await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))  # expired, recent: kept
+    await store.apply(DRAINS, "frankfurt",
+                      Entry(now - TOMBSTONE_SECONDS - 10, now - TOMBSTONE_SECONDS))  # old: gone
     await store.apply(DRAINS, "tokyo", Entry(now, now + 60))
     await store.apply(DRAINS, "sydney", Entry.tombstone(now - TOMBSTONE_SECONDS - 1))
     await store.apply(DRAINS, "ashburn", Entry.tombstone(now))
     removed = await store.prune([DRAINS])
-    assert (2, {"tokyo", "ashburn"}) == (removed, set(await store.entries(DRAINS)))
+    assert (2, {"dublin", "tokyo", "ashburn"}) == (removed, set(await store.entries(DRAINS)))
+
+
+async def test_sync_does_not_resurrect_a_shortened_drain(
+    redis_node: Node, writer_factory: Callable[[str], RedisStore]
+) -> None:
+    """A long drain later shortened (the short one has expired) is not brought back by a merge
+    with a region that only saw the long one: the expired record outranks it until pruned."""
+    store = writer_factory(redis_node.url)
+    now = time.time()
+    await store.apply(DRAINS, "dublin", Entry(now - 200, now - 100))  # shortened, expired
+    await store.prune([DRAINS])
+    written = await store.apply(DRAINS, "dublin", Entry(now - 300, now + 7 * 86400))  # stale
+    assert (0, {}) == (written, (await store.snapshot()).drains)
 
 
 async def test_readonly_endpoint_drops_connections_and_recovers(
@@ -657,3 +673,17 @@ def test_redis_store_timeouts_are_explicit() -> None:
         sentinel_kwargs["socket_connect_timeout"], sentinel_kwargs["socket_timeout"],
         sentinel_kwargs["retry"]._retries,
     )
+
+
+async def test_snapshot_refreshes_from_the_read_replica_when_no_sentinel_answers(
+    redis_node: Node, writer_factory: Callable[[str], RedisStore]
+) -> None:
+    """With every sentinel unreachable, drains still refresh from a healthy read URL."""
+    await writer_factory(redis_node.url).drain("dublin", 60, "")
+    dead = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/mymaster"
+    store = RedisStore(dead, read_url=redis_node.url)
+    try:
+        snapshot = await store.snapshot()
+    finally:
+        await store.close()
+    assert {"dublin"} == set(snapshot.drains)

@@ -53,6 +53,7 @@ class _Slot:
     pending: int = 0  # this pod's hits not yet sent
     sending: int = 0  # the part of ``pending`` in the sync now in flight
     dirty: bool = False  # in the dirty list (has hits to send)
+    gone: bool = False  # evicted by the size bound: never sent, never re-queued
 
     @property
     def end(self) -> int:
@@ -128,6 +129,8 @@ class RateCounter:
         taken: list[_Slot] = []
         kept = 0
         for slot in self._dirty:
+            if slot.gone:
+                continue
             if len(taken) >= limit:
                 self._dirty[kept] = slot
                 kept += 1
@@ -154,8 +157,10 @@ class RateCounter:
         for i, slot in enumerate(slots):
             if totals is not None:
                 slot.synced = totals[i]
-                slot.pending -= slot.sending
+                slot.pending = max(0, slot.pending - slot.sending)
             slot.sending = 0
+            if slot.gone:
+                continue
             if self.track and slot.pending > 0 and not slot.dirty:
                 slot.dirty = True
                 self._dirty.append(slot)
@@ -178,7 +183,14 @@ class RateCounter:
                 # new keys costs one O(n) pass per max_entries/10 keys, not one per key.
                 doomed = list(islice(self._slots, max(1, self.max_entries // 10)))
                 for k in doomed:
-                    del self._slots[k]
+                    gone = self._slots.pop(k)
+                    gone.gone = True
+                    gone.dirty = False
+                    self.dropped += gone.pending
+                    gone.pending = 0
+                # Their unsent hits go too: otherwise the dirty list (and memory) would keep
+                # growing past max_entries for as long as syncs fail.
+                self._dirty = [s for s in self._dirty if not s.gone]
                 self.evicted += len(doomed)
         slot = _Slot(key, window, start)
         self._slots[(key, window, start)] = slot

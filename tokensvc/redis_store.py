@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -95,16 +96,23 @@ redis.call('PUBLISH', ARGV[5], KEYS[1])
 return 1
 """
 
-# Delete entries (records and tombstones) whose ``until`` has passed. Returns how many.
+# Delete entries (records and tombstones) past both their ``until`` and the tombstone
+# retention after their ``at``. An expired record is kept that long as a version marker: it is
+# what stops ``sync`` from bringing back an older, longer drain or block from a region that
+# missed the shortening. Returns how many were deleted.
 _PRUNE = """
 local all = redis.call('HGETALL', KEYS[1])
 local now = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
 local n = 0
 for i = 1, #all, 2 do
   local ok, c = pcall(cjson.decode, all[i + 1])
-  if ok and type(c) == 'table' and type(c['until']) == 'number' and c['until'] < now then
-    redis.call('HDEL', KEYS[1], all[i])
-    n = n + 1
+  if ok and type(c) == 'table' and type(c['until']) == 'number' then
+    local at = tonumber(c['at']) or 0
+    if c['until'] < now and at + keep < now then
+      redis.call('HDEL', KEYS[1], all[i])
+      n = n + 1
+    end
   end
 end
 return n
@@ -486,7 +494,10 @@ class RedisStore:
         await self._run(self._primary.ping, write=False)
 
     async def snapshot(self) -> Snapshot:
-        await self.check_primary()
+        # Best effort: with every sentinel unreachable the data (a local read replica, or the
+        # primary itself) may still answer, and drains/blocks must keep refreshing from it.
+        with contextlib.suppress(StoreError):
+            await self.check_primary()
         now = time.time()
         entries = await self.entries_all()
         drains = {
@@ -626,14 +637,10 @@ class RedisStore:
         """Delete expired records and tombstones past their retention."""
         moment = time.time() if now is None else now
         removed = 0
+        args = [repr(moment), repr(TOMBSTONE_SECONDS)]
         for kind in kinds:
-            key = PREFIX + kind
-            removed += int(
-                await self._run(
-                    lambda: self._prune(keys=[key], args=[repr(moment)]),  # noqa: B023 - awaited now
-                    write=True,
-                )
-            )
+            prune = functools.partial(self._prune, keys=[PREFIX + kind], args=args)
+            removed += int(await self._run(prune, write=True))
         return removed
 
     async def check_primary(self) -> None:

@@ -356,8 +356,12 @@ class SharedState:
                 log.warning("state tasks did not stop in time",
                             extra={"count": len(stuck)})
         self._tasks.clear()
-        if self.remote and self.rates.dirty:
-            await self.sync()
+        if self.remote and self.rates.dirty and not self._sync_lock.locked():
+            # The last counts, bounded: a sync stuck behind a task that ignored its
+            # cancellation must not hold shutdown.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.sync_timeout + 0.1):
+                    await self.sync()
         with contextlib.suppress(StoreError, TimeoutError):
             async with asyncio.timeout(self.refresh_timeout):
                 await self.store.close()
