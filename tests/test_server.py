@@ -124,3 +124,24 @@ def test_two_workers_both_serve(config_dir: Path, tmp_path: Path) -> None:
         results = [post_token(served.url, f"user{i}")[0] for i in range(20)]
         code = served.stop()
     assert ([200] * 20, 0) == (results, code)
+
+
+def test_supervisor_restarts_a_worker_that_dies(config_dir: Path, tmp_path: Path) -> None:
+    """kill -9 of one of two workers: the supervisor starts a new one and tokens keep coming."""
+    import os
+
+    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
+        supervisor = served.process.pid
+        children_file = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+        children = {int(p) for p in children_file.read_text().split()}
+        assert 2 == len(children)
+        victim = min(children)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        replaced: set[int] = set()
+        while time.monotonic() < deadline and (victim in replaced or len(replaced) < 2):
+            time.sleep(0.1)
+            replaced = {int(p) for p in children_file.read_text().split()}
+        statuses = [post_token(served.url, f"user{i}")[0] for i in range(10)]
+    assert victim not in replaced and 2 == len(replaced)
+    assert [200] * 10 == statuses

@@ -66,12 +66,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405 and _token_client(request.url.path) is not None:
         headers["Allow"] = "POST, OPTIONS"  # POST is served outside the router
-    return await _api_error(request, _with_headers(error, headers))
-
-
-def _with_headers(error: ApiError, headers: dict[str, str]) -> ApiError:
     error.headers.update(headers)
-    return error
+    return await _api_error(request, error)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

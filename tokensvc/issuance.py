@@ -129,7 +129,7 @@ async def issue(service: Service, client: Client, headers: Mapping[str, str],
     shared = service.shared
     if cfg.rate_per_ip is not None:
         ip = client_ip(service, headers, peer)
-        decision = shared.check(f"rl:{cfg.client_id}:ip:{ip}", cfg.rate_per_ip.limit,
+        decision = shared.check(f"{cfg.client_id}:ip:{ip}", cfg.rate_per_ip.limit,
                                 cfg.rate_per_ip.window)
         service.observe_rate(decision.shared)
         if not decision.allowed:
@@ -156,7 +156,7 @@ async def issue(service: Service, client: Client, headers: Mapping[str, str],
     ):
         raise Forbidden("this identity is blocked")
     if cfg.rate_per_identity is not None:
-        decision = shared.check(f"rl:{cfg.client_id}:id:{identity}",
+        decision = shared.check(f"{cfg.client_id}:id:{identity}",
                                 cfg.rate_per_identity.limit, cfg.rate_per_identity.window)
         service.observe_rate(decision.shared)
         if not decision.allowed:
