@@ -143,7 +143,17 @@ export interface DeviceLike {
   updateOptions(options: { edge?: string | string[] }): void;
   readonly isBusy?: boolean;
   readonly calls?: ReadonlyArray<CallLike>;
+  /** The edge the Device connected to (voice-sdk sets it on `registered`). */
+  readonly edge?: string | null;
 }
+
+/** What the binding did about a Device `error` event. */
+export type DeviceErrorAction = 'refresh' | 'sdk_fallback' | 'none';
+
+/** Token errors: the binding fetches a new token at once and never changes edges. */
+export const TOKEN_ERROR_CODES: readonly number[];
+/** Connection errors: left to the SDK's edge fallback; no token request. */
+export const CONNECTION_ERROR_CODES: readonly number[];
 
 export interface BindOptions<D extends DeviceLike = DeviceLike> {
   /** Update this Device instead of creating one. */
@@ -160,6 +170,8 @@ export interface BindOptions<D extends DeviceLike = DeviceLike> {
   onEdgesChanged?: (edges: string[]) => void;
   /** A refresh failed (default: `console.warn` with the message). */
   onError?: (error: unknown) => void;
+  /** The Device emitted `error`, and what the binding did about it. */
+  onDeviceError?: (error: { code?: number; message?: string }, action: DeviceErrorAction) => void;
 }
 
 export interface DeviceBinding<D extends DeviceLike = DeviceLike> {
@@ -172,6 +184,8 @@ export interface DeviceBinding<D extends DeviceLike = DeviceLike> {
   readonly edges: readonly string[];
   /** An edge list waiting for calls to end. */
   readonly pendingEdges: readonly string[] | null;
+  /** The edge the Device is connected to (read on `registered`), or null. */
+  readonly edge: string | null;
   readonly stopped: boolean;
 }
 

@@ -23,6 +23,25 @@ import { TokenUnavailableError } from './errors.js';
 const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject', 'error'];
 
 /**
+ * Twilio error codes that mean "this token is bad" (expired, invalid signature, wrong key or
+ * grant). A new token is the fix; a new edge is not, so these never rotate edges.
+ * With `enableImprovedSignalingErrorPrecision` off (the SDK's default), 31202 arrives as 53000
+ * and 31204/31205 as 31005, indistinguishable from network faults: the binding turns it on.
+ */
+export const TOKEN_ERROR_CODES = Object.freeze([
+  20101, 20104, 20107, 20151, 31202, 31204, 31205, 31207,
+]);
+
+/**
+ * Connection errors: the SDK's own edge fallback (WebSocket close 1006/1015, 5 s connect timeout)
+ * handles them by moving to the next edge of the list. The binding never fetches a token for them.
+ */
+export const CONNECTION_ERROR_CODES = Object.freeze([31005, 31009, 53000]);
+
+/** The SDK option that separates token errors from connection errors. */
+const PRECISION_FLAG = 'enableImprovedSignalingErrorPrecision';
+
+/**
  * @typedef {import('./provider.js').TokenProvider} TokenProvider
  * @typedef {import('./provider.js').TokenResponse} TokenResponse
  *
@@ -50,6 +69,13 @@ const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject', 'error'];
  * @property {(response: TokenResponse) => void} [onToken] after each refreshed token was applied
  * @property {(edges: string[]) => void} [onEdgesChanged] after a new edge list was applied
  * @property {(error: unknown) => void} [onError] a refresh failed (default: `console.warn`)
+ * @property {(error: {code?: number, message?: string}, action: DeviceErrorAction) => void}
+ *   [onDeviceError] the Device emitted `error`; `action` says what the binding did about it
+ *
+ * @typedef {'refresh' | 'sdk_fallback' | 'none'} DeviceErrorAction
+ *   `refresh`: a token error, a new token was requested at once (never a new edge);
+ *   `sdk_fallback`: a connection error, left to the SDK's edge fallback (no token request);
+ *   `none`: anything else
  *
  * @typedef {object} DeviceBinding
  * @property {DeviceLike} device
@@ -57,6 +83,8 @@ const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject', 'error'];
  * @property {() => void} stop clear timers and listeners; does not destroy the Device
  * @property {readonly string[]} edges the edge list the Device is using
  * @property {readonly string[] | null} pendingEdges an edge list waiting for calls to end
+ * @property {string | null} edge the edge the Device is connected to (`device.edge`, read on
+ *   `registered`), or null before the first registration
  * @property {boolean} stopped
  */
 
@@ -85,7 +113,10 @@ export async function bindDevice(Device, provider, options = {}) {
     device = /** @type {D} */ (options.device);
     device.updateToken(first.token);
   } else {
-    device = new Device(first.token, { ...options.deviceOptions, edge: edgeOption(first.edges) });
+    const deviceOptions = { ...options.deviceOptions };
+    // Unless the app chose, tell token errors from network faults (see TOKEN_ERROR_CODES).
+    if (!(PRECISION_FLAG in deviceOptions)) deviceOptions[PRECISION_FLAG] = true;
+    device = new Device(first.token, { ...deviceOptions, edge: edgeOption(first.edges) });
     currentEdges = [...first.edges];
   }
 
@@ -105,8 +136,39 @@ export async function bindDevice(Device, provider, options = {}) {
     refresh().catch(() => {}); // reported through onError
   };
   const onDestroyed = () => stop();
+  /** @type {string | null} */
+  let connectedEdge = null;
+  const onRegistered = () => {
+    const edge = /** @type {{edge?: unknown}} */ (device).edge;
+    connectedEdge = typeof edge === 'string' && edge ? edge : null;
+  };
+  /** @param {{code?: number, message?: string} | undefined} error */
+  const onDeviceError = (error) => {
+    const code = typeof error?.code === 'number' ? error.code : NaN;
+    /** @type {DeviceErrorAction} */
+    let action = 'none';
+    if (TOKEN_ERROR_CODES.includes(code)) {
+      action = 'refresh';
+      tokenErrorRefresh();
+    } else if (CONNECTION_ERROR_CODES.includes(code)) {
+      action = 'sdk_fallback';
+    }
+    options.onDeviceError?.(error ?? {}, action);
+  };
   device.on('tokenWillExpire', onWillExpire);
   device.on('destroyed', onDestroyed);
+  device.on('registered', onRegistered);
+  device.on('error', onDeviceError);
+
+  /** When the last token-error refresh started (debounce: one per minRefreshMs). */
+  let lastTokenErrorRefresh = -Infinity;
+  function tokenErrorRefresh() {
+    if (stopped || inflight) return; // one request in flight: it brings the new token
+    const now = Date.now();
+    if (now - lastTokenErrorRefresh < minRefreshMs) return;
+    lastTokenErrorRefresh = now;
+    refresh().catch(() => {}); // reported through onError
+  }
 
   /** @param {number} ms */
   function schedule(ms) {
@@ -225,6 +287,8 @@ export async function bindDevice(Device, provider, options = {}) {
     unwatchIdle();
     removeListener(device, 'tokenWillExpire', onWillExpire);
     removeListener(device, 'destroyed', onDestroyed);
+    removeListener(device, 'registered', onRegistered);
+    removeListener(device, 'error', onDeviceError);
   }
 
   if (currentEdges === null) applyEdges(first.edges);
@@ -239,6 +303,9 @@ export async function bindDevice(Device, provider, options = {}) {
     },
     get pendingEdges() {
       return pendingEdges === null ? null : [...pendingEdges];
+    },
+    get edge() {
+      return connectedEdge;
     },
     get stopped() {
       return stopped;

@@ -6,5 +6,5 @@
  */
 
 export { createTokenProvider, isRetryableStatus, parseRetryAfter } from './provider.js';
-export { bindDevice, isBusy } from './device.js';
+export { CONNECTION_ERROR_CODES, TOKEN_ERROR_CODES, bindDevice, isBusy } from './device.js';
 export { TokenProviderError, TokenRequestError, TokenUnavailableError } from './errors.js';

@@ -118,7 +118,14 @@ describe('creation', () => {
     const { device } = await setup({ edges: ['dublin', 'frankfurt', 'ashburn'], bind: { deviceOptions: { closeProtection: true } } });
     assert.equal(StandInDevice.created.length, 1);
     assert.equal(device.token, 'stand-in-token-eu-1');
-    assert.deepEqual(device.options, { closeProtection: true, edge: ['dublin', 'frankfurt', 'ashburn'] });
+    assert.deepEqual(device.options, {
+      closeProtection: true, enableImprovedSignalingErrorPrecision: true, edge: ['dublin', 'frankfurt', 'ashburn'],
+    });
+  });
+
+  test("the app's own choice of the error-precision flag is kept", async () => {
+    const { device } = await setup({ bind: { deviceOptions: { enableImprovedSignalingErrorPrecision: false } } });
+    assert.equal(device.options.enableImprovedSignalingErrorPrecision, false);
   });
 
   test('an existing Device gets the token and the edges instead of a new Device', async () => {
@@ -244,6 +251,47 @@ describe('edges', () => {
   });
 });
 
+describe('device errors', () => {
+  for (const code of [20101, 20104, 20107, 20151, 31202, 31204, 31205, 31207]) {
+    test(`token error ${code} fetches a new token at once and never changes edges`, async () => {
+      /** @type {Array<[number | undefined, string]>} */
+      const seen = [];
+      const { device, region } = await setup({ bind: { onDeviceError: (e, action) => seen.push([e.code, action]) } });
+      device.emit('error', { code, message: 'token problem' });
+      assert.ok(await waitFor(() => device.tokenUpdates.length === 1));
+      assert.deepEqual([region.hits.length, device.optionUpdates, seen], [2, [], [[code, 'refresh']]]);
+    });
+  }
+
+  for (const code of [31005, 31009, 53000]) {
+    test(`connection error ${code} is left to the SDK: no token request, no edge change`, async () => {
+      /** @type {string[]} */
+      const actions = [];
+      const { device, region } = await setup({ bind: { onDeviceError: (_e, action) => actions.push(action) } });
+      device.emit('error', { code, message: 'connection problem' });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual([region.hits.length, device.tokenUpdates, device.optionUpdates, actions], [1, [], [], ['sdk_fallback']]);
+    });
+  }
+
+  test('a burst of token errors makes one token request (debounced, one in flight)', async () => {
+    const { device, region } = await setup({ bind: { minRefreshMs: 60_000 } });
+    for (let i = 0; i < 5; i += 1) device.emit('error', { code: 31204 });
+    assert.ok(await waitFor(() => device.tokenUpdates.length === 1));
+    device.emit('error', { code: 31204 });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual([region.hits.length, device.tokenUpdates.length], [2, 1]);
+  });
+
+  test('binding.edge is the edge the Device reports on registered', async () => {
+    const { device, binding } = await setup({ edges: ['dublin', 'frankfurt'] });
+    assert.equal(binding.edge, null);
+    Object.assign(device, { edge: 'frankfurt' });
+    device.emit('registered');
+    assert.equal(binding.edge, 'frankfurt');
+  });
+});
+
 describe('stop', () => {
   test('stop() removes the listeners and the refresh timer', async () => {
     const { device, region, binding } = await setup({ refreshIn: 0.1 });
@@ -251,8 +299,9 @@ describe('stop', () => {
     device.emit('tokenWillExpire', device);
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(
-      [device.listenerCount('tokenWillExpire'), device.listenerCount('destroyed'), region.hits.length, device.tokenUpdates],
-      [0, 0, 1, []],
+      [device.listenerCount('tokenWillExpire'), device.listenerCount('destroyed'), device.listenerCount('error'),
+        device.listenerCount('registered'), region.hits.length, device.tokenUpdates],
+      [0, 0, 0, 0, 1, []],
     );
   });
 
