@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from support import assertion, free_port, get, serve, write_client
 TOKEN = "/v1/clients/app/token"
 
 
-def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict]:
+def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url + TOKEN, method="POST", data=b"{}", headers={
         "Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"})
     try:
