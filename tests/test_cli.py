@@ -89,3 +89,48 @@ def test_serve_refuses_dev_client_on_public_address(config_dir: Path) -> None:
         capture_output=True, text=True, timeout=30, env=env)
     assert 1 == result.returncode
     assert "TOKENSVC_ALLOW_DEV" in result.stderr
+
+
+def serve_refused(config_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `tokensvc serve` on a free loopback port with only ``env`` as TOKENSVC_* variables;
+    return once it exits (a refused start must, quickly)."""
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    environ.update({"TOKENSVC_LOG_FORMAT": "json", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=30, env=environ)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_bad_redis_url_before_binding(config_dir: Path, workers: str) -> None:
+    """A bad TOKENSVC_REDIS_URL: exit 1 naming it, no traceback, never "listening"."""
+    result = serve_refused(config_dir, {"TOKENSVC_REDIS_URL": "http://127.0.0.1:6379/0",
+                                        "TOKENSVC_WORKERS": workers})
+    output = result.stdout + result.stderr
+    assert (1, False, False) == (result.returncode, "Traceback" in output, "listening" in output)
+    assert "environment: TOKENSVC_REDIS_URL: must start with redis://" in result.stderr
+
+
+def test_serve_names_a_misspelled_variable(config_dir: Path) -> None:
+    """TOKENSVC_REDIS_ULR is refused at start-up with the name it probably meant."""
+    result = serve_refused(config_dir, {"TOKENSVC_REDIS_ULR": "redis://127.0.0.1:6379/0"})
+    assert 1 == result.returncode
+    assert ("environment: TOKENSVC_REDIS_ULR: unknown setting; did you mean TOKENSVC_REDIS_URL?"
+            in result.stderr)
+
+
+def test_serve_lists_setting_redis_and_client_problems_together(tmp_path: Path) -> None:
+    """Bad values, both Redis URLs, a missing TLS file and a bad client file: one report."""
+    write_client(tmp_path, "one", edges={"default": ["frankfort"]})
+    result = serve_refused(tmp_path, {
+        "TOKENSVC_WORKERS": "zero",
+        "TOKENSVC_REDIS_URL": f"rediss://127.0.0.1:6380/0?ssl_ca_certs={tmp_path / 'no-ca.pem'}",
+        "TOKENSVC_REDIS_READ_URL": "redis+sentinel://127.0.0.1:26379",
+    })
+    fields = {line.split(": ")[1] for line in result.stderr.splitlines()[1:]}
+    assert (1, {"TOKENSVC_WORKERS", "TOKENSVC_REDIS_URL", "TOKENSVC_REDIS_READ_URL",
+                "edges.default[0]"}) == (result.returncode, fields)
+    assert "ssl_ca_certs: cannot read file" in result.stderr

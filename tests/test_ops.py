@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -101,7 +102,7 @@ def test_ops_config_forms_and_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
         "  us-east: redis+sentinel://a:1,b:2/tokensvc\n"
         f"  eu-west: {{url: {{env: EU_URL}}, password: {{file: {tmp_path / 'pw'}}}}}\n"
     )
-    regions = load_ops_config(config)
+    regions = load_ops_config(config, os.environ)
     assert (["us-east", "eu-west"], "s3cret") == (
         [r.name for r in regions], regions[1].password.reveal() if regions[1].password else ""
     )
@@ -113,7 +114,7 @@ def test_ops_config_reports_every_problem_without_secrets(tmp_path: Path) -> Non
         "a": "http://:hunter2@x", "b": "redis+sentinel://h:1", "c d": "redis://x",
     })
     with pytest.raises(ConfigError) as info:
-        load_ops_config(config)
+        load_ops_config(config, {})
     assert (3, False) == (len(info.value.problems), "hunter2" in str(info.value))
 
 

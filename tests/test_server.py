@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from support import assertion, get, serve, write_client
+import pytest
+
+from support import assertion, free_port, get, serve, write_client
 
 TOKEN = "/v1/clients/app/token"
 
 
-def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict]:
+def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(url + TOKEN, method="POST", data=b"{}", headers={
         "Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"})
     try:
@@ -128,8 +134,6 @@ def test_two_workers_both_serve(config_dir: Path, tmp_path: Path) -> None:
 
 def test_supervisor_restarts_a_worker_that_dies(config_dir: Path, tmp_path: Path) -> None:
     """kill -9 of one of two workers: the supervisor starts a new one and tokens keep coming."""
-    import os
-
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
         supervisor = served.process.pid
         children_file = Path(f"/proc/{supervisor}/task/{supervisor}/children")
@@ -145,3 +149,22 @@ def test_supervisor_restarts_a_worker_that_dies(config_dir: Path, tmp_path: Path
         statuses = [post_token(served.url, f"user{i}")[0] for i in range(10)]
     assert victim not in replaced and 2 == len(replaced)
     assert [200] * 10 == statuses
+
+
+@pytest.mark.parametrize(("workers", "taken"), [("1", "public"), ("2", "public"),
+                                                ("1", "admin")])
+def test_port_in_use_is_one_line(config_dir: Path, workers: str, taken: str) -> None:
+    """A port another process listens on: one line naming host and port, exit 1, no
+    traceback, whatever the worker count (no SO_REUSEPORT sharing either)."""
+    port, admin_port = free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    environ.update({"TOKENSVC_WORKERS": workers, "TOKENSVC_ADMIN_PORT": str(admin_port)})
+    busy = port if taken == "public" else admin_port
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
+             "--port", str(port)], capture_output=True, text=True, timeout=30, env=environ)
+    assert (1, [f"error: cannot listen on 127.0.0.1:{busy}: Address already in use"]) == (
+        result.returncode, result.stderr.splitlines())

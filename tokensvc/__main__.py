@@ -1,9 +1,12 @@
-"""Command line: serve, check-config, mint, dev-assertion, and the ops commands."""
+"""Command line: serve, check-config, settings, mint, dev-assertion, and the ops commands.
+
+The process environment is read here, at the edge, and passed on as a mapping."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,20 +15,11 @@ import jwt
 
 from tokensvc import __version__
 from tokensvc.clients import describe, load_clients, scan_clients
-from tokensvc.clientset import dev_problems
 from tokensvc.errors import ApiError, ConfigError
 from tokensvc.identity import to_twilio_identity
 from tokensvc.minting import APNS_ENVIRONMENTS, PLATFORMS, Minter
-from tokensvc.settings import Settings
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
-    return settings.with_overrides(
-        config_dir=Path(args.config) if getattr(args, "config", None) else None,
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-    )
+from tokensvc.settings import Settings, markdown_table
+from tokensvc.settings import describe as describe_settings
 
 
 def _print_problems(err: ConfigError) -> None:
@@ -35,20 +29,31 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tokensvc.preflight import preflight
+
+    # Every problem at once, exit 1, before anything is bound or forked.
+    settings, problems = preflight(
+        os.environ, config_dir=Path(args.config) if args.config else None,
+        host=args.host, port=args.port)
+    if problems:
+        _print_problems(ConfigError(problems))
+        return 1
     from tokensvc.server import prepare_metrics_dir, run
 
-    settings = _settings(args)
     metrics_dir = prepare_metrics_dir(settings)  # before prometheus_client is imported
     from tokensvc.observability import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    # Validate before binding: every problem at once, exit 1.
-    result = scan_clients(settings.config_dir)
-    problems = result.problems + dev_problems(settings, result.clients)
-    if problems:
-        _print_problems(ConfigError(problems))
-        return 1
     return run(settings, metrics_dir)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+        return 0
+    settings = Settings.from_env(os.environ)
+    print("\n".join(describe_settings(settings, os.environ)))
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -109,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.set_defaults(func=cmd_serve)
+
+    show = sub.add_parser("settings", help="print the effective TOKENSVC_* settings "
+                                           "(secrets masked)")
+    show.add_argument("--markdown", action="store_true",
+                      help="print the table of every setting (the README's) instead")
+    show.set_defaults(func=cmd_settings)
 
     check = sub.add_parser("check-config", help="validate a client config directory")
     check.add_argument("directory", nargs="?", default="clients_config")

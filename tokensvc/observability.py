@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 from tokensvc import __version__
+from tokensvc.settings import prometheus_multiproc_dir
 
 LOG_FIELDS = (
     "request_id", "method", "path", "client", "status", "code", "latency_ms", "region",
@@ -210,7 +211,7 @@ class Metrics:
         self.build.labels(__version__, region).set(1)
 
     def render(self) -> tuple[bytes, str]:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if prometheus_multiproc_dir():
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST

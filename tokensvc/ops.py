@@ -32,7 +32,6 @@ Merge rule (``sync``), decided here:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,7 +110,7 @@ class Region:
         )
 
 
-def load_ops_config(path: str | Path) -> list[Region]:
+def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> list[Region]:
     """Read an ops config::
 
         regions:
@@ -121,6 +120,7 @@ def load_ops_config(path: str | Path) -> list[Region]:
             password: {file: /var/run/secrets/eu-west-redis-password}
             sentinel_password: {env: EU_WEST_SENTINEL_PASSWORD}
 
+    ``{env: NAME}`` is looked up in ``environ`` (the CLI passes the process environment).
     Raises ConfigError listing every problem.
     """
     source = str(path)
@@ -143,7 +143,7 @@ def load_ops_config(path: str | Path) -> list[Region]:
             problems.append(Problem(source, where, "region names are 1-64 of [A-Za-z0-9_.-]"))
             continue
         try:
-            region = _region(name, spec, where, source)
+            region = _region(name, spec, where, source, environ)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
@@ -153,7 +153,9 @@ def load_ops_config(path: str | Path) -> list[Region]:
     return regions
 
 
-def _region(name: str, spec: Any, where: str, source: str) -> Region:
+def _region(
+    name: str, spec: Any, where: str, source: str, environ: Mapping[str, str]
+) -> Region:
     def bad(message: str, sub: str = "") -> ConfigError:
         return ConfigError([Problem(source, where + sub, message)])
 
@@ -164,7 +166,7 @@ def _region(name: str, spec: Any, where: str, source: str) -> Region:
     unknown = set(spec) - {"url", "password", "sentinel_password"}
     if unknown:
         raise bad(f"unknown keys: {sorted(unknown)}")
-    url = _secret(spec.get("url"), where + ".url", source)
+    url = _secret(spec.get("url"), where + ".url", source, environ)
     if url is None:
         raise bad("url is required", ".url")
     try:
@@ -174,19 +176,22 @@ def _region(name: str, spec: Any, where: str, source: str) -> Region:
     return Region(
         name,
         url,
-        _secret(spec.get("password"), where + ".password", source),
-        _secret(spec.get("sentinel_password"), where + ".sentinel_password", source),
+        _secret(spec.get("password"), where + ".password", source, environ),
+        _secret(spec.get("sentinel_password"), where + ".sentinel_password", source, environ),
     )
 
 
-def _secret(value: Any, where: str, source: str) -> Secret | None:
+def _secret(
+    value: Any, where: str, source: str, environ: Mapping[str, str]
+) -> Secret | None:
+    # TODO(lead): replace with the one secret-resolution function of tokensvc.secret.
     if value is None:
         return None
     if isinstance(value, str):
         return Secret(value)
     if isinstance(value, dict) and len(value) == 1:
         if "env" in value:
-            found = os.environ.get(str(value["env"]))
+            found = environ.get(str(value["env"]))
             if not found:
                 raise ConfigError([Problem(source, where, f"env {value['env']} is not set")])
             return Secret(found)
@@ -200,7 +205,7 @@ def _secret(value: Any, where: str, source: str) -> Secret | None:
     raise ConfigError([Problem(source, where, "must be a string, {env: NAME} or {file: PATH}")])
 
 
-def regions_from_env(environ: Mapping[str, str] | None = None) -> list[Region]:
+def regions_from_env(environ: Mapping[str, str]) -> list[Region]:
     """No ops config: the one Redis of ``TOKENSVC_REDIS_URL``, named by ``TOKENSVC_REGION``."""
     from tokensvc.settings import Settings
 

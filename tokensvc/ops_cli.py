@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -192,12 +193,13 @@ def _usage(exc: Exception, out: TextIO | None = None) -> int:
 
 
 def _regions(ns: argparse.Namespace) -> list[Region]:
+    environ = os.environ  # the CLI edge: the one place ops commands take the environment
     path: Path | None = ns.ops_config
     if path is None:
         from tokensvc.settings import Settings
 
-        path = Settings.from_env().ops_config
-    return load_ops_config(path) if path is not None else regions_from_env()
+        path = Settings.from_env(environ).ops_config
+    return load_ops_config(path, environ) if path is not None else regions_from_env(environ)
 
 
 def _ops(ns: argparse.Namespace) -> Ops | int:

@@ -8,6 +8,9 @@ Shutdown (SIGTERM or SIGINT), per worker:
   4. the process exits 0.
 The supervisor forwards the signal to every worker and waits for them.
 
+Binding happens once, in the first process, after ``tokensvc.preflight`` has accepted every
+input; an address that cannot be bound (a port in use, say) is one line naming it, exit 1.
+
 Why our own supervisor instead of ``hypercorn.run``: Hypercorn's workers install their own
 signal handlers and close listeners immediately, with no hook to flip readiness first.
 """
@@ -22,6 +25,8 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import socket
+import sys
 import tempfile
 import time
 from multiprocessing.process import BaseProcess
@@ -32,7 +37,7 @@ from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 
-from tokensvc.settings import Settings
+from tokensvc.settings import Settings, prometheus_multiproc_dir
 
 log = logging.getLogger("tokensvc.server")
 RESTART_LIMIT = 5  # worker crashes tolerated per minute before the supervisor gives up
@@ -66,14 +71,14 @@ def prepare_metrics_dir(settings: Settings) -> str | None:
     module imports it lazily. Returns the directory when this process created it."""
     if settings.workers == 1:
         return None
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    given = prometheus_multiproc_dir()
     if given:
         # Files left by an earlier run would be summed into this one's metrics.
         for stale in Path(given).glob("*.db"):
             stale.unlink(missing_ok=True)
         return None
     own = tempfile.mkdtemp(prefix="tokensvc-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+    prometheus_multiproc_dir(assign=own)
     return own
 
 
@@ -116,11 +121,41 @@ def _worker(settings: Settings, sockets: Sockets) -> None:
         asyncio.run(main())
 
 
+def bind(config: Config) -> Sockets:
+    """Every listening socket of ``config``, bound here (before any worker forks).
+    ``OSError`` names the address that failed; sockets bound before it are closed.
+
+    One address at a time so that the error can name it. A fresh ``Config`` has
+    ``workers == 1``, so no ``SO_REUSEPORT``: the workers inherit these sockets and need no
+    port sharing, and without it a port another server holds is refused rather than shared."""
+    bound: list[socket.socket] = []
+    try:
+        for address in config.bind:
+            one = Config()
+            one.bind = [address]
+            try:
+                bound += one.create_sockets().insecure_sockets
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {address}: "
+                                         f"{exc.strerror or exc}") from None
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return Sockets([], bound, [])
+
+
 def run(settings: Settings, metrics_dir: str | None = None) -> int:
     """Bind, serve until a signal, return the exit code. ``metrics_dir``: the multiprocess
     directory ``prepare_metrics_dir`` created, removed at exit."""
     config = hypercorn_config(settings)
-    sockets = config.create_sockets()
+    try:
+        sockets = bind(config)
+    except OSError as exc:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return 1
     log.info("listening", extra={"bind": config.bind, "workers": settings.workers,
                                  "region": settings.region})
     try:

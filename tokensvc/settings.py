@@ -1,15 +1,34 @@
 """Service-level settings: the only module that reads ``TOKENSVC_*`` environment variables.
 
-Built once at startup (``Settings.from_env``) and passed explicitly. Every problem is reported
-at once, as a ``ConfigError``, before any socket is bound. Per-client settings live in
-``clients_config/`` and are loaded by ``tokensvc.clients``.
+Each setting is declared once, as a field of ``Settings``::
+
+    port: int = setting(8080, parse_port, "Public listen port (`--port`).")
+
+The declaration carries the default, the parser (raw string -> value, ``ValueError`` with a
+message on bad input), the help text, and for secrets ``secret=True`` (masked as ``<SECRET>``)
+and ``file=True`` (a ``<NAME>_FILE`` variant names a mounted file holding the value). The
+variable is ``TOKENSVC_`` + the field name upper-cased unless ``env=`` says otherwise.
+Everything else is derived from the declarations: ``Settings.from_env``, ``ENV_VARS`` (the list
+of variables), ``markdown_table()`` (the README table, ``tokensvc settings --markdown``) and
+``describe()`` (``tokensvc settings``).
+
+Built once at startup and passed explicitly. Every problem, including a ``TOKENSVC_*`` name no
+declaration knows (with the closest known one suggested), is reported at once as a
+``ConfigError`` before any socket is bound. Per-client settings live in ``clients_config/``
+(``tokensvc.clients``).
+
+One variable that is not ours is read and written here too: ``PROMETHEUS_MULTIPROC_DIR``, which
+prometheus-client itself reads; our supervisor sets it for its workers
+(``prometheus_multiproc_dir``).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,124 +37,238 @@ from tokensvc.secret import Secret, read_secret_file
 
 T = TypeVar("T")
 
+PREFIX = "TOKENSVC_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 WORKER_CLASSES = ("asyncio", "uvloop")
+_DECLARATION = "tokensvc.setting"
+
+
+# -- parsers: raw string -> value, ValueError (its message shown to the operator) ------------
+
+
+def parse_port(raw: str) -> int:
+    if raw.startswith("tcp://"):
+        raise ValueError(f"{raw!r} is a Kubernetes service link, not a port: name the Service "
+                         "differently or set enableServiceLinks: false")
+    value = parse_positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"port must be 1..65535, got {raw!r}")
+    return value
+
+
+def parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a number >= 1, got {raw!r}")
+    return value
+
+
+def parse_nonneg_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"expected a finite number >= 0, got {raw!r}")
+    return value
+
+
+def parse_positive_float(raw: str) -> float:
+    value = parse_nonneg_float(raw)
+    if value == 0:
+        raise ValueError(f"expected a number > 0, got {raw!r}")
+    return value
+
+
+def parse_choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def parse_region(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError(f"region must be 1-64 of [A-Za-z0-9-_.], got {raw!r}")
+    return value
+
+
+def parse_header_name(raw: str) -> str:
+    value = raw.strip().lower()
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError(f"not a valid HTTP header name: {raw!r}")
+    return value
+
+
+# -- the declaration ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class EnvVar:
-    """Documentation of one environment variable (rendered into the README table)."""
+class Var:
+    """One setting, as declared: what ``from_env`` reads and the README documents."""
 
-    name: str
-    default: str
+    name: str  #: the environment variable, e.g. ``TOKENSVC_PORT``
+    field: str  #: the ``Settings`` attribute, e.g. ``port``
+    parse: Callable[[str], Any]
+    default: Any
     help: str
+    shown_default: str  #: the default as the README shows it (markdown)
+    secret: bool = False  #: masked as <SECRET> when shown
+    file: bool = False  #: ``<name>_FILE`` may name a file holding the value
+
+    @property
+    def file_name(self) -> str | None:
+        return f"{self.name}_FILE" if self.file else None
 
 
-#: Every variable the service reads, in the order the README documents them.
-ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("TOKENSVC_CONFIG_DIR", "./clients_config", "Directory of client files (`--config`)."),
-    EnvVar("TOKENSVC_HOST", "127.0.0.1", "Public listen address (`--host`)."),
-    EnvVar("TOKENSVC_PORT", "8080", "Public listen port (`--port`)."),
-    EnvVar("TOKENSVC_ADMIN_PORT", "(unset)",
-           "Admin port for `/metrics`, `/livez`, `/readyz`; unset serves `/metrics` nowhere."),
-    EnvVar("TOKENSVC_ADMIN_HOST", "same as host", "Admin listen address."),
-    EnvVar("TOKENSVC_REGION", "local", "This deployment's region name, returned as `region`."),
-    EnvVar("TOKENSVC_COUNTRY_HEADER", "(unset)",
-           "Trusted header set by the load balancer with the caller's ISO country "
-           "(e.g. `CloudFront-Viewer-Country`). Unset: only the body's `country` hint is used."),
-    EnvVar("TOKENSVC_CLIENT_IP_HEADER", "(unset)",
-           "Header carrying the caller IP for per-IP rate limits (e.g. `X-Forwarded-For`); "
-           "unset uses the TCP peer."),
-    EnvVar("TOKENSVC_TRUSTED_HOPS", "1",
-           "With an `X-Forwarded-For`-style header: how many proxies append to it; the "
-           "caller IP is the entry this many places from the right."),
-    EnvVar("TOKENSVC_LOG_LEVEL", "info", "debug | info | warning | error."),
-    EnvVar("TOKENSVC_LOG_FORMAT", "auto", "json | text | auto (text on a TTY, JSON otherwise)."),
-    EnvVar("TOKENSVC_WORKERS", "1", "Hypercorn worker processes."),
-    EnvVar("TOKENSVC_WORKER_CLASS", "uvloop", "Hypercorn worker class: uvloop | asyncio."),
-    EnvVar("TOKENSVC_GRACEFUL_TIMEOUT", "10",
-           "Seconds Hypercorn lets in-flight requests finish after SIGTERM."),
-    EnvVar("TOKENSVC_SHUTDOWN_DELAY", "0",
-           "Seconds to keep serving (with `/readyz` at 503) after SIGTERM before closing the "
-           "listeners; for load balancers without a preStop hook."),
-    EnvVar("TOKENSVC_KEEP_ALIVE_TIMEOUT", "5", "Idle keep-alive connection timeout (s)."),
-    EnvVar("TOKENSVC_MAX_BODY_BYTES", "4096", "Largest accepted request body (413 above)."),
-    EnvVar("TOKENSVC_BODY_TIMEOUT", "5", "Total seconds to receive a request body (408 after)."),
-    EnvVar("TOKENSVC_MAX_HEADER_BYTES", "16384", "Largest accepted request head (Hypercorn)."),
-    EnvVar("TOKENSVC_RELOAD_INTERVAL", "5",
-           "Seconds between checks of the config directory for changes; 0 disables reload."),
-    EnvVar("TOKENSVC_JWKS_REFRESH", "300", "Seconds between JWKS refreshes."),
-    EnvVar("TOKENSVC_JWKS_MAX_STALE", "86400",
-           "Seconds fetched JWKS keys stay usable while the identity provider is unreachable."),
-    EnvVar("TOKENSVC_HTTP_TIMEOUT", "5", "Timeout (s) of every outgoing HTTP call (JWKS)."),
-    EnvVar("TOKENSVC_REDIS_URL", "(unset)",
-           "Unset: in-memory state. `redis://`, `rediss://`, or "
-           "`redis+sentinel://h1:p1,h2:p2/<service>`."),
-    EnvVar("TOKENSVC_REDIS_READ_URL", "(unset)",
-           "Optional local read replica (cross-region primary/replica topology)."),
-    EnvVar("TOKENSVC_REDIS_PASSWORD", "(unset)",
-           "Redis password (or `TOKENSVC_REDIS_PASSWORD_FILE`)."),
-    EnvVar("TOKENSVC_REDIS_SENTINEL_PASSWORD", "(unset)",
-           "Sentinel password (or `TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE`)."),
-    EnvVar("TOKENSVC_REDIS_BUDGET_MS", "20",
-           "Longest a token request waits on Redis; past it the request proceeds without it."),
-    EnvVar("TOKENSVC_REDIS_REFRESH", "2",
-           "Seconds between background refreshes of the drains/blocks snapshot."),
-    EnvVar("TOKENSVC_RATE_SYNC_MS", "100",
-           "How often a pod sends its rate-limit counts to Redis (one round trip for all); "
-           "the cross-pod over-admission bound grows with it."),
-    EnvVar("TOKENSVC_FINGERPRINT_KEY", "(random per process)",
-           "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); "
-           "set it to correlate one caller across pods."),
-    EnvVar("TOKENSVC_ALLOW_DEV", "false",
-           "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: "
-           "such a config is refused unless the service listens on loopback only."),
-    EnvVar("TOKENSVC_OPS_CONFIG", "(unset)",
-           "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."),
-    EnvVar("PROMETHEUS_MULTIPROC_DIR", "(unset)",
-           "Set automatically with several workers so `/metrics` aggregates them."),
-)
+@dataclass(frozen=True)
+class _Spec:
+    parse: Callable[[str], Any]
+    help: str
+    shown: str | None
+    secret: bool
+    file: bool
+    env: str | None
+
+
+def setting(default: T, parse: Callable[[str], T], help: str, *, shown: str | None = None,
+            secret: bool = False, file: bool = False, env: str | None = None) -> T:
+    """Declare a ``Settings`` field: its default, parser and help (see the module docstring).
+
+    ``shown``: the default as the README shows it, when it is not the literal value
+    (``"random per process"``). An empty variable counts as unset."""
+    spec = _Spec(parse, help, shown, secret, file, env)
+    return field(default=default, metadata={_DECLARATION: spec})
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    return f"`{_plain(value)}`"
+
+
+def _plain(value: object) -> str:
+    """A value as one would write it in the environment."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service needs that is not per client. Immutable, built once."""
+    """Everything the service needs that is not per client. Immutable, built once.
 
-    config_dir: Path = Path("clients_config")
-    host: str = "127.0.0.1"
-    port: int = 8080
-    admin_host: str | None = None
-    admin_port: int | None = None
-    region: str = "local"
-    country_header: str | None = None
-    client_ip_header: str | None = None
-    trusted_hops: int = 1
-    log_level: str = "info"
-    log_format: str = "auto"
-    workers: int = 1
-    worker_class: str = "uvloop"
-    graceful_timeout: float = 10.0
-    shutdown_delay: float = 0.0
-    keep_alive_timeout: float = 5.0
-    max_body_bytes: int = 4096
-    body_timeout: float = 5.0
-    max_header_bytes: int = 16384
-    reload_interval: float = 5.0
-    jwks_refresh: float = 300.0
-    jwks_max_stale: float = 86400.0
-    http_timeout: float = 5.0
-    redis_url: Secret | None = None
-    redis_read_url: Secret | None = None
-    redis_password: Secret | None = None
-    redis_sentinel_password: Secret | None = None
-    redis_budget_ms: float = 20.0
-    redis_refresh: float = 2.0
-    rate_sync_ms: float = 100.0
-    ops_config: Path | None = None
-    fingerprint_key: Secret | None = None
-    allow_dev: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    The field order is the README's order."""
+
+    config_dir: Path = setting(Path("clients_config"), Path,
+                               "Directory of client files (`--config`).",
+                               shown="`./clients_config`")
+    host: str = setting("127.0.0.1", str, "Public listen address (`--host`).")
+    port: int = setting(8080, parse_port, "Public listen port (`--port`).")
+    admin_port: int | None = setting(
+        None, parse_port,
+        "Admin port for `/metrics`, `/livez`, `/readyz`; unset serves `/metrics` nowhere.")
+    admin_host: str | None = setting(None, str, "Admin listen address.", shown="same as host")
+    region: str = setting("local", parse_region,
+                          "This deployment's region name, returned as `region`.")
+    country_header: str | None = setting(
+        None, parse_header_name,
+        "Trusted header set by the load balancer with the caller's ISO country (e.g. "
+        "`CloudFront-Viewer-Country`). Unset: only the body's `country` hint is used.")
+    client_ip_header: str | None = setting(
+        None, parse_header_name,
+        "Header carrying the caller IP for per-IP rate limits (e.g. `X-Forwarded-For`); unset "
+        "uses the TCP peer.")
+    trusted_hops: int = setting(
+        1, parse_positive_int,
+        "With an `X-Forwarded-For`-style header: how many proxies append to it; the caller IP "
+        "is the entry this many places from the right.")
+    log_level: str = setting("info", parse_choice(LOG_LEVELS),
+                             "`debug`, `info`, `warning` or `error`.")
+    log_format: str = setting("auto", parse_choice(LOG_FORMATS),
+                              "`json`, `text`, or `auto` (text on a TTY, JSON otherwise).")
+    workers: int = setting(1, parse_positive_int,
+                           "Worker processes (a supervisor forwards signals to them).")
+    worker_class: str = setting("uvloop", parse_choice(WORKER_CLASSES), "`uvloop` or `asyncio`.")
+    graceful_timeout: float = setting(
+        10.0, parse_nonneg_float, "Seconds in-flight requests may take to finish after SIGTERM.")
+    shutdown_delay: float = setting(
+        0.0, parse_nonneg_float,
+        "Seconds to keep serving (with `/readyz` at 503) after SIGTERM before closing the "
+        "listeners; for load balancers without a preStop hook.")
+    keep_alive_timeout: float = setting(5.0, parse_positive_float,
+                                        "Idle keep-alive connection timeout (s).")
+    max_body_bytes: int = setting(4096, parse_positive_int,
+                                  "Largest accepted request body (413 above).")
+    body_timeout: float = setting(5.0, parse_positive_float,
+                                  "Total seconds to receive a request body (408 after).")
+    max_header_bytes: int = setting(16384, parse_positive_int,
+                                    "Largest accepted request head (431 above).")
+    reload_interval: float = setting(
+        5.0, parse_nonneg_float,
+        "Seconds between checks of the config directory for changes; 0 disables reload.")
+    jwks_refresh: float = setting(300.0, parse_positive_float,
+                                  "Seconds between JWKS refreshes.")
+    jwks_max_stale: float = setting(
+        86400.0, parse_positive_float,
+        "Seconds fetched JWKS keys stay usable while the identity provider is unreachable.")
+    http_timeout: float = setting(5.0, parse_positive_float,
+                                  "Timeout (s) of every outgoing HTTP call (JWKS).")
+    redis_url: Secret | None = setting(
+        None, Secret,
+        "Unset: in-memory state. `redis://`, `rediss://`, or "
+        "`redis+sentinel://h1:p1,h2:p2/<service>` ([docs/redis.md](docs/redis.md)).",
+        secret=True)
+    redis_read_url: Secret | None = setting(
+        None, Secret, "Optional local read replica (cross-region primary/replica topology).",
+        secret=True)
+    redis_password: Secret | None = setting(
+        None, Secret, "Redis password (or `TOKENSVC_REDIS_PASSWORD_FILE`).",
+        secret=True, file=True)
+    redis_sentinel_password: Secret | None = setting(
+        None, Secret, "Sentinel password (or `TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE`).",
+        secret=True, file=True)
+    redis_budget_ms: float = setting(
+        20.0, parse_positive_float,
+        "Longest a token request waits on Redis; past it the request proceeds without it.")
+    redis_refresh: float = setting(
+        2.0, parse_positive_float,
+        "Seconds between background refreshes of the drains/blocks snapshot.")
+    rate_sync_ms: float = setting(
+        100.0, parse_positive_float,
+        "How often a pod sends its rate-limit counts to Redis (one round trip for all); the "
+        "cross-pod over-admission bound grows with it.")
+    fingerprint_key: Secret | None = setting(
+        None, Secret,
+        "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); set it "
+        "to correlate one caller across pods.",
+        shown="random per process", secret=True, file=True)
+    allow_dev: bool = setting(
+        False, parse_bool,
+        "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: such a "
+        "config is refused unless the service listens on loopback only.")
+    ops_config: Path | None = setting(
+        None, Path,
+        "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`).")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with command-line overrides applied, checked again as a whole."""
@@ -148,7 +281,7 @@ class Settings:
         hosts = {self.host, self.admin_host or self.host}
         return hosts <= {"127.0.0.1", "localhost", "::1"}
 
-    def check(self) -> None:
+    def problems(self) -> list[Problem]:
         """Problems between settings (each one alone was valid)."""
         problems = []
         if not 0 < self.port < 65536:
@@ -157,171 +290,165 @@ class Settings:
                 (self.admin_host or self.host) == self.host):
             problems.append(Problem("environment", "TOKENSVC_ADMIN_PORT",
                                     "must differ from the public port"))
-        if problems:
+        return problems
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` with every problem between settings."""
+        if problems := self.problems():
             raise ConfigError(problems)
 
     @classmethod
+    def load(cls, environ: Mapping[str, str]) -> tuple[Settings, list[Problem]]:
+        """Settings from ``environ`` and the problems of its variables (bad values, unknown
+        names); a bad variable keeps its default so that the rest (the client directory, say)
+        can still be checked. The checks between settings (``problems()``) are left to the
+        caller, which may apply command-line overrides first."""
+        problems: list[Problem] = []
+        values: dict[str, Any] = {}
+        for var in ENV_VARS:
+            try:
+                value = _read(var, environ)
+            except _Bad as bad:
+                problems.append(bad.problem)
+                continue
+            if value is not None:
+                values[var.field] = value
+        problems += unknown_variables(environ)
+        return cls(**values), problems
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        d = cls()
-        settings = cls(
-            config_dir=Path(reader.get("TOKENSVC_CONFIG_DIR", str, str(d.config_dir))),
-            host=reader.get("TOKENSVC_HOST", str, d.host),
-            port=reader.get("TOKENSVC_PORT", _port, d.port),
-            admin_host=reader.optional("TOKENSVC_ADMIN_HOST", str),
-            admin_port=reader.optional("TOKENSVC_ADMIN_PORT", _port),
-            region=reader.get("TOKENSVC_REGION", _region, d.region),
-            country_header=reader.optional("TOKENSVC_COUNTRY_HEADER", _header_name),
-            client_ip_header=reader.optional("TOKENSVC_CLIENT_IP_HEADER", _header_name),
-            trusted_hops=reader.get("TOKENSVC_TRUSTED_HOPS", _positive_int, d.trusted_hops),
-            log_level=reader.get("TOKENSVC_LOG_LEVEL", _choice(LOG_LEVELS), d.log_level),
-            log_format=reader.get("TOKENSVC_LOG_FORMAT", _choice(LOG_FORMATS), d.log_format),
-            workers=reader.get("TOKENSVC_WORKERS", _positive_int, d.workers),
-            worker_class=reader.get(
-                "TOKENSVC_WORKER_CLASS", _choice(WORKER_CLASSES), d.worker_class
-            ),
-            graceful_timeout=reader.get(
-                "TOKENSVC_GRACEFUL_TIMEOUT", _nonneg_float, d.graceful_timeout
-            ),
-            shutdown_delay=reader.get(
-                "TOKENSVC_SHUTDOWN_DELAY", _nonneg_float, d.shutdown_delay
-            ),
-            keep_alive_timeout=reader.get(
-                "TOKENSVC_KEEP_ALIVE_TIMEOUT", _positive_float, d.keep_alive_timeout
-            ),
-            max_body_bytes=reader.get("TOKENSVC_MAX_BODY_BYTES", _positive_int, d.max_body_bytes),
-            body_timeout=reader.get("TOKENSVC_BODY_TIMEOUT", _positive_float, d.body_timeout),
-            max_header_bytes=reader.get(
-                "TOKENSVC_MAX_HEADER_BYTES", _positive_int, d.max_header_bytes
-            ),
-            reload_interval=reader.get(
-                "TOKENSVC_RELOAD_INTERVAL", _nonneg_float, d.reload_interval
-            ),
-            jwks_refresh=reader.get("TOKENSVC_JWKS_REFRESH", _positive_float, d.jwks_refresh),
-            jwks_max_stale=reader.get(
-                "TOKENSVC_JWKS_MAX_STALE", _positive_float, d.jwks_max_stale
-            ),
-            http_timeout=reader.get("TOKENSVC_HTTP_TIMEOUT", _positive_float, d.http_timeout),
-            redis_url=reader.secret("TOKENSVC_REDIS_URL", with_file=False),
-            redis_read_url=reader.secret("TOKENSVC_REDIS_READ_URL", with_file=False),
-            redis_password=reader.secret("TOKENSVC_REDIS_PASSWORD"),
-            redis_sentinel_password=reader.secret("TOKENSVC_REDIS_SENTINEL_PASSWORD"),
-            redis_budget_ms=reader.get(
-                "TOKENSVC_REDIS_BUDGET_MS", _positive_float, d.redis_budget_ms
-            ),
-            redis_refresh=reader.get("TOKENSVC_REDIS_REFRESH", _positive_float, d.redis_refresh),
-            rate_sync_ms=reader.get("TOKENSVC_RATE_SYNC_MS", _positive_float, d.rate_sync_ms),
-            ops_config=reader.optional("TOKENSVC_OPS_CONFIG", Path),
-            fingerprint_key=reader.secret("TOKENSVC_FINGERPRINT_KEY"),
-            allow_dev=reader.get("TOKENSVC_ALLOW_DEV", _boolean, d.allow_dev),
-        )
-        if reader.problems:
-            raise ConfigError(reader.problems)
-        settings.check()
+        """Settings from ``environ`` (default: the process environment); ``ConfigError`` with
+        every problem."""
+        settings, problems = cls.load(os.environ if environ is None else environ)
+        problems += settings.problems()
+        if problems:
+            raise ConfigError(problems)
         return settings
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[Problem] = []
+class _Bad(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
 
-    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        value = self.optional(name, parse)
-        return default if value is None else value
 
-    def optional(self, name: str, parse: Callable[[str], T]) -> T | None:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return None
+def _read(var: Var, environ: Mapping[str, str]) -> Any:
+    """The parsed value of one variable, None when unset."""
+    raw = environ.get(var.name)
+    if raw:
         try:
-            return parse(raw)
+            return var.parse(raw)
         except ValueError as exc:
-            self.problems.append(Problem("environment", name, str(exc)))
-            return None
-
-    def secret(self, name: str, *, with_file: bool = True) -> Secret | None:
-        raw = self.env.get(name)
-        if raw:
-            return Secret(raw)
-        file_name = f"{name}_FILE"
-        path = self.env.get(file_name) if with_file else None
-        if path:
-            try:
-                return read_secret_file(path)
-            except OSError as exc:
-                self.problems.append(
-                    Problem("environment", file_name, f"cannot read file: {exc.strerror}")
-                )
-        return None
+            raise _Bad(Problem("environment", var.name, str(exc))) from None
+    path = environ.get(var.file_name) if var.file_name else None
+    if var.file_name and path:
+        try:
+            secret = read_secret_file(path)
+        except OSError as exc:
+            raise _Bad(Problem("environment", var.file_name,
+                               f"cannot read file: {exc.strerror}")) from None
+        try:
+            return var.parse(secret.reveal())
+        except ValueError as exc:  # the message may quote the value: keep it out
+            raise _Bad(Problem("environment", var.file_name, "invalid value in the file")) \
+                from exc
+    return None
 
 
-def _port(raw: str) -> int:
-    if raw.startswith("tcp://"):
-        raise ValueError(f"{raw!r} is a Kubernetes service link, not a port: name the Service "
-                         "differently or set enableServiceLinks: false")
-    value = _positive_int(raw)
-    if value > 65535:
-        raise ValueError(f"port must be 1..65535, got {raw!r}")
-    return value
+def _declarations() -> Iterator[Var]:
+    for f in fields(Settings):
+        spec = f.metadata.get(_DECLARATION)
+        if not isinstance(spec, _Spec):
+            raise TypeError(f"Settings.{f.name} is not declared with setting()")
+        yield Var(name=spec.env or PREFIX + f.name.upper(), field=f.name, parse=spec.parse,
+                  default=f.default, help=spec.help,
+                  shown_default=spec.shown if spec.shown is not None else _shown(f.default),
+                  secret=spec.secret, file=spec.file)
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a number >= 1, got {raw!r}")
-    return value
+#: Every setting, in declaration (README) order.
+ENV_VARS: tuple[Var, ...] = tuple(_declarations())
+
+#: Variables the service reads that are not its settings: (name, default, meaning).
+FOREIGN_VARS: tuple[tuple[str, str, str], ...] = (
+    ("PROMETHEUS_MULTIPROC_DIR", "unset",
+     "prometheus-client's own variable; set automatically with several workers so `/metrics` "
+     "aggregates them."),
+)
+
+# -- unknown names -------------------------------------------------------------------------------
+
+_SERVICE_LINK = re.compile(r"_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$")
 
 
-def _nonneg_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number, got {raw!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"expected a finite number >= 0, got {raw!r}")
-    return value
+def known_names() -> frozenset[str]:
+    """Every ``TOKENSVC_*`` name the service reads (``_FILE`` variants included)."""
+    names = {v.name for v in ENV_VARS} | {v.file_name for v in ENV_VARS if v.file_name}
+    return frozenset(names)
 
 
-def _positive_float(raw: str) -> float:
-    value = _nonneg_float(raw)
-    if value == 0:
-        raise ValueError(f"expected a number > 0, got {raw!r}")
-    return value
+def unknown_variables(environ: Mapping[str, str]) -> list[Problem]:
+    """A problem for each ``TOKENSVC_*`` variable no setting declares, naming the closest
+    known one (a typo would otherwise be silently ignored)."""
+    known = known_names()
+    problems = []
+    # Compared without the shared prefix, which would make every name look close.
+    suffixes = {name.removeprefix(PREFIX): name for name in known}
+    for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in known):
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(suffixes), n=1,
+                                          cutoff=0.6)
+        if _SERVICE_LINK.search(name) or environ[name].startswith(("tcp://", "udp://")):
+            message = ("unknown setting, probably a Kubernetes service link: set "
+                       "enableServiceLinks: false on the pod")
+        elif close:
+            message = f"unknown setting; did you mean {suffixes[close[0]]}?"
+        else:
+            message = "unknown setting (see `tokensvc settings --markdown`)"
+        problems.append(Problem("environment", name, message))
+    return problems
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {raw!r}")
-        return value
-
-    return parse
+# -- derived views ---------------------------------------------------------------------------
 
 
-def _boolean(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
+def markdown_table() -> str:
+    """The README's settings table, one row per declaration (then the foreign variables)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{v.name}` | {v.shown_default} | {v.help} |" for v in ENV_VARS]
+    rows += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in FOREIGN_VARS]
+    return "\n".join(rows) + "\n"
 
 
-def _region(raw: str) -> str:
-    value = raw.strip()
-    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
-        raise ValueError(f"region must be 1-64 of [A-Za-z0-9-_.], got {raw!r}")
-    return value
+def describe(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The effective values as ``NAME=value  # source`` lines, secrets as ``<SECRET>``."""
+    lines = []
+    for var in ENV_VARS:
+        value = getattr(settings, var.field)
+        if value is None:
+            shown = ""
+        elif var.secret:
+            shown = "<SECRET>"
+        else:
+            shown = _plain(value)
+        if environ.get(var.name):
+            source = "environment"
+        elif var.file_name and environ.get(var.file_name):
+            source = f"file from {var.file_name}"
+        elif value is None:
+            source = "unset"
+        else:
+            source = "default"
+        lines.append(f"{var.name}={shown}  # {source}")
+    return lines
 
 
-def _header_name(raw: str) -> str:
-    value = raw.strip().lower()
-    if not value or not all(c.isalnum() or c in "-_" for c in value):
-        raise ValueError(f"not a valid HTTP header name: {raw!r}")
-    return value
+# -- prometheus-client's variable ----------------------------------------------------------------
+
+
+def prometheus_multiproc_dir(assign: str | None = None) -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR``: not our setting but prometheus-client's own, which it reads
+    at import; the supervisor sets it (``assign``) so that forked workers and ``/metrics``
+    share one directory. Returns the value in force. The one place that touches it."""
+    if assign is not None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = assign
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
