@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.secret import Secret, read_secret_file
+from tokensvc.twilio_hosts import parse_base_url
 
 T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 WORKER_CLASSES = ("asyncio", "uvloop")
+TWILIO_VERIFY_MODES = ("off", "warn", "enforce")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,17 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("TOKENSVC_ALLOW_DEV", "false",
            "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: "
            "such a config is refused unless the service listens on loopback only."),
+    EnvVar("TOKENSVC_TWILIO_VERIFY", "warn",
+           "Read-only check of every client's Twilio API keys, TwiML App and push credentials: "
+           "off | warn (report only) | enforce (signing skips a key Twilio rejected; a client "
+           "whose every key is rejected answers 503 not_ready)."),
+    EnvVar("TOKENSVC_TWILIO_VERIFY_INTERVAL", "900",
+           "Seconds between verification rounds (jittered +-20 %); also run at start-up and "
+           "after each client reload."),
+    *(EnvVar(f"TOKENSVC_TWILIO_{kind.upper()}_URL_{region.upper()}", "(Twilio's host)",
+             f"Base URL of Twilio's {kind} host for home region {region} (egress proxy, "
+             "tests); `http://` only for loopback.")
+      for kind in ("api", "notify") for region in ("us1", "ie1", "au1")),
     EnvVar("TOKENSVC_OPS_CONFIG", "(unset)",
            "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."),
     EnvVar("PROMETHEUS_MULTIPROC_DIR", "(unset)",
@@ -135,6 +148,14 @@ class Settings:
     ops_config: Path | None = None
     fingerprint_key: Secret | None = None
     allow_dev: bool = False
+    twilio_verify: str = "warn"
+    twilio_verify_interval: float = 900.0
+    twilio_api_url_us1: str | None = None
+    twilio_api_url_ie1: str | None = None
+    twilio_api_url_au1: str | None = None
+    twilio_notify_url_us1: str | None = None
+    twilio_notify_url_ie1: str | None = None
+    twilio_notify_url_au1: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -215,6 +236,21 @@ class Settings:
             ops_config=reader.optional("TOKENSVC_OPS_CONFIG", Path),
             fingerprint_key=reader.secret("TOKENSVC_FINGERPRINT_KEY"),
             allow_dev=reader.get("TOKENSVC_ALLOW_DEV", _boolean, d.allow_dev),
+            twilio_verify=reader.get(
+                "TOKENSVC_TWILIO_VERIFY", _choice(TWILIO_VERIFY_MODES), d.twilio_verify
+            ),
+            twilio_verify_interval=reader.get(
+                "TOKENSVC_TWILIO_VERIFY_INTERVAL", _positive_float, d.twilio_verify_interval
+            ),
+            twilio_api_url_us1=reader.optional("TOKENSVC_TWILIO_API_URL_US1", parse_base_url),
+            twilio_api_url_ie1=reader.optional("TOKENSVC_TWILIO_API_URL_IE1", parse_base_url),
+            twilio_api_url_au1=reader.optional("TOKENSVC_TWILIO_API_URL_AU1", parse_base_url),
+            twilio_notify_url_us1=reader.optional(
+                "TOKENSVC_TWILIO_NOTIFY_URL_US1", parse_base_url),
+            twilio_notify_url_ie1=reader.optional(
+                "TOKENSVC_TWILIO_NOTIFY_URL_IE1", parse_base_url),
+            twilio_notify_url_au1=reader.optional(
+                "TOKENSVC_TWILIO_NOTIFY_URL_AU1", parse_base_url),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
