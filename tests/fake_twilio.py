@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from support import ACCOUNT_SID, API_KEY_SECRET, API_KEY_SID, APP_SID
+
 REGIONS = ("us1", "ie1", "au1")
+CR_PROD, CR_SANDBOX, CR_ANDROID = "CR" + "a" * 32, "CR" + "b" * 32, "CR" + "c" * 32
+OTHER_SID, OTHER_SECRET = "SK" + "9" * 32, "second-key-secret-0123456789abcdef"
 _APP = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Applications/(AP\w+)\.json")
 _APPS = re.compile(r"/2010-04-01/Accounts/(AC\w+)/Applications\.json")
 _CRED = re.compile(r"/v1/Credentials/(CR\w+)")
@@ -84,7 +89,7 @@ class FakeTwilio:
         self._stopping = asyncio.Event()
         for region in REGIONS:
             server = await asyncio.start_server(
-                lambda r, w, region=region: self._handle(region, r, w), "127.0.0.1", 0)
+                functools.partial(self._handle, region), "127.0.0.1", 0)
             self._servers.append(server)
             self.ports[region] = server.sockets[0].getsockname()[1]
 
@@ -165,3 +170,12 @@ def _basic(header: str | None) -> tuple[str | None, str | None]:
     except ValueError:
         return None, None
     return user, secret
+
+
+def world() -> FakeTwilio:
+    """Twilio as tests/support.py's base client expects it: its key, app and push credentials
+    in us1 (CR_PROD production APNs, CR_SANDBOX sandbox APNs, CR_ANDROID FCM)."""
+    return FakeTwilio(
+        ACCOUNT_SID, keys={API_KEY_SID: (API_KEY_SECRET, "us1")}, apps={("us1", APP_SID)},
+        credentials={("us1", CR_PROD): ("apn", False), ("us1", CR_SANDBOX): ("apn", True),
+                     ("us1", CR_ANDROID): ("fcm", False)})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fake_twilio import FakeTwilio
+from fake_twilio import CR_ANDROID, CR_PROD, CR_SANDBOX, OTHER_SECRET, OTHER_SID, FakeTwilio, world
 from support import ACCOUNT_SID, API_KEY_SECRET, API_KEY_SID, APP_SID, eventually, write_client
 from tokensvc.clients import ClientConfig, load_clients
 from tokensvc.errors import NotReady
@@ -18,17 +18,6 @@ from tokensvc.minting import Minter
 from tokensvc.twilio_hosts import region_hosts
 from tokensvc.verification import VerificationRunner
 from tokensvc.verifier import ClientReport, KeyHealth, TwilioVerifier
-
-CR_PROD, CR_SANDBOX, CR_ANDROID = "CR" + "a" * 32, "CR" + "b" * 32, "CR" + "c" * 32
-OTHER_SID, OTHER_SECRET = "SK" + "9" * 32, "second-key-secret-0123456789abcdef"
-
-
-def world() -> FakeTwilio:
-    """Twilio as the base client expects it: its key, app and three push credentials."""
-    return FakeTwilio(
-        ACCOUNT_SID, keys={API_KEY_SID: (API_KEY_SECRET, "us1")}, apps={("us1", APP_SID)},
-        credentials={("us1", CR_PROD): ("apn", False), ("us1", CR_SANDBOX): ("apn", True),
-                     ("us1", CR_ANDROID): ("fcm", False)})
 
 
 @pytest.fixture
