@@ -22,7 +22,8 @@ def config_dir(tmp_path: Path) -> Path:
 
 
 def make_client(config_dir: Path, **settings: object) -> TestClient:
-    values: dict[str, object] = {"config_dir": config_dir, "reload_interval": 0.0}
+    values: dict[str, object] = {"config_dir": config_dir, "reload_interval": 0.0,
+                                 "twilio_verify": "off"}  # no calls to the real Twilio
     values.update(settings)
     app = create_app(Settings(**values))  # type: ignore[arg-type]
     return TestClient(app, base_url="http://127.0.0.1:8080", client=("203.0.113.9", 5555))

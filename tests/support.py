@@ -155,7 +155,8 @@ def serve(config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None
     port = free_port()
     admin_port = free_port() if admin else None
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    environ.update({"TOKENSVC_LOG_FORMAT": "json", "TOKENSVC_RELOAD_INTERVAL": "0.2"})
+    environ.update({"TOKENSVC_LOG_FORMAT": "json", "TOKENSVC_RELOAD_INTERVAL": "0.2",
+                    "TOKENSVC_TWILIO_VERIFY": "off"})  # no calls to the real Twilio
     if admin_port:
         environ["TOKENSVC_ADMIN_PORT"] = str(admin_port)
     environ.update(env or {})

@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ttl", type=int, default=600)
     dev.set_defaults(func=cmd_dev_assertion)
 
+    from tokensvc.twilio_cli import add_check_twilio
+
+    add_check_twilio(sub)
+
     try:
         from tokensvc.ops_cli import add_ops_commands
     except ImportError:  # pragma: no cover - ops tooling is optional in a stripped build

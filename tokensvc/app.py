@@ -42,6 +42,7 @@ from tokensvc.service import Service
 from tokensvc.settings import Settings
 from tokensvc.state import SharedState, build_shared_state
 from tokensvc.token_endpoint import TokenEndpoint
+from tokensvc.verification import VerificationRunner
 
 log = logging.getLogger("tokensvc.request")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -200,7 +201,17 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     key = settings.fingerprint_key.reveal().encode() if settings.fingerprint_key else None
     service = Service(settings=settings, clients=clientset, shared=state, metrics=metrics,
                       fingerprint=Fingerprinter(key))
-    clientset.on_reload = lambda result: metrics.reloads.labels(result).inc()
+    verification = None if settings.twilio_verify == "off" else VerificationRunner.build(
+        settings, lambda: {cid: c.config for cid, c in clientset.clients.items()})
+    if verification is not None:
+        clientset.key_chooser = verification.health
+
+    def on_reload(result: str) -> None:
+        metrics.reloads.labels(result).inc()
+        if verification is not None:
+            verification.reloaded(result)
+
+    clientset.on_reload = on_reload
     clientset.on_jwks_refresh = lambda result: metrics.jwks_refreshes.labels(result).inc()
     if state.backend != "memory":
         state.on_operation = lambda op, seconds, outcome: metrics.child(
@@ -213,6 +224,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         await clientset.load()
         metrics.reloads.labels("ok").inc()
         await clientset.start_watching()
+        if verification is not None:
+            verification.start()  # in the background: readiness never waits for Twilio
         flusher = asyncio.create_task(_housekeeping(service), name="housekeeping")
         log.info("ready", extra={"clients": sorted(clientset.clients),
                                  "region": settings.region, "backend": state.backend})
@@ -222,6 +235,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
             service.draining = True
             flusher.cancel()
             await clientset.stop()
+            if verification is not None:
+                await verification.stop()
             await state.stop()
             AccessLog.flush()
 
@@ -240,5 +255,6 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.verification = verification
     app.add_middleware(RequestContext, service=service)
     return app

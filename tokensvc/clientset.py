@@ -16,7 +16,7 @@ from pathlib import Path
 from tokensvc.auth import Authenticator, JwksSource
 from tokensvc.clients import ClientConfig, directory_signature, scan_clients
 from tokensvc.errors import ConfigError, Problem
-from tokensvc.minting import Minter
+from tokensvc.minting import KeyChooser, Minter
 from tokensvc.settings import Settings
 from tokensvc.state import SharedState
 
@@ -56,6 +56,8 @@ class ClientSet:
         self.last_error = ""
         self._jwks: dict[str, JwksSource] = {}
         self._task: asyncio.Task[None] | None = None
+        #: which API key signs (TOKENSVC_TWILIO_VERIFY=enforce); None: the first
+        self.key_chooser: KeyChooser | None = None
         #: metrics hook, called with "ok" | "error"
         self.on_reload: Callable[[str], None] = lambda result: None
         #: metrics hook for JWKS refreshes, called with "ok" | "error" | "cache"
@@ -146,7 +148,7 @@ class ClientSet:
             cid: Client(
                 cfg,
                 Authenticator.build(cfg.auth, self._jwks.get(cfg.auth.jwks_url or "")),
-                Minter(cfg.twilio, cfg.ttl_seconds),
+                Minter(cfg.twilio, cfg.ttl_seconds, self.key_chooser),
             )
             for cid, cfg in configs.items()
         }

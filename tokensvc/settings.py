@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.secret import Secret, read_secret_file
+from tokensvc.twilio_hosts import parse_base_url
 
 T = TypeVar("T")
 
@@ -41,6 +42,7 @@ PREFIX = "TOKENSVC_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "text")
 WORKER_CLASSES = ("asyncio", "uvloop")
+TWILIO_VERIFY_MODES = ("off", "warn", "enforce")
 _DECLARATION = "tokensvc.setting"
 
 
@@ -269,6 +271,39 @@ class Settings:
     ops_config: Path | None = setting(
         None, Path,
         "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`).")
+    twilio_verify: str = setting(
+        "warn", parse_choice(TWILIO_VERIFY_MODES),
+        "Read-only check of every client's Twilio API keys, TwiML App and push credentials: "
+        "`off` | `warn` (report only) | `enforce` (signing skips a key Twilio rejected; a client "
+        "whose every key is rejected answers 503 `not_ready`).")
+    twilio_verify_interval: float = setting(
+        900.0, parse_positive_float,
+        "Seconds between verification rounds (jittered +-20 %); also run at start-up and after "
+        "each client reload.")
+    twilio_api_url_us1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's api host for home region us1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
+    twilio_api_url_ie1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's api host for home region ie1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
+    twilio_api_url_au1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's api host for home region au1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
+    twilio_notify_url_us1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's notify host for home region us1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
+    twilio_notify_url_ie1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's notify host for home region ie1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
+    twilio_notify_url_au1: str | None = setting(
+        None, parse_base_url,
+        "Base URL of Twilio's notify host for home region au1 (egress proxy, tests); "
+        "`http://` only for loopback.", shown="Twilio's host")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with command-line overrides applied, checked again as a whole."""

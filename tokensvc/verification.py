@@ -1,0 +1,109 @@
+"""When the Twilio checks run: at start-up, after each client reload, and periodically.
+
+One background task per process. It runs a round (every client, concurrently) right after it
+starts (readiness never waits for it), again whenever :meth:`VerificationRunner.reloaded` is
+called with ``"ok"``, and otherwise every ``interval`` seconds, jittered by +-20 % so pods that
+started together spread their calls. A round that overruns delays the next one; rounds never
+overlap. Nothing on the token path awaits this task: a Twilio outage only leaves reports
+``unknown``. Every failure inside a round is logged and the loop goes on.
+
+``TOKENSVC_TWILIO_VERIFY=off`` builds no runner; ``warn`` reports only; ``enforce`` also lets
+:class:`~tokensvc.verifier.KeyHealth` choose the signing key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+from tokensvc.clients import ClientConfig
+from tokensvc.fetch import Fetcher
+from tokensvc.settings import Settings
+from tokensvc.twilio_hosts import RegionHosts, region_hosts
+from tokensvc.verifier import ClientReport, KeyHealth, TwilioVerifier
+
+log = logging.getLogger("tokensvc.twilio")
+JITTER = 0.2
+
+
+def hosts_from_settings(settings: Settings) -> dict[str, RegionHosts]:
+    return region_hosts(
+        {"us1": settings.twilio_api_url_us1, "ie1": settings.twilio_api_url_ie1,
+         "au1": settings.twilio_api_url_au1},
+        {"us1": settings.twilio_notify_url_us1, "ie1": settings.twilio_notify_url_ie1,
+         "au1": settings.twilio_notify_url_au1},
+    )
+
+
+def log_report(report: ClientReport) -> None:
+    """One line per definitive failure (client, key SID, check; never a secret)."""
+    for sid, check in report.failures():
+        log.warning("twilio check failed", extra={
+            "client": report.client_id, "api_key": sid, "check": check.name,
+            "resource": check.resource, "result": check.status, "detail": check.detail})
+
+
+class VerificationRunner:
+    def __init__(self, verifier: TwilioVerifier, health: KeyHealth,
+                 clients: Callable[[], Mapping[str, ClientConfig]], *, interval: float,
+                 fetcher: Fetcher | None = None) -> None:
+        self.verifier = verifier
+        self.health = health
+        self.clients = clients
+        self.interval = interval
+        self.rounds = 0  # completed rounds (tests and metrics)
+        self._fetcher = fetcher  # owned: closed at stop
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, clients: Callable[[], Mapping[str, ClientConfig]]
+              ) -> VerificationRunner:
+        fetcher = Fetcher()
+        verifier = TwilioVerifier(fetcher, hosts_from_settings(settings),
+                                  deadline=settings.http_timeout)
+        health = KeyHealth(settings.twilio_verify)
+        health.on_report = log_report
+        return cls(verifier, health, clients, interval=settings.twilio_verify_interval,
+                   fetcher=fetcher)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="twilio-verify")
+
+    def reloaded(self, result: str) -> None:
+        """Hook for ``ClientSet.on_reload``: a good reload starts a round now."""
+        if result == "ok":
+            self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=1.0)
+            self._task = None
+        if self._fetcher is not None:
+            await self._fetcher.close()
+
+    async def run_round(self) -> dict[str, ClientReport]:
+        configs = dict(self.clients())
+        reports = await asyncio.gather(*(self.verifier.check_client(c) for c in configs.values()))
+        merged = {c.client_id: self.health.record(c, r)
+                  for c, r in zip(configs.values(), reports, strict=True)}
+        self.health.forget_except(set(configs))
+        self.rounds += 1
+        return merged
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_round()
+            except Exception as exc:  # noqa: BLE001 - the checks must never stop for good
+                log.error("twilio verification round failed",
+                          extra={"error": type(exc).__name__})
+            delay = self.interval * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
+            with contextlib.suppress(TimeoutError):  # woken by a reload, or the interval
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
