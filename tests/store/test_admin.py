@@ -83,18 +83,18 @@ async def test_sync_does_not_resurrect_a_shortened_drain(
     assert (0, {}) == (written, drains)
 
 
-async def test_apply_many_and_entries_all(
+async def test_apply_many_counts_what_it_wrote(
     redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
 ) -> None:
-    """apply_many writes each winning entry and counts them; entries_all lists both kinds,
-    tombstones included."""
+    """apply_many writes each winning entry and counts them; the stored entries of both kinds
+    read back, tombstones included."""
     admin = admin_factory(redis_node.url)
     now = time.time()
     written = await admin.apply_many(DRAINS, {"dublin": Entry(now, now + 60),
                                               "tokyo": Entry.tombstone(now)})
     again = await admin.apply_many(DRAINS, {"dublin": Entry(now - 1, now + 60)})
     await admin.apply(BLOCKS, block_field("acme", "eve"), Entry(now, None, "fraud"))
-    entries = await admin.entries_all()
+    entries = await admin.connection.read_entries()
     assert (2, 0, {"dublin", "tokyo"}, ["fraud"]) == (
         written, again, set(entries[DRAINS]), [e.reason for e in entries[BLOCKS].values()]
     )
@@ -105,5 +105,5 @@ async def test_single_endpoint_primary_is_its_host(
 ) -> None:
     """Without Sentinel, writes go to the URL's host; check_primary has nothing to ask."""
     admin = admin_factory(redis_node.url)
-    await admin.check_primary()
-    assert ("127.0.0.1", redis_node.port) == await admin.primary_address()
+    await admin.connection.check_primary()
+    assert ("127.0.0.1", redis_node.port) == await admin.connection.primary_address()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 from tokensvc.store.memory import MemoryStore
 
@@ -12,6 +13,7 @@ async def test_every_subscriber_is_notified() -> None:
     other."""
     store = MemoryStore()
     first, second = store.changes(), store.changes()
+    assert isinstance(first, AsyncGenerator) and isinstance(second, AsyncGenerator)
     await anext(first)
     await anext(second)
     await store.undrain("dublin")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from redis_servers import BlackHole, Node, SentinelCluster, free_port, start_replica
 from support import eventually
@@ -523,7 +524,9 @@ def test_redis_store_timeouts_are_explicit() -> None:
     retry (redis-py's defaults would cost ~59 s per call on a dead server)."""
     store = RedisStore("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc", timeouts=Timeouts())
     kwargs = store.connection.primary.connection_pool.connection_kwargs
-    manager = store.connection.primary.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    pool = store.connection.primary.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    manager = pool.sentinel_manager
     sentinel_kwargs = manager.sentinels[0].connection_pool.connection_kwargs
     assert (0.25, 0.5, 1) == (
         kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["retry"]._retries

@@ -1,10 +1,9 @@
 """RegionAdmin: the operator's API on one region's Redis (used by ``tokensvc.ops``).
 
-    entries(kind) / entries_all()   every stored entry, tombstones and expired ones included
-    apply(kind, field, entry)       conditional write: the stored entry wins if it is newer
-    apply_many(kind, entries)       the same for each (what ``sync`` writes)
-    prune(kinds, now)               delete entries past ``Entry.prunable``
-    check_primary / primary_address who is primary (Sentinel)
+    entries(kind)               every stored entry, tombstones and expired ones included
+    apply(kind, field, entry)   conditional write: the stored entry wins if it is newer
+    apply_many(kind, entries)   the same for each (what ``sync`` writes)
+    prune(kinds, now)           delete entries past ``Entry.prunable``
 
 The rules (``wins_over``, ``prunable``) and their Lua are in ``tokensvc.store.entries``; every
 call goes through ``RedisConnection.run`` (StoreError on any failure, outer deadline).
@@ -42,9 +41,6 @@ class RegionAdmin:
     def __repr__(self) -> str:
         return f"RegionAdmin({self.connection.describe()})"
 
-    async def entries_all(self) -> dict[str, dict[str, Entry]]:
-        return await self.connection.read_entries()
-
     async def entries(self, kind: str) -> dict[str, Entry]:
         return (await self.connection.read_entries())[kind]
 
@@ -68,12 +64,6 @@ class RegionAdmin:
             prune = functools.partial(self._prune, keys=[PREFIX + kind], args=args)
             removed += int(await self.connection.run(prune, write=True))
         return removed
-
-    async def check_primary(self) -> None:
-        await self.connection.check_primary()
-
-    async def primary_address(self) -> tuple[str, int]:
-        return await self.connection.primary_address()
 
     async def close(self) -> None:
         await self.connection.close()
