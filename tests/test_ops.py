@@ -15,11 +15,13 @@ import pytest
 from redis_servers import Node
 from support import eventually
 from tokensvc.errors import ConfigError
-from tokensvc.ops import Ops, Region, format_duration, load_ops_config, merge, parse_duration
+from tokensvc.ops import Ops, Region, format_duration, load_ops_config, parse_duration
 from tokensvc.ops_cli import add_ops_commands
-from tokensvc.redis_store import DRAINS, Entry, RedisStore, Timeouts
 from tokensvc.secret import Secret
-from tokensvc.state import SharedState
+from tokensvc.store.entries import DRAINS, Entry, merge
+from tokensvc.store.redis import RedisStore
+from tokensvc.store.shared import SharedState
+from tokensvc.store.urls import Timeouts
 
 
 def cli(*argv: str) -> int:

@@ -1,6 +1,6 @@
 """RateCounter (tokensvc.ratelimit): local fixed-window decisions, batched-sync bookkeeping,
 window rollover and the memory bound. Pure logic on a fake clock; the Redis side is in
-tests/test_redis_store.py."""
+tests/store/test_redis.py."""
 
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ from tokensvc.observability import metrics as process_metrics
 from tokensvc.openapi import OPENAPI
 from tokensvc.service import Service
 from tokensvc.settings import Settings
-from tokensvc.state import SharedState, build_shared_state
+from tokensvc.store.factory import shared_state_from_settings
+from tokensvc.store.shared import SharedState
 from tokensvc.token_endpoint import TokenEndpoint
 from tokensvc.verification import VerificationRunner
 
@@ -195,7 +196,7 @@ async def openapi(request: Request) -> Response:
 def create_app(settings: Settings, shared: SharedState | None = None) -> Starlette:
     """Build the application. Clients are loaded in the lifespan: an invalid config directory
     raises ConfigError there (``tokensvc serve`` validates before binding, too)."""
-    state = shared if shared is not None else build_shared_state(settings)
+    state = shared if shared is not None else shared_state_from_settings(settings)
     metrics = process_metrics()
     clientset = ClientSet(settings, state)
     key = settings.fingerprint_key.reveal().encode() if settings.fingerprint_key else None

@@ -18,7 +18,7 @@ from tokensvc.clients import ClientConfig, directory_signature, scan_clients
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.minting import KeyChooser, Minter
 from tokensvc.settings import Settings
-from tokensvc.state import SharedState
+from tokensvc.store.shared import SharedState
 
 log = logging.getLogger("tokensvc.config")
 

@@ -10,7 +10,8 @@ per region. A command is idempotent: it writes one versioned entry (``at`` = whe
 issued it, the same value in every region), so running it again, or syncing it later, changes
 nothing more.
 
-Merge rule (``sync``), decided here:
+Merge rule (``sync``); the rule itself (``Entry.wins_over``, ``merge``, ``in_force``) lives in
+``tokensvc.store.entries``, next to the Lua that applies it inside Redis:
 
 * Every drain or block is an ``Entry`` carrying ``at``, the time the operator issued the
   command; undrain/unblock leave a *tombstone* entry (``deleted``) instead of deleting.
@@ -42,17 +43,18 @@ from typing import Any
 import yaml
 
 from tokensvc.errors import ConfigError, Problem, StoreError
-from tokensvc.redis_store import (
+from tokensvc.secret import Secret, read_secret_file
+from tokensvc.store.admin import RegionAdmin
+from tokensvc.store.entries import (
     BLOCKS,
     DRAINS,
     TOMBSTONE_SECONDS,
     Entry,
-    RedisStore,
-    Timeouts,
     block_field,
-    parse_url,
+    in_force,
+    merge,
 )
-from tokensvc.secret import Secret, read_secret_file
+from tokensvc.store.urls import Timeouts, parse_url
 
 MAX_DRAIN_SECONDS = 7 * 86400.0
 #: Each region's share of a command; an unreachable region is reported, not waited for.
@@ -100,8 +102,8 @@ class Region:
     password: Secret | None = None
     sentinel_password: Secret | None = None
 
-    def store(self, timeouts: Timeouts | None = None) -> RedisStore:
-        return RedisStore(
+    def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
+        return RegionAdmin(
             self.url.reveal(),
             password=self.password.reveal() if self.password else None,
             sentinel_password=self.sentinel_password.reveal() if self.sentinel_password else None,
@@ -269,8 +271,8 @@ class Ops:
         """Live (unexpired, not undone) entries, per region."""
         now = self.clock()
 
-        async def run(store: RedisStore) -> RegionResult:
-            entries = await store.entries(kind)
+        async def run(admin: RegionAdmin) -> RegionResult:
+            entries = await admin.entries(kind)
             live = {k: e for k, e in entries.items() if e.live(now)}
             return RegionResult("", True, f"{len(live)} active", live)
 
@@ -278,18 +280,18 @@ class Ops:
 
     async def sync(self, kind: str) -> list[RegionResult]:
         """Bring every reachable region up to date with the winners across all of them."""
-        read = await self._each(lambda store: self._read_all(store, kind))
+        read = await self._each(lambda admin: self._read_all(admin, kind))
         now = self.clock()
         winners = merge([r.entries for r in read if r.ok])
 
-        async def run(store: RedisStore, region: str) -> RegionResult:
+        async def run(admin: RegionAdmin, region: str) -> RegionResult:
             have = next(r.entries for r in read if r.region == region)
             missing = {
                 k: e for k, e in winners.items()
                 if (e.wins_over(have[k]) if k in have else in_force(e, now))
             }
-            written = await store.apply_many(kind, missing)
-            await store.prune([kind], now)
+            written = await admin.apply_many(kind, missing)
+            await admin.prune([kind], now)
             active = sum(1 for e in winners.values() if e.live(now))
             return RegionResult(region, True, f"{written} written, {active} active")
 
@@ -299,13 +301,13 @@ class Ops:
         return sorted(results + failed, key=lambda r: self._order(r.region))
 
     @staticmethod
-    async def _read_all(store: RedisStore, kind: str) -> RegionResult:
-        return RegionResult("", True, "", await store.entries(kind))
+    async def _read_all(admin: RegionAdmin, kind: str) -> RegionResult:
+        return RegionResult("", True, "", await admin.entries(kind))
 
     async def _write(self, kind: str, key: str, entry: Entry) -> list[RegionResult]:
-        async def run(store: RedisStore) -> RegionResult:
-            written = await store.apply(kind, key, entry)
-            await store.prune([kind], entry.at)
+        async def run(admin: RegionAdmin) -> RegionResult:
+            written = await admin.apply(kind, key, entry)
+            await admin.prune([kind], entry.at)
             return RegionResult("", True, "written" if written else "already up to date")
 
         return await self._each(run)
@@ -318,10 +320,10 @@ class Ops:
         pass_region: bool = False,
     ) -> list[RegionResult]:
         async def one(region: Region) -> RegionResult:
-            store = region.store(self.timeouts)
+            admin = region.admin(self.timeouts)
             try:
                 async with asyncio.timeout(self.region_timeout):
-                    result = await (run(store, region.name) if pass_region else run(store))
+                    result = await (run(admin, region.name) if pass_region else run(admin))
                 result.region = region.name
                 return result
             except TimeoutError:
@@ -329,7 +331,7 @@ class Ops:
             except StoreError as exc:
                 return RegionResult(region.name, False, str(exc))
             finally:
-                await store.close()
+                await admin.close()
 
         chosen = [r for r in self.regions if only is None or r.name in only]
         return list(await asyncio.gather(*(one(r) for r in chosen)))
@@ -337,22 +339,3 @@ class Ops:
     def _order(self, name: str) -> int:
         return next(i for i, r in enumerate(self.regions) if r.name == name)
 
-
-def merge(per_region: list[dict[str, Entry]]) -> dict[str, Entry]:
-    """The winning entry per key across regions (see the module docstring).
-
-    Winners that have expired are kept: they still override older entries elsewhere (a
-    later, shorter drain ends an earlier, longer one everywhere)."""
-    winners: dict[str, Entry] = {}
-    for entries in per_region:
-        for key, entry in entries.items():
-            current = winners.get(key)
-            if current is None or entry.wins_over(current):
-                winners[key] = entry
-    return winners
-
-
-def in_force(entry: Entry, now: float) -> bool:
-    """Worth copying to a region that has nothing for its key: a live record, or a tombstone
-    still within its retention."""
-    return entry.live(now) or (entry.deleted and (entry.until is None or entry.until > now))

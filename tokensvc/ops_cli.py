@@ -37,7 +37,7 @@ from tokensvc.ops import (
     parse_duration,
     regions_from_env,
 )
-from tokensvc.redis_store import BLOCKS, DRAINS, Entry, parse_block_field
+from tokensvc.store.entries import BLOCKS, DRAINS, Entry, parse_block_field
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 

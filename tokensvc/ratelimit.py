@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
+from tokensvc.store.base import Delta
+
 
 @dataclass(frozen=True, slots=True)
 class RateDecision:
@@ -63,10 +65,6 @@ class _Slot:
     def name(self) -> str:
         """The store's name for this counter: the same in every pod for the same window."""
         return f"{self.key}:{self.window}:{self.start}"
-
-
-#: What a sync sends per counter: (name, delta, ttl in milliseconds).
-Delta = tuple[str, int, int]
 
 
 class RateCounter:

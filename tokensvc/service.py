@@ -10,7 +10,7 @@ from tokensvc.clientset import ClientSet
 from tokensvc.edges import EDGES
 from tokensvc.observability import Fingerprinter, Metrics
 from tokensvc.settings import Settings
-from tokensvc.state import SharedState
+from tokensvc.store.shared import SharedState
 
 
 @dataclass

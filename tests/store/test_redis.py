@@ -1,5 +1,6 @@
 """RedisStore and SharedState against real valkey-server processes: single server, Sentinel
-failover (kill -9 and SIGSTOP), Redis down, read replicas, black holes."""
+failover (kill -9 and SIGSTOP), Redis down, read replicas, black holes. (The Store contract on
+both backends is test_store.py; the operator's API is test_admin.py.)"""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from redis_servers import BlackHole, Node, SentinelCluster, free_port, start_replica
 from support import eventually
 from tokensvc.errors import StoreError
-from tokensvc.redis_store import DRAINS, TOMBSTONE_SECONDS, Entry, RedisStore, Timeouts
-from tokensvc.state import MemoryStore, SharedState, Store
+from tokensvc.store.redis import RedisStore
+from tokensvc.store.shared import SharedState
+from tokensvc.store.urls import Timeouts
 
 BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
 #: A window length no test can straddle (windows are aligned to the clock; a 60 s window
@@ -117,105 +120,6 @@ async def writer_factory() -> AsyncIterator[Callable[[str], RedisStore]]:
 def record(name: str, **figures: float) -> None:
     """Print measured figures for the report (shown with ``pytest -s``)."""
     print(f"\n[figures] {name}: {json.dumps(figures)}")
-
-
-# -- one body, both stores -----------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    node: Node = request.getfixturevalue("redis_node")
-    redis_store = RedisStore(node.url)
-    yield redis_store
-    await redis_store.close()
-
-
-async def test_store_drains_expire_and_undrain(store: Store) -> None:
-    """A drain is in the snapshot until it expires or is undrained."""
-    await store.drain("dublin", 60, "maintenance")
-    await store.drain("tokyo", 0.2, "short")
-    await store.drain("sydney", 60, "")
-    await store.undrain("sydney")
-    await asyncio.sleep(0.3)
-    snapshot = await store.snapshot()
-    assert (frozenset({"dublin"}), "maintenance") == (
-        snapshot.drained(time.time()), snapshot.drains["dublin"].reason
-    )
-
-
-async def test_store_blocks_and_unblocks(store: Store) -> None:
-    """Blocks apply per (client, identity), with or without expiry; unblock removes them."""
-    await store.block("acme", "alice", None, "abuse")
-    await store.block("acme", "bob", 60, "")
-    await store.block("acme", "carol", 60, "")
-    await store.unblock("acme", "carol")
-    snapshot = await store.snapshot()
-    now = time.time()
-    assert [True, True, False, False] == [
-        snapshot.is_blocked("acme", "alice", now), snapshot.is_blocked("acme", "bob", now),
-        snapshot.is_blocked("acme", "carol", now), snapshot.is_blocked("other", "alice", now),
-    ]
-
-
-async def test_store_adds_counts_in_one_call(store: Store) -> None:
-    """add_counts adds each delta to its counter and returns the totals, in order; an expired
-    counter starts again from zero."""
-    first = await store.add_counts([("a:60:0", 3, 60_000), ("b:60:0", 1, 60_000),
-                                    ("short:1:0", 5, 100)])
-    await asyncio.sleep(0.2)
-    second = await store.add_counts([("b:60:0", 2, 60_000), ("a:60:0", 1, 60_000),
-                                     ("short:1:0", 1, 100)])
-    assert ([3, 1, 5], [3, 4, 1]) == (first, second)
-
-
-async def test_store_jwks_round_trip(store: Store) -> None:
-    """A JWKS document put is got back, byte for byte; an unknown URL gives None."""
-    doc = b'{"keys":[{"kty":"RSA","kid":"k1"}]}'
-    await store.jwks_put("https://idp.example.com/.well-known/jwks.json", doc, 60)
-    assert (doc, None) == (
-        await store.jwks_get("https://idp.example.com/.well-known/jwks.json"),
-        await store.jwks_get("https://other.example.com/jwks"),
-    )
-
-
-async def test_store_notifies_changes(store: Store) -> None:
-    """A drain written after subscribing produces a change notification."""
-    changes = store.changes()
-    if isinstance(store, RedisStore):
-        await anext(changes)  # subscribed
-    waiter = asyncio.ensure_future(anext(changes))
-    await asyncio.sleep(0.05)
-    await store.drain("dublin", 60, "")
-    async with asyncio.timeout(2):
-        await waiter
-    assert isinstance(changes, AsyncGenerator)  # both stores implement it as a generator
-    await changes.aclose()
-    assert waiter.done()
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def pod(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
-    """One pod's SharedState, on the in-memory store or on a real Redis."""
-    store: Store = MemoryStore()
-    if request.param == "redis":
-        store = RedisStore(request.getfixturevalue("redis_node").url)
-    state = SharedState(store, budget=BUDGET)
-    yield state
-    await state.stop()
-
-
-async def test_rate_limit_is_exact_within_one_pod(pod: SharedState) -> None:
-    """7/window: exactly 7 of 10 checks are allowed, with syncs in between or not, and the
-    refused ones carry a Retry-After."""
-    decisions = [pod.check("rl:c:id:alice", 7, LONG) for _ in range(4)]
-    await pod.sync()
-    decisions += [pod.check("rl:c:id:alice", 7, LONG) for _ in range(6)]
-    await pod.sync()
-    assert [True] * 7 + [False] * 3 == [d.allowed for d in decisions]
-    assert all(d.shared for d in decisions) and decisions[-1].retry_after >= 1
 
 
 # -- single server --------------------------------------------------------------------------
@@ -351,55 +255,6 @@ async def test_single_server_jwks_cache_survives_a_pod_restart(
     assert doc == await shared_factory(redis_node.url).jwks_get("https://idp/jwks")
 
 
-async def test_last_writer_wins_and_tombstones_are_kept(
-    redis_node: Node, writer_factory: Callable[[str], RedisStore]
-) -> None:
-    """An older entry does not override a newer one; an undrain leaves a tombstone that an
-    older drain cannot overwrite."""
-    store = writer_factory(redis_node.url)
-    now = time.time()
-    written = [
-        await store.apply(DRAINS, "dublin", Entry(now, now + 60, "new")),
-        await store.apply(DRAINS, "dublin", Entry(now - 10, now + 600, "old")),
-        await store.apply(DRAINS, "tokyo", Entry.tombstone(now)),
-        await store.apply(DRAINS, "tokyo", Entry(now - 1, now + 60, "older drain")),
-    ]
-    entries = await store.entries(DRAINS)
-    assert ([True, False, True, False], "new", True) == (
-        written, entries["dublin"].reason, entries["tokyo"].deleted
-    )
-
-
-async def test_prune_removes_expired_entries_only(
-    redis_node: Node, writer_factory: Callable[[str], RedisStore]
-) -> None:
-    """Prune deletes records and tombstones only once they are both expired and older than
-    the tombstone retention; a recently expired record stays as a version marker."""
-    store = writer_factory(redis_node.url)
-    now = time.time()
-    await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))  # expired, recent: kept
-    await store.apply(DRAINS, "frankfurt",
-                      Entry(now - TOMBSTONE_SECONDS - 10, now - TOMBSTONE_SECONDS))  # old: gone
-    await store.apply(DRAINS, "tokyo", Entry(now, now + 60))
-    await store.apply(DRAINS, "sydney", Entry.tombstone(now - TOMBSTONE_SECONDS - 1))
-    await store.apply(DRAINS, "ashburn", Entry.tombstone(now))
-    removed = await store.prune([DRAINS])
-    assert (2, {"dublin", "tokyo", "ashburn"}) == (removed, set(await store.entries(DRAINS)))
-
-
-async def test_sync_does_not_resurrect_a_shortened_drain(
-    redis_node: Node, writer_factory: Callable[[str], RedisStore]
-) -> None:
-    """A long drain later shortened (the short one has expired) is not brought back by a merge
-    with a region that only saw the long one: the expired record outranks it until pruned."""
-    store = writer_factory(redis_node.url)
-    now = time.time()
-    await store.apply(DRAINS, "dublin", Entry(now - 200, now - 100))  # shortened, expired
-    await store.prune([DRAINS])
-    written = await store.apply(DRAINS, "dublin", Entry(now - 300, now + 7 * 86400))  # stale
-    assert (0, {}) == (written, (await store.snapshot()).drains)
-
-
 async def test_readonly_endpoint_drops_connections_and_recovers(
     node_factory: Callable[[], Node], writer_factory: Callable[[str], RedisStore]
 ) -> None:
@@ -451,7 +306,9 @@ async def test_redis_down_for_the_whole_test(
     """Nothing listening: start is quick, every request is served within the budget, limits
     are counted per pod (the 6th of 5/window is refused), a burst of 10,000 checks makes no
     store call at all, health says degraded."""
-    shared = shared_factory(f"redis://127.0.0.1:{free_port()}/0")
+    operations: list[str] = []
+    shared = shared_factory(f"redis://127.0.0.1:{free_port()}/0",
+                            on_operation=lambda op, _s, outcome: operations.append(outcome))
     started = time.monotonic()
     await shared.start()
     start_seconds = time.monotonic() - started
@@ -461,12 +318,13 @@ async def test_redis_down_for_the_whole_test(
     stop.set()
     await task
     limited = [shared.check("rl:c:id:alice", 5, LONG) for _ in range(6)]
-    operations = shared.stats.operations + shared.stats.short_circuited
+    before_burst = len(operations)  # every store call, attempted or refused by a breaker
     burst_started = time.perf_counter()
     burst = [shared.check(f"rl:c:id:u{i % 100}", 1_000_000, LONG) for i in range(10_000)]
     burst_seconds = time.perf_counter() - burst_started
     record("check_burst_redis_down", checks=10_000, seconds=round(burst_seconds, 4))
-    assert operations == shared.stats.operations + shared.stats.short_circuited
+    assert before_burst == len(operations)
+    assert "ok" not in operations and "error" in operations
     assert (True, False) == (all(d.allowed for d in burst), any(d.shared for d in burst))
     assert burst_seconds < 1.0
     assert (0, "degraded") == (result.failed, shared.health()["status"])
@@ -548,7 +406,8 @@ async def test_sentinel_kill_primary_zero_failed_requests(
     shared.check("rl:c:id:after", 10, LONG)
     await shared.sync()
     counted_on_new = counter_value(new, "rl:c:id:after")
-    address = await shared.store.primary_address()  # type: ignore[attr-defined]
+    assert isinstance(shared.store, RedisStore)
+    address = await shared.store.connection.primary_address()
     window = (killed, resumed)
     record("sentinel_kill9", sent=result.sent, failed=result.failed,
            sent_during_failover=sum(1 for t, _ in result.latencies if killed <= t <= resumed),
@@ -588,7 +447,8 @@ async def test_sentinel_primary_paused_and_resumed(
     await eventually(lambda: "tokyo" in drained_now(shared), 2.0)
     stop.set()
     await task
-    address = await shared.store.primary_address()  # type: ignore[attr-defined]
+    assert isinstance(shared.store, RedisStore)
+    address = await shared.store.connection.primary_address()
     record("sentinel_sigstop", sent=result.sent, failed=result.failed,
            p99_ms=round(result.p99(paused) * 1000, 2), max_ms=round(result.max() * 1000, 2),
            paused_s=round(resumed_at - paused, 3))
@@ -613,7 +473,7 @@ async def test_sentinel_graceful_failover_moves_writes_before_demotion(
     await store.snapshot()  # what every background refresh does
     await store.drain("tokyo", 60, "")
     assert (new.port, True, False, 1) == (
-        (await store.primary_address())[1],
+        (await store.connection.primary_address())[1],
         bool(new.client().hexists("tokensvc:drains", "tokyo")),
         bool(old.client().hexists("tokensvc:drains", "tokyo")),
         store.failovers,
@@ -663,8 +523,10 @@ def test_redis_store_timeouts_are_explicit() -> None:
     """Every connection, the sentinels' included, carries short timeouts and at most one
     retry (redis-py's defaults would cost ~59 s per call on a dead server)."""
     store = RedisStore("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc", timeouts=Timeouts())
-    kwargs = store._primary.connection_pool.connection_kwargs
-    manager = store._primary.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+    kwargs = store.connection.primary.connection_pool.connection_kwargs
+    pool = store.connection.primary.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    manager = pool.sentinel_manager
     sentinel_kwargs = manager.sentinels[0].connection_pool.connection_kwargs
     assert (0.25, 0.5, 1) == (
         kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["retry"]._retries

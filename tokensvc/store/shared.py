@@ -1,24 +1,19 @@
-"""Shared operational state: edge drains, identity blocks, rate-limit counters, JWKS cache.
+"""SharedState: the request path's view of shared state, and the one fail-open policy.
 
-    Store (Protocol)          what a backend can do; every failure raised as StoreError
-    ├── MemoryStore           in-process (the embedded default, and the fallback)
-    └── RedisStore            tokensvc.redis_store (single, sentinel, read replica)
+    snapshot     drains and blocks, in process, kept fresh by a background task (periodic
+                 refresh plus pub/sub change notifications); read on every request, no I/O
+    check()      rate limits decided locally by a RateCounter (tokensvc.ratelimit) whose
+                 deltas a background task syncs to a remote store, one round trip per interval
+    jwks_get/put the JWKS cache, each call bounded by the request budget, failing open
+    health()     for /readyz: ok or degraded (the pod stays ready either way)
 
-    CircuitBreaker            stops calling a failing backend for a while (closed/open/half-open)
-    SharedState               what the request path uses: an in-process Snapshot of drains and
-                              blocks kept fresh by a background task (periodic refresh plus
-                              pub/sub change notifications); rate limits decided locally by a
-                              RateCounter (tokensvc.ratelimit) whose deltas a background task
-                              syncs to the store in one round trip per interval; JWKS cache
-                              calls bounded by a time budget that fail open.
-                              Nothing here may block or fail a token request.
-    build_shared_state()      Settings -> SharedState (memory when no Redis URL is set)
-
-Failure rules, in one place (``SharedState._guarded``): every store call has an outer deadline
-(the request budget on the hot path, ``refresh_timeout`` in the background); a failure or a
-timeout counts against a circuit breaker; while a breaker is open, calls are not attempted at
-all, so healthy requests do not each pay the timeout. The background refresh always tries (it
-is the probe that notices recovery), but never blocks a request: requests read ``snapshot``.
+Nothing here may block or fail a token request. Failure rules, in one place
+(``SharedState._guarded``): every store call has an outer deadline (the request budget on the
+hot path, ``refresh_timeout`` in the background); a failure or a timeout counts against a
+circuit breaker (one for reads, one for writes: they may go to different endpoints); while a
+breaker is open, calls are not attempted at all, so healthy requests do not each pay the
+timeout. The background refresh always tries (it is the probe that notices recovery), but
+never blocks a request: requests read ``snapshot``.
 """
 
 from __future__ import annotations
@@ -27,236 +22,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tokensvc.errors import StoreError
-from tokensvc.ratelimit import Delta, RateCounter, RateDecision
-
-if TYPE_CHECKING:
-    from tokensvc.settings import Settings
+from tokensvc.ratelimit import RateCounter, RateDecision
+from tokensvc.store.base import Snapshot, Store
+from tokensvc.store.breaker import CircuitBreaker
 
 log = logging.getLogger("tokensvc.state")
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Drain:
-    edge: str
-    until: float  # unix seconds; a drain always expires
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Block:
-    client: str
-    identity: str
-    until: float | None  # unix seconds, None = until unblocked
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Read-mostly state as of ``taken_at``; consulted on every request without I/O."""
-
-    drains: dict[str, Drain] = field(default_factory=dict)
-    blocks: dict[tuple[str, str], Block] = field(default_factory=dict)
-    taken_at: float = 0.0
-
-    def drained(self, now: float) -> frozenset[str]:
-        return frozenset(e for e, d in self.drains.items() if d.until > now)
-
-    def is_blocked(self, client: str, identity: str, now: float) -> bool:
-        block = self.blocks.get((client, identity))
-        return block is not None and (block.until is None or block.until > now)
-
-
-class Store(Protocol):
-    """A backend for shared state. Every method raises StoreError on failure, nothing else."""
-
-    name: str
-    #: True when other pods share this store (rate-limit counts are synced to it); False for
-    #: the in-process store, whose counts the local RateCounter already holds exactly.
-    remote: bool
-
-    async def ping(self) -> None: ...
-
-    async def snapshot(self) -> Snapshot: ...
-
-    async def drain(self, edge: str, seconds: float, reason: str) -> None: ...
-
-    async def undrain(self, edge: str) -> None: ...
-
-    async def block(
-        self, client: str, identity: str, seconds: float | None, reason: str
-    ) -> None: ...
-
-    async def unblock(self, client: str, identity: str) -> None: ...
-
-    async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
-        """Add each ``(name, delta, ttl_ms)`` to its counter, creating it with that TTL, in one
-        round trip; return the new totals, in order."""
-        ...
-
-    async def jwks_get(self, url: str) -> bytes | None: ...
-
-    async def jwks_put(self, url: str, document: bytes, seconds: float) -> None: ...
-
-    def changes(self) -> AsyncIterator[None]:
-        """Yield once subscribed, then whenever drains or blocks may have changed (pub/sub).
-        May end, or raise StoreError, at any time; the caller resubscribes."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class MemoryStore:
-    """In-process store: the embedded default, and the per-pod fallback for rate limits."""
-
-    name = "memory"
-    remote = False
-    failovers = 0
-
-    def __init__(self) -> None:
-        self._drains: dict[str, Drain] = {}
-        self._blocks: dict[tuple[str, str], Block] = {}
-        self._counters: dict[str, tuple[float, int]] = {}  # name -> (expires at, total)
-        self._jwks: dict[str, tuple[float, bytes]] = {}
-        self._changed = asyncio.Event()
-
-    async def ping(self) -> None:
-        return None
-
-    async def snapshot(self) -> Snapshot:
-        now = time.time()
-        self._drains = {e: d for e, d in self._drains.items() if d.until > now}
-        self._blocks = {
-            k: b for k, b in self._blocks.items() if b.until is None or b.until > now
-        }
-        return Snapshot(dict(self._drains), dict(self._blocks), now)
-
-    async def drain(self, edge: str, seconds: float, reason: str) -> None:
-        self._drains[edge] = Drain(edge, time.time() + seconds, reason)
-        self._notify()
-
-    async def undrain(self, edge: str) -> None:
-        self._drains.pop(edge, None)
-        self._notify()
-
-    async def block(self, client: str, identity: str, seconds: float | None, reason: str) -> None:
-        until = None if seconds is None else time.time() + seconds
-        self._blocks[(client, identity)] = Block(client, identity, until, reason)
-        self._notify()
-
-    async def unblock(self, client: str, identity: str) -> None:
-        self._blocks.pop((client, identity), None)
-        self._notify()
-
-    async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
-        now = time.time()
-        if len(self._counters) > 100_000:  # bound memory: drop expired counters
-            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-        totals = []
-        for name, delta, ttl_ms in deltas:
-            expires, total = self._counters.get(name, (0.0, 0))
-            if expires <= now:
-                expires, total = now + ttl_ms / 1000.0, 0
-            total += delta
-            self._counters[name] = (expires, total)
-            totals.append(total)
-        return totals
-
-    async def jwks_get(self, url: str) -> bytes | None:
-        entry = self._jwks.get(url)
-        if entry is None or entry[0] < time.time():
-            return None
-        return entry[1]
-
-    async def jwks_put(self, url: str, document: bytes, seconds: float) -> None:
-        self._jwks[url] = (time.time() + seconds, document)
-
-    async def changes(self) -> AsyncIterator[None]:
-        yield None
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            yield None
-
-    async def close(self) -> None:
-        return None
-
-    def _notify(self) -> None:
-        self._changed.set()
-
-
-class CircuitBreaker:
-    """Closed: calls go through. After ``threshold`` consecutive failures: open for ``cooldown``
-    seconds, no calls. Then half-open: one probe at a time; its success closes the breaker, its
-    failure reopens it. A probe that never reports (its caller was cancelled) is replaced by a
-    new one after another ``cooldown``.
-    """
-
-    CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-    def __init__(
-        self,
-        threshold: int = 3,
-        cooldown: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self._clock = clock
-        self.state = self.CLOSED
-        self.failures = 0
-        self.opened = 0  # how many times the breaker has opened (for metrics)
-        self._since = 0.0  # when it opened, or when the current probe started
-
-    def allow(self) -> bool:
-        if self.state == self.CLOSED:
-            return True
-        now = self._clock()
-        if now - self._since < self.cooldown:
-            return False
-        self.state, self._since = self.HALF_OPEN, now
-        return True
-
-    def success(self) -> None:
-        self.state, self.failures = self.CLOSED, 0
-
-    def failure(self) -> None:
-        self.failures += 1
-        if self.state == self.HALF_OPEN or self.failures >= self.threshold:
-            if self.state == self.CLOSED:
-                self.opened += 1
-            self.state, self._since = self.OPEN, self._clock()
-
-    @property
-    def closed(self) -> bool:
-        return self.state == self.CLOSED
-
-
 #: ``on_operation(operation, seconds, outcome)``; outcome is ok | error | timeout | open.
 OperationHook = Callable[[str, float, str], None]
-
-
-@dataclass
-class StateStats:
-    """Counters for the metrics layer (read them; do not write)."""
-
-    operations: int = 0  # store calls attempted
-    failures: int = 0  # attempted calls that failed or ran past their deadline
-    short_circuited: int = 0  # calls not attempted because a breaker was open
-    local_hits: int = 0  # rate-limit decisions made per pod because the store was unavailable
-    syncs: int = 0  # rate-limit syncs attempted (one store round trip each)
-    sync_failures: int = 0  # syncs that failed, timed out or were skipped by the breaker
-    refreshes: int = 0
-    refresh_failures: int = 0
-    notifications: int = 0  # change notifications received (pub/sub)
-    last_latency: float = 0.0  # seconds of the latest attempted store call
-    max_latency: float = 0.0
 
 
 class _Unavailable(Exception):
@@ -288,14 +68,13 @@ class SharedState:
         self.snapshot = Snapshot()
         #: rate limits: decided here, synced to a remote store every ``sync_interval`` seconds
         #: (at most ``sync_batch`` counters per round trip, each bounded by ``sync_timeout``)
-        self.remote = bool(getattr(store, "remote", True))
+        self.remote = store.remote
         self.rates = RateCounter(track=self.remote, max_entries=rate_entries)
         self.sync_interval = sync_interval
         self.sync_timeout = sync_timeout
         self.sync_batch = sync_batch
         self._sync_ok = True
         self._sync_lock = asyncio.Lock()
-        self.stats = StateStats()
         self.on_operation = on_operation
         self.last_error: str = ""
         #: reads (snapshot, JWKS get) and writes (rate limits, JWKS put) may use different
@@ -323,7 +102,7 @@ class SharedState:
     @property
     def failovers_seen(self) -> int:
         """Primary changes the store has noticed (Sentinel failover, READONLY)."""
-        return int(getattr(self.store, "failovers", 0))
+        return self.store.failovers
 
     async def start(self) -> None:
         """Start the background tasks; return once a first snapshot is loaded and change
@@ -369,14 +148,12 @@ class SharedState:
     async def refresh(self) -> bool:
         """Replace the snapshot from the store; keep the old one if that fails. Never raises."""
         async with self._refresh_lock:
-            self.stats.refreshes += 1
             try:
                 snapshot = await self._guarded(
                     "snapshot", self.read_breaker, self.store.snapshot, self.refresh_timeout,
                     probe=True,
                 )
             except _Unavailable:
-                self.stats.refresh_failures += 1
                 self._refresh_ok = False
                 self._update_health()
                 return False
@@ -388,10 +165,7 @@ class SharedState:
     def check(self, key: str, limit: int, window: int) -> RateDecision:
         """Count a request against ``limit`` per ``window`` seconds. Synchronous: no I/O, never
         blocks. ``shared`` is False while the store is unreachable (counts are then per pod)."""
-        decision = self.rates.check(key, limit, window)
-        if not decision.shared:
-            self.stats.local_hits += 1
-        return decision
+        return self.rates.check(key, limit, window)
 
     async def sync(self) -> bool:
         """Send this pod's pending rate-limit counts in one round trip (up to ``sync_batch``
@@ -417,7 +191,6 @@ class SharedState:
                 return True
             deltas = RateCounter.deltas(slots, time.time())
             totals: list[int] | None = None
-            self.stats.syncs += 1
             try:
                 totals = await self._guarded(
                     "rate_sync", self.write_breaker, lambda: self.store.add_counts(deltas),
@@ -432,8 +205,6 @@ class SharedState:
                 # Also on cancellation (stop() during a sync): the hits go back to pending.
                 self.rates.settle(slots, totals)
             ok = totals is not None
-            if not ok:
-                self.stats.sync_failures += 1
             self._sync_ok = self.rates.shared = ok
             self._update_health()
             return ok
@@ -477,11 +248,9 @@ class SharedState:
         off the request path, and their success is how recovery is noticed.
         """
         if not probe and not breaker.allow():
-            self.stats.short_circuited += 1
             self._observe(operation, 0.0, "open")
             raise _Unavailable(operation)
         started = time.perf_counter()
-        self.stats.operations += 1
         outcome = "ok"
         try:
             async with asyncio.timeout(deadline):
@@ -493,11 +262,8 @@ class SharedState:
         except Exception as exc:  # noqa: BLE001 - a Store should raise only StoreError; fail open anyway
             outcome, self.last_error = "error", f"{operation}: {type(exc).__name__}"
         elapsed = time.perf_counter() - started
-        self.stats.last_latency = elapsed
-        self.stats.max_latency = max(self.stats.max_latency, elapsed)
         self._observe(operation, elapsed, outcome)
         if outcome != "ok":
-            self.stats.failures += 1
             breaker.failure()
             self._update_health()
             raise _Unavailable(operation)
@@ -543,12 +309,8 @@ class SharedState:
         backoff = min(0.5, self.refresh_interval)
         while True:
             try:
-                first = True
                 async for _ in self.store.changes():
-                    if not first:
-                        self.stats.notifications += 1
                     await self.refresh()
-                    first = False
                     self._subscribed.set()
             except asyncio.CancelledError:
                 raise
@@ -556,21 +318,3 @@ class SharedState:
                 log.debug("change subscription ended", extra={"error": type(exc).__name__})
             self._subscribed.set()  # start() waits only for the first attempt
             await asyncio.sleep(backoff)
-
-
-def build_shared_state(settings: Settings) -> SharedState:
-    """The SharedState the service runs with: Redis when ``redis_url`` is set, else memory."""
-    store: Store
-    if settings.redis_url is None:
-        store = MemoryStore()
-    else:
-        from tokensvc.redis_store import RedisStore  # imports redis-py only when configured
-
-        store = RedisStore.from_settings(settings)
-    return SharedState(
-        store,
-        budget=settings.redis_budget_ms / 1000.0,
-        refresh_interval=settings.redis_refresh,
-        # TOKENSVC_RATE_SYNC_MS (default 100), once Settings has it
-        sync_interval=settings.rate_sync_ms / 1000.0,
-    )

@@ -1,0 +1,38 @@
+"""Fixtures for tests/store: one body, both backends (the in-memory store and a real Valkey)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from redis_servers import Node
+from tokensvc.store.base import Store
+from tokensvc.store.memory import MemoryStore
+from tokensvc.store.redis import RedisStore
+from tokensvc.store.shared import SharedState
+
+BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A Store: the in-memory one, or a RedisStore on a fresh valkey-server."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    node: Node = request.getfixturevalue("redis_node")
+    redis_store = RedisStore(node.url)
+    yield redis_store
+    await redis_store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pod(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
+    """One pod's SharedState, on the in-memory store or on a real Redis."""
+    store: Store = MemoryStore()
+    if request.param == "redis":
+        store = RedisStore(request.getfixturevalue("redis_node").url)
+    state = SharedState(store, budget=BUDGET)
+    yield state
+    await state.stop()

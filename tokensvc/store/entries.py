@@ -1,0 +1,172 @@
+"""Drains and blocks as stored in Redis, and the one merge rule for them.
+
+    Entry              one drain or block: a record, or a tombstone left by undrain/unblock
+    block_field()      the hash field of a block: JSON ``[client, identity]``
+    Entry.wins_over()  THE merge rule: the later ``at`` wins; on a tie, a tombstone wins
+    Entry.prunable()   when an entry may be deleted
+    merge(), in_force()  the rule across regions (ops ``sync``)
+    APPLY_LUA, PRUNE_LUA the same two rules inside Redis (a conditional write must be atomic)
+
+Keys (all under ``tokensvc:``): the ``drains`` and ``blocks`` hashes map an edge, or a block
+field, to an Entry's JSON; a write publishes the hash's name on ``tokensvc:changes``.
+
+The rule is written twice, once here in Python and once in Lua, because a conditional write
+has to run inside Redis to be atomic. ``tests/store/test_entries.py`` runs both on the same
+inputs (the Lua on a real Valkey) and requires the same answers: change them together.
+
+Why "last writer wins" and not "latest expiry wins": a later, shorter drain must end an
+earlier, longer one everywhere, as the operator asked. Tombstones are what stop a merge from
+resurrecting an undrained edge from a region that missed the undo; they are kept for
+``TOMBSTONE_SECONDS``, and an expired record is kept as long (a version marker), so that an
+older, longer entry from a lagging region cannot come back either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+PREFIX = "tokensvc:"
+DRAINS = "drains"
+BLOCKS = "blocks"
+KINDS = (DRAINS, BLOCKS)
+CHANNEL = PREFIX + "changes"
+
+#: How long an undrain/unblock tombstone (and an expired record) is kept, so that a merge
+#: cannot resurrect what it cancelled: longer than any drain can last, and long enough for a
+#: region to be reconciled.
+TOMBSTONE_SECONDS = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One drain or block as stored: a record, or a tombstone (``deleted``) left by an
+    undrain/unblock. ``at`` is when the operator issued it (the version: last writer wins)."""
+
+    at: float
+    until: float | None
+    reason: str = ""
+    deleted: bool = False
+
+    def live(self, now: float) -> bool:
+        return not self.deleted and (self.until is None or self.until > now)
+
+    def wins_over(self, other: Entry) -> bool:
+        """The merge rule: later ``at`` wins; on a tie, a tombstone wins. (APPLY_LUA)"""
+        return (self.at, self.deleted) > (other.at, other.deleted)
+
+    def prunable(self, now: float, keep: float = TOMBSTONE_SECONDS) -> bool:
+        """Past its ``until`` and past ``keep`` after its ``at``; a block without expiry never
+        is. (PRUNE_LUA)"""
+        return self.until is not None and self.until < now and self.at + keep < now
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"at": self.at, "until": self.until, "reason": self.reason, "deleted": self.deleted},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Entry | None:
+        try:
+            doc = json.loads(raw)
+            until = doc.get("until")
+            return cls(
+                at=float(doc["at"]),
+                until=None if until is None else float(until),
+                reason=str(doc.get("reason", "")),
+                deleted=bool(doc.get("deleted", False)),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    @classmethod
+    def tombstone(cls, at: float) -> Entry:
+        return cls(at=at, until=at + TOMBSTONE_SECONDS, deleted=True)
+
+
+def block_field(client: str, identity: str) -> str:
+    return json.dumps([client, identity], separators=(",", ":"))
+
+
+def parse_block_field(raw: str) -> tuple[str, str] | None:
+    try:
+        client, identity = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    return (client, identity) if isinstance(client, str) and isinstance(identity, str) else None
+
+
+def decode_hash(mapping: Mapping[bytes | str, bytes | str]) -> dict[str, Entry]:
+    """A stored hash (HGETALL) -> its entries by field; unreadable values are skipped."""
+    parsed: dict[str, Entry] = {}
+    for field, value in mapping.items():
+        entry = Entry.from_json(value)
+        if entry is not None:
+            parsed[field.decode() if isinstance(field, bytes) else field] = entry
+    return parsed
+
+
+def merge(per_region: Iterable[Mapping[str, Entry]]) -> dict[str, Entry]:
+    """The winning entry per key across regions (``wins_over``).
+
+    Winners that have expired are kept: they still override older entries elsewhere (a
+    later, shorter drain ends an earlier, longer one everywhere)."""
+    winners: dict[str, Entry] = {}
+    for entries in per_region:
+        for key, entry in entries.items():
+            current = winners.get(key)
+            if current is None or entry.wins_over(current):
+                winners[key] = entry
+    return winners
+
+
+def in_force(entry: Entry, now: float) -> bool:
+    """Worth copying to a region that has nothing for its key: a live record, or a tombstone
+    still within its retention."""
+    return entry.live(now) or (entry.deleted and (entry.until is None or entry.until > now))
+
+
+#: ``wins_over`` as an atomic conditional write. KEYS[1] the hash; ARGV: field, entry JSON,
+#: the entry's ``at``, 1 if a tombstone else 0, the channel. Writes (and publishes) unless the
+#: stored entry wins; an unreadable stored value is overwritten. Returns 1 when written.
+APPLY_LUA = """
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, c = pcall(cjson.decode, cur)
+  if ok and type(c) == 'table' then
+    local cat = tonumber(c['at']) or 0
+    local nat = tonumber(ARGV[3])
+    if cat > nat then return 0 end
+    if cat == nat then
+      local cdel = 0
+      if c['deleted'] == true then cdel = 1 end
+      if cdel >= tonumber(ARGV[4]) then return 0 end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[5], KEYS[1])
+return 1
+"""
+
+#: ``prunable`` over a whole hash. KEYS[1] the hash; ARGV: now, keep (seconds). Returns how
+#: many entries were deleted.
+PRUNE_LUA = """
+local all = redis.call('HGETALL', KEYS[1])
+local now = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local n = 0
+for i = 1, #all, 2 do
+  local ok, c = pcall(cjson.decode, all[i + 1])
+  if ok and type(c) == 'table' and type(c['until']) == 'number' then
+    local at = tonumber(c['at']) or 0
+    if c['until'] < now and at + keep < now then
+      redis.call('HDEL', KEYS[1], all[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"""
