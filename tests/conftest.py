@@ -6,9 +6,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from support import write_client
-from tokensvc.app import create_app
-from tokensvc.settings import Settings
+from support import make_client, write_client
 
 pytest_plugins = ["redis_servers"]
 
@@ -19,14 +17,6 @@ def config_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "clients"
     write_client(directory)
     return directory
-
-
-def make_client(config_dir: Path, **settings: object) -> TestClient:
-    values: dict[str, object] = {"config_dir": config_dir, "reload_interval": 0.0,
-                                 "twilio_verify": "off"}  # no calls to the real Twilio
-    values.update(settings)
-    app = create_app(Settings(**values))  # type: ignore[arg-type]
-    return TestClient(app, base_url="http://127.0.0.1:8080", client=("203.0.113.9", 5555))
 
 
 @pytest.fixture

@@ -19,6 +19,10 @@ from typing import Any
 
 import jwt
 import yaml
+from starlette.testclient import TestClient
+
+from tokensvc.app import create_app
+from tokensvc.settings import Settings
 
 HS_SECRET = "test-caller-secret-0123456789abcdef-xyz"
 API_KEY_SECRET = "test-api-key-secret-0123456789abcdef"
@@ -173,3 +177,13 @@ def serve(config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None
         yield served
     finally:
         served.stop()
+
+
+def make_client(config_dir: Path, **settings: object) -> TestClient:
+    """The service over ASGI (enter it to run the lifespan), on in-memory state, with a
+    fixed peer address; ``settings`` override the defaults."""
+    values: dict[str, object] = {"config_dir": config_dir, "reload_interval": 0.0,
+                                 "twilio_verify": "off"}  # no calls to the real Twilio
+    values.update(settings)
+    app = create_app(Settings(**values))  # type: ignore[arg-type]
+    return TestClient(app, base_url="http://127.0.0.1:8080", client=("203.0.113.9", 5555))

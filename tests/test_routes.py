@@ -8,8 +8,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import make_client
-from support import API_KEY_SECRET, ORIGIN, assertion, write_client
+from support import API_KEY_SECRET, ORIGIN, assertion, make_client, write_client
 
 TOKEN = "/v1/clients/app/token"
 

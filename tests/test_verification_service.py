@@ -11,9 +11,8 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import make_client
 from fake_twilio import OTHER_SECRET, OTHER_SID, FakeTwilio, world
-from support import API_KEY_SECRET, API_KEY_SID, assertion, write_client
+from support import API_KEY_SECRET, API_KEY_SID, assertion, make_client, write_client
 from tokensvc.verification import VerificationRunner
 
 BAD_FIRST = {"api_key_sid": None, "api_key_secret": None,

@@ -9,7 +9,7 @@ nothing here binds a socket, forks, or connects anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,10 @@ from tokensvc.clientset import dev_problems
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.secret import Secret
 from tokensvc.settings import Settings
+from tokensvc.store.urls import parse_url
 
 #: URL query options that name a file the TLS client reads.
 TLS_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-
-
-def _redis_url_parser() -> Callable[..., tuple[Any, str | None]]:
-    """The store's own URL parser (one import, so that its home can move)."""
-    from tokensvc.redis_store import parse_url
-
-    return parse_url
 
 
 def preflight(environ: Mapping[str, str], **overrides: Any) -> tuple[Settings, list[Problem]]:
@@ -45,7 +39,6 @@ def preflight(environ: Mapping[str, str], **overrides: Any) -> tuple[Settings, l
 def redis_problems(settings: Settings) -> list[Problem]:
     """Problems of ``TOKENSVC_REDIS_URL`` and ``TOKENSVC_REDIS_READ_URL``, when set."""
     problems: list[Problem] = []
-    parse_url = _redis_url_parser()
     urls: tuple[tuple[str, Secret | None], ...] = (
         ("TOKENSVC_REDIS_URL", settings.redis_url),
         ("TOKENSVC_REDIS_READ_URL", settings.redis_read_url),
