@@ -147,7 +147,7 @@ def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
     assert "algorithm" == reason(RS, token)
 
 
-WEAK_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+WEAK_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
 WEAK_PUBLIC_PEM = WEAK_RSA_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
