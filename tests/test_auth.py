@@ -209,6 +209,11 @@ def test_token_valid_further_ahead_than_the_bound_is_refused() -> None:
     assert "lifetime" == reason(LIMITED, assertion(iat=None, exp=now + 7200))
 
 
+def test_huge_exp_is_refused_by_the_lifetime_bound() -> None:
+    """An exp too large for a float is a lifetime refusal, not an overflow."""
+    assert "lifetime" == reason(LIMITED, assertion(exp=10 ** 400))
+
+
 def test_lifetime_bound_is_off_by_default() -> None:
     """A client without max_token_lifetime accepts a day-long token."""
     now = int(time.time())

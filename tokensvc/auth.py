@@ -160,7 +160,8 @@ def _check_dates(claims: dict[str, Any], max_lifetime: int | None, leeway: int) 
         return
     exp: float = claims["exp"]
     iat: float | None = claims.get("iat")
-    if exp - time.time() > max_lifetime + leeway or (iat is not None and exp - iat > max_lifetime):
+    # Comparisons, not differences: a JSON integer may be too large for a float.
+    if exp > time.time() + max_lifetime + leeway or (iat is not None and exp > iat + max_lifetime):
         raise Unauthenticated(f"token lifetime over this client's {max_lifetime} s",
                               reason="lifetime")
 
