@@ -8,13 +8,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from starlette.testclient import TestClient
 
-from support import AUDIENCE, ISSUER, eventually
+from conftest import make_client
+from support import AUDIENCE, ISSUER, eventually, write_client
 from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
@@ -418,3 +421,94 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
     assert opened >= 12
     assert max(pickups) < 0.3 + 0.5 + 0.5
     assert verified > 100
+
+
+class DripIdp:
+    """A loopback IdP (own threads) that answers every GET with headers, then one byte every
+    100 ms, until the caller hangs up (bounded: 60 s per connection)."""
+
+    def __init__(self) -> None:
+        self.opened = self.closed = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.opened += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                try:
+                    for _ in range(600):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass
+                outer.closed += 1
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_until(check: Any, within: float) -> float:
+    """Seconds until ``check()`` is true (sync twin of support.eventually, for TestClient)."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > within:
+            raise AssertionError(f"not true within {within}s")
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+@pytest.mark.slow
+def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
+        idp: Idp, tmp_path: Path) -> None:
+    """The real app (two JWKS clients, one shared Fetcher): while client ``slow``'s IdP drips
+    bytes through ten refresh deadlines, client ``app``'s IdP rotates its key again and
+    again; every token request of ``app`` signed with its current key is served, and each new
+    key is accepted within a refresh interval plus a fetch."""
+    drip = DripIdp()
+    keys = [ec.generate_private_key(ec.SECP256R1())]
+    idp.publish(keys[0], "k0")
+    jwks_auth = {"algorithms": ["ES256"], "hs256_secret": None}
+    write_client(tmp_path, "app", auth={**jwks_auth, "jwks_url": idp.url,
+                                        "identity_prefix": "a_"})
+    write_client(tmp_path, "slow", auth={**jwks_auth, "jwks_url": drip.url,
+                                         "identity_prefix": "s_"})
+    statuses: list[int] = []
+    pickups: list[float] = []
+
+    def post(client: TestClient, n: int) -> int:
+        response = client.post("/v1/clients/app/token",
+                               headers={"Authorization": f"Bearer {token(keys[n], f'k{n}')}"})
+        return response.status_code
+
+    try:
+        with make_client(tmp_path, jwks_refresh=0.3, http_timeout=0.5) as client:
+            while drip.opened < 10 and len(keys) < 60:
+                n = len(keys)
+                keys.append(ec.generate_private_key(ec.SECP256R1()))
+                idp.publish(keys[n], f"k{n}")
+                # callers keep using the old key until the new one is served
+                pickups.append(wait_until(lambda n=n: (
+                    statuses.append(post(client, n - 1)) or post(client, n) == 200), within=3))
+                idp.withdraw(f"k{n - 1}")
+            slow_status = client.post("/v1/clients/slow/token", headers={
+                "Authorization": f"Bearer {token(keys[0], 'k0')}"}).status_code
+    finally:
+        drip.close()
+    wait_until(lambda: drip.closed == drip.opened, within=2)
+    print(f"service: pickups max {max(pickups):.2f} s over {len(pickups)} rotations, "
+          f"{drip.opened} dripping fetches cut")
+    assert ({200}, 503) == (set(statuses), slow_status)
+    assert drip.opened >= 10
+    assert max(pickups) < 0.3 + 0.5 + 0.5

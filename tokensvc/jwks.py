@@ -24,7 +24,6 @@ refused, and so are symmetric (``oct``) JWKs: a published key is never an HMAC s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -137,6 +136,7 @@ class JwksSource:
         self._cache_put = cache_put
         self._inflight: asyncio.Task[bool] | None = None
         self._forced: asyncio.Task[None] | None = None
+        self._installed: asyncio.Future[None] | None = None
         self._last_forced = -forced_interval
         self._task: asyncio.Task[None] | None = None
         #: called with "ok" | "error" | "cache" after every refresh attempt (metrics hook)
@@ -168,19 +168,36 @@ class JwksSource:
         """Candidate keys for a token's kid.
 
         An unknown kid waits for the next forced refresh: one per ``forced_interval`` seconds
-        per source, shared by every request that waits meanwhile. So a burst of made-up kids
-        costs the IdP at most one fetch per interval, and a caller with a just-rotated key
-        waits at most ``forced_interval`` + one fetch for it, instead of getting a 401.
+        per source, shared by every request that waits meanwhile (or for an earlier background
+        refresh that brings the key). So a burst of made-up kids costs the IdP at most one
+        fetch per interval, and a caller with a just-rotated key waits at most
+        ``forced_interval`` + one fetch for it, instead of getting a 401.
         """
         found = self._lookup(kid)
         if found:
             return found
         if self._forced is None or self._forced.done():
             self._forced = asyncio.create_task(self._forced_refresh())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.forced_interval + self.timeout + 0.5):
-                await asyncio.shield(self._forced)
+        forced = self._forced
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.forced_interval + self.timeout + 0.5
+        # Wake on the forced refresh or on any refresh that installs keys (the background one
+        # may bring the key first), whichever comes first.
+        while not forced.done() and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait([forced, self._next_install()], timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
+            found = self._lookup(kid)
+            if found:
+                return found
+        if forced.done() and not forced.cancelled():
+            forced.exception()  # retrieved: refresh() logs its own failures
         return self._lookup(kid)
+
+    def _next_install(self) -> asyncio.Future[None]:
+        """A future resolved when the next good refresh installs keys."""
+        if self._installed is None or self._installed.done():
+            self._installed = asyncio.get_running_loop().create_future()
+        return self._installed
 
     def _lookup(self, kid: str | None) -> list[Any]:
         if not self.usable:
@@ -213,6 +230,8 @@ class JwksSource:
             return False
         self.keys, self.fetched_at = keys, time.time()
         self.last_result, self.last_error = "ok", ""
+        if self._installed is not None and not self._installed.done():
+            self._installed.set_result(None)
         self.on_refresh("ok")
         if self._cache_put is not None:
             # The fetch time travels with the document, so a pod that loads it later still
