@@ -22,7 +22,13 @@ from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
 from tokensvc.fetch import Fetcher
-from tokensvc.jwks import FORCED_REFRESH_INTERVAL, JWKS_MAX_KEYS, JwksSource, parse_jwks
+from tokensvc.jwks import (
+    FORCED_REFRESH_INTERVAL,
+    JWKS_MAX_KEYS,
+    JwksSource,
+    key_problem,
+    parse_jwks,
+)
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -512,3 +518,12 @@ def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
     assert ({200}, 503) == (set(statuses), slow_status)
     assert drip.opened >= 10
     assert max(pickups) < 0.3 + 0.5 + 0.5
+
+
+@pytest.mark.parametrize(("bits", "accepted"), [(1024, False), (2047, False), (2048, True),
+                                                (16384, True), (16385, False)])
+def test_rsa_key_size_policy(bits: int, accepted: bool) -> None:
+    """RSA moduli of 2048..16384 bits are accepted; smaller are weak, larger only slow."""
+    modulus = (1 << (bits - 1)) | 1  # an odd number of exactly ``bits`` bits
+    key = rsa.RSAPublicNumbers(65537, modulus).public_key()
+    assert accepted == (key_problem(key) is None)

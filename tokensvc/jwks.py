@@ -17,8 +17,8 @@
 Isolation: each source holds at most one connection for at most ``timeout`` seconds, on the
 event loop, so a slow or dripping IdP delays only its own clients' refreshes.
 
-Key policy (``key_problem``, shared with PEM keys in ``auth``): RSA keys under 2048 bits are
-refused, and so are symmetric (``oct``) JWKs: a published key is never an HMAC secret.
+Key policy (``key_problem``, shared with PEM keys in ``auth``): RSA keys outside 2048..16384
+bits are refused, and so are symmetric (``oct``) JWKs: a published key is never an HMAC secret.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ JWKS_MAX_BYTES = 1 << 20
 #: Real IdPs publish 1-5 keys; more than this is a misconfiguration or an attack.
 JWKS_MAX_KEYS = 100
 MIN_RSA_BITS = 2048
+#: Larger moduli only make each verification slower (cost grows with the square of the size).
+MAX_RSA_BITS = 16384
 #: Unknown-kid forced refreshes: at most one per this many seconds per source. The bound on
 #: IdP traffic this causes is 1/FORCED_REFRESH_INTERVAL fetches per second per pod; the delay a
 #: just-rotated key can suffer is at most this plus one fetch.
@@ -62,8 +64,8 @@ class JwksError(ValueError):
 
 def key_problem(key: Any) -> str | None:
     """Why a public key is refused for verifying callers, or None when it is acceptable."""
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-        return f"RSA key of {key.key_size} bits (at least {MIN_RSA_BITS} required)"
+    if isinstance(key, rsa.RSAPublicKey) and not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+        return f"RSA key of {key.key_size} bits ({MIN_RSA_BITS}..{MAX_RSA_BITS} accepted)"
     return None
 
 
