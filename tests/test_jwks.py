@@ -384,7 +384,8 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
 
     drip_server = await asyncio.start_server(drip, "127.0.0.1", 0)
     drip_url = f"http://127.0.0.1:{drip_server.sockets[0].getsockname()[1]}/jwks.json"
-    quick = {"refresh": 0.3, "timeout": 0.5, "failure_retry": 0.3, "max_stale": 3600}
+    quick: dict[str, Any] = {"refresh": 0.3, "timeout": 0.5, "failure_retry": 0.3,
+                             "max_stale": 3600}
     keys = [ec.generate_private_key(ec.SECP256R1())]
     idp.publish(keys[0], "k0")
     slow = JwksSource(drip_url, fetcher=fetcher, **quick)
@@ -412,7 +413,10 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
             n = len(keys)
             keys.append(ec.generate_private_key(ec.SECP256R1()))
             idp.publish(keys[n], f"k{n}")
-            pickups.append(await eventually(lambda kid=f"k{n}": kid in healthy.keys, within=3))
+            def holds(kid: str = f"k{n}") -> bool:
+                return kid in healthy.keys
+
+            pickups.append(await eventually(holds, within=3))
             current = n
             idp.withdraw(f"k{n - 1}")
     finally:
@@ -504,9 +508,12 @@ def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
                 n = len(keys)
                 keys.append(ec.generate_private_key(ec.SECP256R1()))
                 idp.publish(keys[n], f"k{n}")
-                # callers keep using the old key until the new one is served
-                pickups.append(wait_until(lambda n=n: (
-                    statuses.append(post(client, n - 1)) or post(client, n) == 200), within=3))
+                def served(n: int = n) -> bool:
+                    """Callers keep using the old key until the new one is served."""
+                    statuses.append(post(client, n - 1))
+                    return post(client, n) == 200
+
+                pickups.append(wait_until(served, within=3))
                 idp.withdraw(f"k{n - 1}")
             slow_status = client.post("/v1/clients/slow/token", headers={
                 "Authorization": f"Bearer {token(keys[0], 'k0')}"}).status_code
