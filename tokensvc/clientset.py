@@ -144,8 +144,9 @@ class ClientSet:
             )
             source.on_refresh = self.on_jwks_refresh
             new_sources.append(source)
+        # concurrently: a slow IdP never delays another client's first fetch
+        await asyncio.gather(*(source.start() for source in new_sources))
         for source in new_sources:
-            await source.start()
             self._jwks[source.url] = source
         clients = {
             cid: Client(
