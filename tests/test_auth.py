@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 import time
-import urllib.error
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -18,9 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from support import AUDIENCE, HS_SECRET, ISSUER, assertion
-from tokensvc.auth import Authenticator, JwksSource
+from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
+from tokensvc.jwks import JwksSource
 from tokensvc.secret import Secret
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -33,7 +30,7 @@ RS = AuthConfig(type="jwt", algorithms=("RS256",), public_keys=(RSA_PUBLIC_PEM,)
                 issuer=ISSUER, audience=AUDIENCE)
 
 
-def rs_token(sub: str = "alice", key: Any = RSA_KEY, headers: dict | None = None,
+def rs_token(sub: str = "alice", key: Any = RSA_KEY, headers: dict[str, Any] | None = None,
              **claims: Any) -> str:
     now = int(time.time())
     payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "exp": now + 300, **claims}
@@ -77,7 +74,8 @@ def test_non_bearer_scheme() -> None:
 def test_alg_none_is_refused() -> None:
     """An unsigned token (alg: none) is refused."""
     token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve",
-                        "exp": int(time.time()) + 60}, None, algorithm="none")
+                        "exp": int(time.time()) + 60}, None,  # type: ignore[arg-type] # alg none: no key
+                       algorithm="none")
     assert "algorithm" == reason(HS, token)
 
 
@@ -107,7 +105,7 @@ def test_small_clock_skew_is_tolerated() -> None:
 
 @pytest.mark.parametrize("claims", [{"aud": "someone-else"}, {"iss": "https://evil/"},
                                     {"exp": None}, {"iss": None}, {"aud": None}])
-def test_wrong_or_missing_registered_claims(claims: dict) -> None:
+def test_wrong_or_missing_registered_claims(claims: dict[str, Any]) -> None:
     """Wrong audience or issuer, or a missing exp/iss/aud, is refused."""
     assert "claims" == reason(HS, assertion(**claims))
 
@@ -126,7 +124,8 @@ def test_key_location_headers_are_refused(header: str) -> None:
 
 def test_missing_identity_claim() -> None:
     """A valid token without the identity claim is refused."""
-    assert "identity" == reason(HS, assertion(sub=None))
+    no_sub: dict[str, Any] = {"sub": None}  # None deletes the claim
+    assert "identity" == reason(HS, assertion(**no_sub))
 
 
 def test_garbage_token() -> None:
@@ -142,168 +141,6 @@ def test_api_key_client_takes_identity_from_body() -> None:
         verify(config, "wrong", "carol")
 
 
-class Jwks:
-    """A loopback HTTP server serving a JWKS document that tests can change or break."""
-
-    def __init__(self) -> None:
-        self.document: dict[str, Any] = {"keys": []}
-        self.hits = 0
-        self.fail = False
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits += 1
-                if outer.fail:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                body = json.dumps(outer.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
-
-    def publish(self, key: Any, kid: str) -> None:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-        jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
-        self.document["keys"].append(jwk)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def jwks_server() -> Iterator[Jwks]:
-    server = Jwks()
-    yield server
-    server.close()
-
-
-JW = AuthConfig(type="jwt", algorithms=("RS256",), jwks_url="set-per-test",
-                issuer=ISSUER, audience=AUDIENCE)
-
-
-class SharedCache:
-    """Stands in for the state store's JWKS cache (the real one is tested in test_state)."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-
-    async def put(self, url: str, doc: bytes, seconds: float) -> None:
-        self.entries[url] = doc
-
-    async def get(self, url: str) -> bytes | None:
-        return self.entries.get(url)
-
-
-async def _started(url: str, **kwargs: Any) -> JwksSource:
-    source = JwksSource(url, refresh=300, max_stale=3600, timeout=2, **kwargs)
-    await source.start()
-    return source
-
-
-def test_jwks_key_verifies_token_with_its_kid(jwks_server: Jwks) -> None:
-    """A token whose kid is in the JWKS verifies."""
-    jwks_server.publish(RSA_KEY, "k1")
-
-    async def run() -> str:
-        source = await _started(jwks_server.url)
-        try:
-            return await Authenticator.build(JW, source).verify(
-                f"Bearer {rs_token(headers={'kid': 'k1'})}", None)
-        finally:
-            await source.stop()
-
-    assert "alice" == asyncio.run(run())
-
-
-def test_unknown_kid_triggers_one_throttled_refresh(jwks_server: Jwks) -> None:
-    """A rotated-in key is found by one refresh; a flood of unknown kids fetches only once."""
-    jwks_server.publish(RSA_KEY, "k1")
-    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    async def run() -> tuple[str, int]:
-        source = await _started(jwks_server.url)
-        auth = Authenticator.build(JW, source)
-        try:
-            jwks_server.publish(new_key, "k2")
-            ok = await auth.verify(f"Bearer {rs_token(key=new_key, headers={'kid': 'k2'})}",
-                                   None)
-            hits_after_rotation = jwks_server.hits
-            for i in range(20):
-                with pytest.raises(Unauthenticated):
-                    await auth.verify(f"Bearer {rs_token(headers={'kid': f'hostile{i}'})}", None)
-            return ok, jwks_server.hits - hits_after_rotation
-        finally:
-            await source.stop()
-
-    identity, extra_fetches = asyncio.run(run())
-    assert ("alice", 0) == (identity, extra_fetches)
-
-
-def test_keys_survive_an_idp_outage(jwks_server: Jwks) -> None:
-    """When the IdP fails, the keys already fetched keep verifying callers."""
-    jwks_server.publish(RSA_KEY, "k1")
-
-    async def run() -> str:
-        source = await _started(jwks_server.url)
-        try:
-            jwks_server.fail = True
-            assert not await source.refresh()
-            return await Authenticator.build(JW, source).verify(
-                f"Bearer {rs_token(headers={'kid': 'k1'})}", None)
-        finally:
-            await source.stop()
-
-    assert "alice" == asyncio.run(run())
-
-
-def test_restarted_pod_uses_shared_jwks_cache_when_idp_is_down(jwks_server: Jwks) -> None:
-    """A new JwksSource loads keys from the shared cache when the IdP is unreachable."""
-    jwks_server.publish(RSA_KEY, "k1")
-    cache = SharedCache()
-    get, put = cache.get, cache.put
-
-    async def run() -> str:
-        first = await _started(jwks_server.url, cache_get=get, cache_put=put)
-        await first.stop()
-        jwks_server.fail = True
-        second = await _started(jwks_server.url, cache_get=get, cache_put=put)
-        try:
-            return await Authenticator.build(JW, second).verify(
-                f"Bearer {rs_token(headers={'kid': 'k1'})}", None)
-        finally:
-            await second.stop()
-
-    assert "alice" == asyncio.run(run())
-
-
-def test_stale_keys_expire_after_max_stale(jwks_server: Jwks) -> None:
-    """Keys older than max_stale are no longer used."""
-    jwks_server.publish(RSA_KEY, "k1")
-
-    async def run() -> bool:
-        source = await _started(jwks_server.url)
-        source.fetched_at -= 7200  # max_stale is 3600
-        jwks_server.fail = True
-        try:
-            return source.usable
-        finally:
-            await source.stop()
-
-    assert asyncio.run(run()) is False
-
-
 def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
     """A token signed with an EC key and alg ES256 is refused by an RS256-pinned client."""
     ec_key = ec.generate_private_key(ec.SECP256R1())
@@ -312,46 +149,75 @@ def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
     assert "algorithm" == reason(RS, token)
 
 
-def test_jwks_cache_keeps_the_original_fetch_time(jwks_server: Jwks) -> None:
-    """Keys loaded from the shared cache expire max_stale after the original fetch."""
-    jwks_server.publish(RSA_KEY, "k1")
-    cache = SharedCache()
-    get, put = cache.get, cache.put
-
-    async def run() -> bool:
-        first = await _started(jwks_server.url, cache_get=get, cache_put=put)
-        await first.stop()
-        stamp, _, doc = cache.entries[jwks_server.url].partition(b"\n")
-        cache.entries[jwks_server.url] = str(float(stamp) - 7200).encode() + b"\n" + doc
-        jwks_server.fail = True
-        second = await _started(jwks_server.url, cache_get=get, cache_put=put)
-        try:
-            return second.usable
-        finally:
-            await second.stop()
-
-    assert asyncio.run(run()) is False
+WEAK_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
+WEAK_PUBLIC_PEM = WEAK_RSA_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def test_jwks_redirect_is_not_followed(jwks_server: Jwks) -> None:
-    """A JWKS URL that redirects is a failed fetch, not followed."""
-    from tokensvc.auth import _http_get
+def test_pem_rsa_key_under_2048_bits_is_refused() -> None:
+    """A token signed by a configured 1024-bit RSA key is refused: the key is not used."""
+    weak = AuthConfig(type="jwt", algorithms=("RS256",), public_keys=(WEAK_PUBLIC_PEM,),
+                      issuer=ISSUER, audience=AUDIENCE)
+    with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):  # pyjwt only warns when signing
+        token = rs_token(key=WEAK_RSA_KEY)
+    assert "unknown_key" == reason(weak, token)
 
-    class Redirect(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(302)
-            self.send_header("Location", jwks_server.url)
-            self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
+def test_weak_pem_key_does_not_disable_a_strong_one() -> None:
+    """Beside a refused 1024-bit key, the client's 2048-bit key still verifies."""
+    both = AuthConfig(type="jwt", algorithms=("RS256",),
+                      public_keys=(WEAK_PUBLIC_PEM, RSA_PUBLIC_PEM),
+                      issuer=ISSUER, audience=AUDIENCE)
+    assert "bob" == verify(both, rs_token("bob"))
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with pytest.raises(urllib.error.HTTPError):
-            _http_get(f"http://127.0.0.1:{server.server_address[1]}/", 2)
-    finally:
-        server.shutdown()
-        server.server_close()
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_numeric_date_given_as_a_string_is_refused(claim: str) -> None:
+    """exp/nbf/iat must be JSON numbers; a string pyjwt would read with int() is refused."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"exp": f" {now + 300} ", "nbf": str(now - 10), "iat": str(now)}
+    assert "claims" == reason(HS, assertion(**{claim: claims[claim]}))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+def test_numeric_date_given_as_a_boolean_is_refused(claim: str) -> None:
+    """A JSON true is not a NumericDate (Python would count it as 1)."""
+    claims: dict[str, Any] = {claim: True}
+    assert reason(HS, assertion(**claims)) in ("claims", "expired")
+
+
+def test_fractional_numeric_date_is_accepted() -> None:
+    """NumericDate may carry a fraction (RFC 7519 §2)."""
+    assert "alice" == verify(HS, assertion(exp=time.time() + 300.5))
+
+
+LIMITED = AuthConfig(type="jwt", algorithms=("HS256",), hmac_secret=Secret(HS_SECRET),
+                     issuer=ISSUER, audience=AUDIENCE, max_token_lifetime=600)
+
+
+def test_token_within_the_lifetime_bound_passes() -> None:
+    """exp - iat = 300 s under a 600 s bound is accepted."""
+    assert "alice" == verify(LIMITED, assertion())
+
+
+def test_token_issued_for_longer_than_the_bound_is_refused() -> None:
+    """exp - iat over max_token_lifetime is refused with reason lifetime."""
+    now = int(time.time())
+    assert "lifetime" == reason(LIMITED, assertion(iat=now - 3000, exp=now + 60))
+
+
+def test_token_valid_further_ahead_than_the_bound_is_refused() -> None:
+    """Without iat, exp - now over max_token_lifetime (+ leeway) is refused."""
+    now = int(time.time())
+    assert "lifetime" == reason(LIMITED, assertion(iat=None, exp=now + 7200))
+
+
+def test_huge_exp_is_refused_by_the_lifetime_bound() -> None:
+    """An exp too large for a float is a lifetime refusal, not an overflow."""
+    assert "lifetime" == reason(LIMITED, assertion(exp=10 ** 400))
+
+
+def test_lifetime_bound_is_off_by_default() -> None:
+    """A client without max_token_lifetime accepts a day-long token."""
+    now = int(time.time())
+    assert "alice" == verify(HS, assertion(iat=now, exp=now + 86400))

@@ -97,6 +97,7 @@ class AuthConfig:
     identity_prefix: str = ""
     leeway_seconds: int = 30
     api_keys: tuple[Secret, ...] = ()
+    max_token_lifetime: int | None = None  # seconds; None: no bound beyond exp
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokensvc.auth import Authenticator, JwksSource
+from tokensvc.auth import Authenticator
 from tokensvc.clients import ClientConfig, directory_signature, scan_clients
 from tokensvc.errors import ConfigError, Problem
+from tokensvc.fetch import Fetcher
+from tokensvc.jwks import JwksSource
 from tokensvc.minting import KeyChooser, Minter
 from tokensvc.settings import Settings
 from tokensvc.store.shared import SharedState
@@ -55,6 +57,7 @@ class ClientSet:
         self.loaded = False
         self.last_error = ""
         self._jwks: dict[str, JwksSource] = {}
+        self._fetcher = Fetcher()  # shared by every JWKS source; closed in stop()
         self._task: asyncio.Task[None] | None = None
         #: which API key signs (TOKENSVC_TWILIO_VERIFY=enforce); None: the first
         self.key_chooser: KeyChooser | None = None
@@ -126,6 +129,7 @@ class ClientSet:
             await asyncio.wait([self._task], timeout=1.0)
         for source in self._jwks.values():
             await source.stop()
+        await self._fetcher.close()
 
     def jwks_status(self) -> dict[str, str]:
         return {url: ("ok" if s.usable else "unavailable") for url, s in self._jwks.items()}
@@ -135,14 +139,16 @@ class ClientSet:
         new_sources: list[JwksSource] = []
         for url in wanted - set(self._jwks):
             source = JwksSource(
-                url, refresh=self.settings.jwks_refresh, max_stale=self.settings.jwks_max_stale,
+                url, fetcher=self._fetcher,
+                refresh=self.settings.jwks_refresh, max_stale=self.settings.jwks_max_stale,
                 timeout=self.settings.http_timeout, cache_get=self.shared.jwks_get,
                 cache_put=self.shared.jwks_put,
             )
             source.on_refresh = self.on_jwks_refresh
             new_sources.append(source)
+        # concurrently: a slow IdP never delays another client's first fetch
+        await asyncio.gather(*(source.start() for source in new_sources))
         for source in new_sources:
-            await source.start()
             self._jwks[source.url] = source
         clients = {
             cid: Client(
