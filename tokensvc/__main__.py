@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     # Validate before binding: every problem at once, exit 1.
-    result = scan_clients(settings.config_dir)
+    result = scan_clients(settings.config_dir, os.environ)
     problems = result.problems + dev_problems(settings, result.clients)
     if problems:
         _print_problems(ConfigError(problems))
@@ -52,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    result = scan_clients(args.directory)
+    result = scan_clients(args.directory, os.environ)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if result.problems:
@@ -65,7 +66,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_mint(args: argparse.Namespace) -> int:
-    clients = load_clients(args.config)
+    clients = load_clients(args.config, os.environ)
     client = clients.get(args.client)
     if client is None:
         print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
@@ -81,7 +82,7 @@ def cmd_mint(args: argparse.Namespace) -> int:
 
 def cmd_dev_assertion(args: argparse.Namespace) -> int:
     """Sign a caller JWT with a dev client's own HS256 secret (dev: true clients only)."""
-    clients = load_clients(args.config)
+    clients = load_clients(args.config, os.environ)
     client = clients.get(args.client)
     if client is None:
         print(f"unknown client {args.client!r}", file=sys.stderr)

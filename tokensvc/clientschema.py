@@ -85,8 +85,8 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(_join(where, error.instance), str(described or error.message))]
     if keyword == "required":
         present = error.instance if isinstance(error.instance, dict) else {}
-        return [(_join(where, name), "is required")
-                for name in error.validator_value if name not in present]
+        names = error.validator_value if isinstance(error.validator_value, list) else []
+        return [(_join(where, name), "is required") for name in names if name not in present]
     if keyword == "additionalProperties" and isinstance(error.instance, dict):
         # Keys the schema names only to refuse them (``not: {}``) are not offered.
         allowed = sorted(k for k, v in schema.get("properties", {}).items()
@@ -94,7 +94,8 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(_join(where, key), f"unknown key (allowed: {', '.join(allowed)})")
                 for key in error.instance if key not in schema.get("properties", {})]
     if keyword == "enum":
-        valid = ", ".join(str(v) for v in error.validator_value)
+        options = error.validator_value if isinstance(error.validator_value, list) else []
+        valid = ", ".join(str(v) for v in options)
         title = schema.get("title")
         value = _short(repr(error.instance))
         if title:

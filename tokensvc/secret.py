@@ -59,13 +59,16 @@ class SecretRefError(ValueError):
 
 def read_secret_file(path: str | Path) -> Secret:
     """Read a mounted secret file (Kubernetes Secret volume), stripping one trailing newline.
-    Raises OSError when unreadable, ValueError when over ``MAX_SECRET_FILE_BYTES`` or not
-    UTF-8."""
+    Raises OSError (its ``strerror`` says why) when unreadable, over
+    ``MAX_SECRET_FILE_BYTES`` or not UTF-8 text."""
     with Path(path).open("rb") as handle:
         data = handle.read(MAX_SECRET_FILE_BYTES + 1)
     if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"larger than {MAX_SECRET_FILE_BYTES} bytes")
-    text = data.decode("utf-8")
+        raise OSError(errno.EFBIG, f"larger than {MAX_SECRET_FILE_BYTES} bytes", str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(errno.EILSEQ, "not UTF-8 text", str(path)) from None
     return Secret(text[:-1] if text.endswith("\n") else text)
 
 
