@@ -53,6 +53,9 @@ RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
 IDENTITY_ENCODINGS = ("escape", "strict")
 #: A client file is a few kilobytes; anything past this is refused before it is read.
 MAX_FILE_BYTES = 1024 * 1024
+#: YAML nodes a file may hold, counted while parsing (a client file has a few hundred): this
+#: bounds the work before any value is built.
+MAX_EVENTS = 50_000
 #: Parsed values (aliases counted each time they are used) and nesting a file may hold.
 MAX_NODES = 100_000
 MAX_DEPTH = 32
@@ -252,6 +255,11 @@ def _read(path: Path) -> tuple[bytes | None, str]:
 def _parse(raw: bytes) -> tuple[object, str, str]:
     """``(document, field, problem)``: the parsed YAML, or where and why it is not YAML."""
     try:
+        # First count the parser's events (cheap, and it yields the GIL between events), so a
+        # huge document is refused before the composer builds it in one long C call.
+        for count, _ in enumerate(yaml.parse(raw, Loader=_Loader)):
+            if count > MAX_EVENTS:
+                return None, "", f"holds more than {MAX_EVENTS} YAML nodes"
         return yaml.load(raw, Loader=_Loader), "", ""  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
