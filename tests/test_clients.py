@@ -49,7 +49,7 @@ def test_valid_client_loads_with_resolved_fields(config_dir: Path) -> None:
     ({"colour": "blue"}, "colour"),
     ({"twilio": {"api_key": "x"}}, "twilio.api_key"),
 ])
-def test_bad_field_is_named(tmp_path: Path, changes: dict, field: str) -> None:
+def test_bad_field_is_named(tmp_path: Path, changes: dict[str, Any], field: str) -> None:
     """Each kind of mistake is reported with the file and the exact field."""
     write_client(tmp_path, "app", **changes)
     assert ("app.yaml", field) in problems_of(tmp_path)
@@ -82,6 +82,7 @@ def test_secrets_resolve_from_env_and_file(tmp_path: Path) -> None:
     clients = load_clients(tmp_path / "c", {"TWILIO_SECRET": "env-secret-value"})
     app = clients["app"]
     assert "env-secret-value" == app.twilio.api_keys[0].secret.reveal()
+    assert app.auth.hmac_secret is not None
     assert "file-secret-0123456789abcdef0123456789" == app.auth.hmac_secret.reveal()
     assert "env-secret-value" not in repr(app)
 
@@ -231,7 +232,8 @@ def test_a_file_that_is_not_a_mapping_is_a_problem(tmp_path: Path, text: str) ->
     ({"dev": "yes"}, "dev"),
     ({"blocked_subjects": "mallory"}, "blocked_subjects"),
 ])
-def test_a_wrong_type_anywhere_is_a_problem_at_its_field(tmp_path: Path, changes: dict,
+def test_a_wrong_type_anywhere_is_a_problem_at_its_field(tmp_path: Path,
+                                                         changes: dict[str, Any],
                                                          field: str) -> None:
     """A value of the wrong type (a list inside an edge list, say) is a problem naming the
     file and field, not an exception."""

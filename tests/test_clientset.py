@@ -24,7 +24,7 @@ from tokensvc.state import build_shared_state
 @pytest.fixture
 async def live(config_dir: Path) -> AsyncIterator[tuple[ClientSet, list[str]]]:
     """A loaded ClientSet on the `app` client, with the reload-metric results it reported."""
-    settings = Settings(config_dir=config_dir, reload_interval=0.0)  # type: ignore[call-arg]
+    settings = Settings(config_dir=config_dir, reload_interval=0.0)
     clientset = ClientSet(settings, build_shared_state(settings), environ={})
     results: list[str] = []
     clientset.on_reload = results.append
@@ -65,7 +65,7 @@ async def test_deleting_one_client_of_two_is_applied(config_dir: Path) -> None:
     """Removing one file on purpose while another remains is a good reload."""
     write_client(config_dir, "other", auth={"identity_prefix": "o_"})
     write_client(config_dir, "app", auth={"identity_prefix": "a_"})
-    settings = Settings(config_dir=config_dir, reload_interval=0.0)  # type: ignore[call-arg]
+    settings = Settings(config_dir=config_dir, reload_interval=0.0)
     clientset = ClientSet(settings, build_shared_state(settings), environ={})
     await clientset.load()
     (config_dir / "other.yaml").unlink()

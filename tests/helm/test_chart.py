@@ -863,6 +863,16 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
             }
         }
     },
+    "old blocked_identities key in a client": {
+        "clients": {
+            "x": {
+                "twilio": {"account_sid": "AC" + "0" * 32},
+                "auth": {"type": "none"},
+                "dev": True,
+                "blocked_identities": ["mallory"],
+            }
+        }
+    },
     "unknown top-level key": {"replicas": 3},
     "unknown nested key (overlay typo)": {"server": {"contryHeader": "CF-IPCountry"}},
     "replicas 0": {"replicaCount": 0},
@@ -884,6 +894,7 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
 EXPECTED_ERROR = {
     "unknown edge in a client": "/edges/default/0",
     "unknown edge by country": "/edges/by_country/IE/1",
+    "old blocked_identities key in a client": "/clients/x/blocked_identities",
     "unknown top-level key": "'replicas' not allowed",
     "unknown nested key (overlay typo)": "'contryHeader' not allowed",
     "replicas 0": "/replicaCount",
