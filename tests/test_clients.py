@@ -387,3 +387,13 @@ def test_env_secrets_come_from_the_mapping_passed_in(tmp_path: Path,
     write_client(tmp_path, "app", dev=False, twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
                  auth={"hs256_secret": {"env": "TWILIO_SECRET"}})
     assert ("app.yaml", "twilio.api_key_secret.env") in problems_of(tmp_path, {"OTHER": "x"})
+
+
+def test_an_empty_optional_section_counts_as_left_out(tmp_path: Path) -> None:
+    """`rate_limit:` or `cors:` with nothing under it (YAML null) loads as if omitted, as it
+    did before the schema."""
+    doc = merge(BASE_CLIENT, {})
+    doc.update({"rate_limit": None, "cors": None, "token": None, "blocked_subjects": None})
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(doc))
+    app = load_clients(tmp_path, {})["app"]
+    assert (None, frozenset(), 3600) == (app.rate_per_ip, app.allow_origins, app.ttl_seconds)

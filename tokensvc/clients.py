@@ -367,9 +367,9 @@ def _load_file(
     ctx = _Ctx(source, env, problems, dev=doc.get("dev", False))
     twilio = _twilio(ctx, doc["twilio"])
     auth = _auth(ctx, doc["auth"])
-    origins = _cors(ctx, doc.get("cors", {}))
-    edges = _edges(ctx, doc.get("edges", {}))
-    rates = doc.get("rate_limit", {})
+    origins = _cors(ctx, doc.get("cors") or {})
+    edges = _edges(ctx, doc.get("edges") or {})
+    rates = doc.get("rate_limit") or {}
     if auth.type == "none":
         if not ctx.dev:
             ctx.problem("auth.type", "'none' is only allowed with dev: true")
@@ -382,14 +382,14 @@ def _load_file(
         client_id=client_id,
         source=source,
         twilio=twilio,
-        ttl_seconds=int(doc.get("token", {}).get("ttl_seconds", 3600)),
+        ttl_seconds=int((doc.get("token") or {}).get("ttl_seconds", 3600)),
         auth=auth,
         allow_origins=origins,
         edges=edges,
         rate_per_identity=_rate(rates.get("per_identity")),
         rate_per_ip=_rate(rates.get("per_ip")),
-        blocked_subjects=frozenset(doc.get("blocked_subjects", ())),
-        blocked_twilio_identities=frozenset(doc.get("blocked_twilio_identities", ())),
+        blocked_subjects=frozenset(doc.get("blocked_subjects") or ()),
+        blocked_twilio_identities=frozenset(doc.get("blocked_twilio_identities") or ()),
         dev=ctx.dev,
         fingerprint=hashlib.sha256(raw).hexdigest()[:12],
         watched_files=tuple(ctx.watched),
@@ -416,8 +416,8 @@ def _twilio(ctx: _Ctx, t: dict[str, Any]) -> TwilioConfig:
         secret = ctx.secret(ref, where)
         if secret is not None:
             keys.append(ApiKey(sid, secret))
-    push = t.get("push_credentials", {})
-    ios = push.get("ios", {})
+    push = t.get("push_credentials") or {}
+    ios = push.get("ios") or {}
     return TwilioConfig(
         account_sid=t["account_sid"],
         api_keys=tuple(keys),
@@ -510,7 +510,7 @@ def _is_loopback(origin: str) -> bool:
 
 def _edges(ctx: _Ctx, e: dict[str, Any]) -> EdgePolicy:
     by_country: dict[str, tuple[str, ...]] = {}
-    for code, edges in e.get("by_country", {}).items():
+    for code, edges in (e.get("by_country") or {}).items():
         if not is_country(code):
             ctx.problem(f"edges.by_country.{code}",
                         "not an ISO 3166-1 alpha-2 country code (upper case)")

@@ -108,7 +108,9 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
                      f"not {_TYPE_WORDS.get(_json_type(error.instance), 'that')}")]
     if keyword == "type":
         wanted = error.validator_value
-        words = _TYPE_WORDS.get(wanted, str(wanted)) if isinstance(wanted, str) else str(wanted)
+        listed = wanted if isinstance(wanted, list) else []
+        kinds = [wanted] if isinstance(wanted, str) else [k for k in listed if k != "null"]
+        words = " or ".join(_TYPE_WORDS.get(k, str(k)) for k in kinds)
         return [(where, str(described) if described else f"must be {words}")]
     if described:
         return [(where, str(described))]
