@@ -111,7 +111,11 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         listed = wanted if isinstance(wanted, list) else []
         kinds = [wanted] if isinstance(wanted, str) else [k for k in listed if k != "null"]
         words = " or ".join(_TYPE_WORDS.get(k, str(k)) for k in kinds)
-        return [(where, str(described) if described else f"must be {words}")]
+        got = _TYPE_WORDS.get(_json_type(error.instance), "something else")
+        if error.instance is None:
+            got = "nothing (null)"
+        return [(where, f"{described} (got {got})" if described else f"must be {words}, "
+                        f"not {got}")]
     if described:
         return [(where, str(described))]
     # jsonschema's own message quotes the value: keep it short.
