@@ -8,14 +8,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from conftest import make_client
-from support import eventually, get, serve, write_client
+from support import assertion, eventually, get, serve, write_client
 from tokensvc.clientset import ClientSet
 from tokensvc.settings import Settings
 from tokensvc.state import build_shared_state
@@ -169,3 +171,45 @@ def test_a_real_service_refuses_a_5_mb_file_and_keeps_serving(config_dir: Path,
     assert ("refused", True, 200) == (reload.get("status"),
                                       "byte limit" in reload.get("reason", ""), edges)
     assert 'tokensvc_config_reloads_total{result="error"} 1.0' in metrics
+
+
+def _post_token(url: str) -> int:
+    request = urllib.request.Request(url + "/v1/clients/app/token", method="POST", data=b"{}",
+                                     headers={"Authorization": f"Bearer {assertion('alice')}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        e.close()
+        return int(e.code)
+
+
+@pytest.mark.slow
+def test_two_workers_survive_every_bad_push(config_dir: Path, tmp_path: Path) -> None:
+    """A 2-worker service fed in turn a comment-only file, a wrong-typed file, a deletion of
+    every client and a 5 MB file keeps answering tokens, and reports each refusal."""
+    good = (config_dir / "app.yaml").read_text()
+    pushes: list[tuple[str, Callable[[Path], object]]] = [
+        ("empty or holds only comments", lambda p: p.write_text("# x\n")),
+        ("edges.default[0]", lambda p: p.write_text(good.replace(
+            "- ashburn\n", "- - ashburn\n", 1))),
+        ("no client files", lambda p: p.unlink()),
+        ("byte limit", lambda p: _huge_client_file(p, 5)),
+    ]
+    seen: list[tuple[str, bool, list[int]]] = []
+    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
+        for expected, push in pushes:
+            push(config_dir / "app.yaml")
+            deadline = time.monotonic() + 10
+            reasons: set[str] = set()
+            while time.monotonic() < deadline and not (
+                    len(reasons) == 1 and expected in next(iter(reasons))):
+                # Both workers must have refused: sample several answers.
+                reasons = {json.loads(get(served.url + "/readyz")[1])["checks"][
+                    "config_reload"]["reason"] for _ in range(6)}
+            codes = [_post_token(served.url) for _ in range(10)]
+            seen.append((expected, any(expected in r for r in reasons), codes))
+            (config_dir / "app.yaml").write_text(good)
+            _touch(config_dir / "app.yaml")
+    assert [(e, True, [200] * 10) for e, _ in pushes] == seen
