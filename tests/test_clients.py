@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from support import merge, write_client
+from support import BASE_CLIENT, merge, write_client
 from tokensvc.clients import load_clients, scan_clients
 from tokensvc.errors import ConfigError
 
@@ -34,8 +38,8 @@ def test_valid_client_loads_with_resolved_fields(config_dir: Path) -> None:
     ({"twilio": {"push_credentials": {"android": "nope"}}}, "twilio.push_credentials.android"),
     ({"token": {"ttl_seconds": 90000}}, "token.ttl_seconds"),
     ({"token": {"ttl_seconds": 30}}, "token.ttl_seconds"),
-    ({"auth": {"algorithms": ["none"]}}, "auth.algorithms"),
-    ({"auth": {"algorithms": ["HS256", "RS256"]}}, "auth.algorithms"),
+    ({"auth": {"algorithms": ["none"]}}, "auth.algorithms[0]"),
+    ({"auth": {"algorithms": ["HS256", "RS256"]}}, "auth.algorithms[1]"),
     ({"auth": {"issuer": None}}, "auth.issuer"),
     ({"auth": {"audience": None}}, "auth.audience"),
     ({"auth": {"hs256_secret": "short"}}, "auth.hs256_secret"),
@@ -45,7 +49,7 @@ def test_valid_client_loads_with_resolved_fields(config_dir: Path) -> None:
     ({"colour": "blue"}, "colour"),
     ({"twilio": {"api_key": "x"}}, "twilio.api_key"),
 ])
-def test_bad_field_is_named(tmp_path: Path, changes: dict, field: str) -> None:
+def test_bad_field_is_named(tmp_path: Path, changes: dict[str, Any], field: str) -> None:
     """Each kind of mistake is reported with the file and the exact field."""
     write_client(tmp_path, "app", **changes)
     assert ("app.yaml", field) in problems_of(tmp_path)
@@ -78,6 +82,7 @@ def test_secrets_resolve_from_env_and_file(tmp_path: Path) -> None:
     clients = load_clients(tmp_path / "c", {"TWILIO_SECRET": "env-secret-value"})
     app = clients["app"]
     assert "env-secret-value" == app.twilio.api_keys[0].secret.reveal()
+    assert app.auth.hmac_secret is not None
     assert "file-secret-0123456789abcdef0123456789" == app.auth.hmac_secret.reveal()
     assert "env-secret-value" not in repr(app)
 
@@ -187,3 +192,208 @@ def test_changed_secret_file_changes_the_signature(tmp_path: Path) -> None:
     before = directory_signature(tmp_path / "c", client.watched_files)
     secret.write_text("b" * 41)
     assert before != directory_signature(tmp_path / "c", client.watched_files)
+
+
+# --- any content gives problems, never an exception (issue 11, findings 1 and 2) -------------
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n  \n", "---\n...\n"])
+def test_empty_or_comment_only_file_is_a_problem(tmp_path: Path, text: str) -> None:
+    """A file with no settings is a problem naming the file, not a client-less success."""
+    (tmp_path / "app.yaml").write_text(text)
+    result = scan_clients(tmp_path, {})
+    assert ({}, [("app.yaml", "")]) == (
+        result.clients, [(Path(p.source).name, p.field) for p in result.problems])
+    assert "empty or holds only comments" in result.problems[0].message
+
+
+@pytest.mark.parametrize("text", ["- twilio\n- auth\n", "just a string\n", "42\n", "true\n"])
+def test_a_file_that_is_not_a_mapping_is_a_problem(tmp_path: Path, text: str) -> None:
+    """A list or a scalar at the top of a file is one problem naming the file."""
+    (tmp_path / "app.yaml").write_text(text)
+    [problem] = scan_clients(tmp_path, {}).problems
+    assert ("app.yaml", "", True) == (Path(problem.source).name, problem.field,
+                                      problem.message.startswith("the file must be a mapping"))
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"edges": {"default": [["dublin"]]}}, "edges.default[0]"),
+    ({"edges": {"by_country": {"IE": [["dublin"]]}}}, "edges.by_country.IE[0]"),
+    ({"edges": {"by_country": [1]}}, "edges.by_country"),
+    ({"twilio": {"api_keys": [["x"]], "api_key_sid": None, "api_key_secret": None}},
+     "twilio.api_keys[0]"),
+    ({"auth": {"algorithms": [{"HS256": 1}]}}, "auth.algorithms[0]"),
+    ({"auth": {"hs256_secret": {"env": ["X"]}}}, "auth.hs256_secret"),
+    ({"auth": {"public_keys": [{"file": 1}], "hs256_secret": None,
+               "algorithms": ["RS256"]}}, "auth.public_keys[0]"),
+    ({"cors": {"allow_origins": [{"a": 1}]}}, "cors.allow_origins[0]"),
+    ({"rate_limit": {"per_ip": 30}}, "rate_limit.per_ip"),
+    ({"token": {"ttl_seconds": True}}, "token.ttl_seconds"),
+    ({"dev": "yes"}, "dev"),
+    ({"blocked_subjects": "mallory"}, "blocked_subjects"),
+])
+def test_a_wrong_type_anywhere_is_a_problem_at_its_field(tmp_path: Path,
+                                                         changes: dict[str, Any],
+                                                         field: str) -> None:
+    """A value of the wrong type (a list inside an edge list, say) is a problem naming the
+    file and field, not an exception."""
+    write_client(tmp_path, "app", **changes)
+    assert ("app.yaml", field) in problems_of(tmp_path)
+
+
+def test_check_config_reports_a_wrong_type_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tokensvc check-config` on `default: [[dublin]]` exits 1 naming the field."""
+    from tokensvc.__main__ import main
+
+    write_client(tmp_path, "app", edges={"default": [["dublin"]]})
+    code = main(["check-config", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert (1, True, False) == (code, "app.yaml: edges.default[0]" in err, "Traceback" in err)
+
+
+def test_check_config_refuses_a_comment_only_file(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`tokensvc check-config` on a directory holding only `# x` exits 1, not `ok: 0`."""
+    from tokensvc.__main__ import main
+
+    (tmp_path / "app.yaml").write_text("# x\n")
+    code = main(["check-config", str(tmp_path)])
+    out = capsys.readouterr()
+    assert (1, "", True) == (code, out.out, "app.yaml" in out.err)
+
+
+def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path: Path) -> None:
+    """A file over MAX_FILE_BYTES is one clear problem; a sparse 8 GiB file shows it is
+    refused from its size, without being read."""
+    from tokensvc.clients import MAX_FILE_BYTES
+
+    with (tmp_path / "app.yaml").open("wb") as handle:
+        handle.truncate(8 * 1024**3)
+    [problem] = scan_clients(tmp_path, {}).problems
+    assert ("app.yaml", True) == (Path(problem.source).name,
+                                  f"over the {MAX_FILE_BYTES} byte limit" in problem.message)
+
+
+def test_yaml_aliases_cannot_blow_up_validation(tmp_path: Path) -> None:
+    """Nested aliases that expand to a million values are refused, quickly."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    (tmp_path / "app.yaml").write_text("\n".join(lines) + "\n")
+    [problem] = scan_clients(tmp_path, {}).problems
+    assert "counting YAML aliases" in problem.message
+
+
+def test_non_string_keys_and_bad_timestamps_are_problems(tmp_path: Path) -> None:
+    """`1: x` (an integer key) and `2001-13-45` (an impossible date) are problems."""
+    (tmp_path / "one.yaml").write_text("1: x\n")
+    (tmp_path / "two.yaml").write_text("twilio: 2001-13-45\n")
+    assert [("one.yaml", ""), ("two.yaml", "")] == problems_of(tmp_path)
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+                     st.text(max_size=12), st.sampled_from(["dublin", "HS256", "jwt", "env",
+                                                            "file", "30/minute", "IE"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(
+        ["env", "file", "pem", "sid", "secret", "default", "IE"])), inner, max_size=4)),
+    max_leaves=12)
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=_values)
+def test_any_value_in_any_position_gives_problems_or_a_config(tmp_path: Path,
+                                                              data: st.DataObject,
+                                                              value: object) -> None:
+    """Replacing any node of a valid file (or adding a key anywhere) with any YAML value tree
+    gives either a valid client or problems naming app.yaml, never an exception."""
+    doc = merge(BASE_CLIENT, {})
+    path = data.draw(st.sampled_from(_paths(doc)))
+    add = data.draw(st.booleans())
+    parent: Any = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    if not path:
+        doc = value  # type: ignore[assignment]
+    elif add and isinstance(parent[path[-1]], dict):
+        parent[path[-1]][data.draw(st.text(max_size=8))] = value
+    else:
+        parent[path[-1]] = value
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(doc))
+    result = scan_clients(tmp_path, {})
+    assert (["app"] == list(result.clients) and not result.problems) or (
+        result.problems and all(Path(p.source).name == "app.yaml" for p in result.problems))
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@`,? \n\t0.")),
+                    max_size=60))
+def test_any_text_gives_problems_or_a_config(tmp_path: Path, text: str) -> None:
+    """Arbitrary YAML-ish text in a client file never raises."""
+    (tmp_path / "app.yaml").write_text(text)
+    result = scan_clients(tmp_path, {})
+    assert result.problems or result.clients
+
+
+# --- blocks, lifetime bound, the environment passed in ----------------------------------------
+
+
+def test_blocked_identities_is_refused_saying_what_to_write(tmp_path: Path) -> None:
+    """The old ambiguous key is refused with a message naming its two replacements."""
+    write_client(tmp_path, "app", blocked_identities=["mallory"])
+    [problem] = scan_clients(tmp_path, {}).problems
+    assert ("blocked_identities", True, True) == (
+        problem.field, "blocked_subjects" in problem.message,
+        "blocked_twilio_identities" in problem.message)
+
+
+def test_blocks_keeps_subjects_and_twilio_identities_apart(tmp_path: Path) -> None:
+    """blocks() matches raw subjects against blocked_subjects only and Twilio identities
+    against blocked_twilio_identities only."""
+    write_client(tmp_path, "app", blocked_subjects=["auth0|1"],
+                 blocked_twilio_identities=["web_bob"])
+    app = load_clients(tmp_path, {})["app"]
+    assert [True, True, False, False] == [
+        app.blocks("auth0|1", "auth0_7c1"), app.blocks("bob", "web_bob"),
+        app.blocks("web_bob", "web_web__bob"), app.blocks("x", "auth0|1")]
+
+
+def test_max_token_lifetime_is_optional(tmp_path: Path) -> None:
+    """auth.max_token_lifetime_seconds loads as AuthConfig.max_token_lifetime; unset is None."""
+    write_client(tmp_path / "a", "app", auth={"max_token_lifetime_seconds": 900})
+    write_client(tmp_path / "b", "app")
+    assert (900, None) == (load_clients(tmp_path / "a", {})["app"].auth.max_token_lifetime,
+                           load_clients(tmp_path / "b", {})["app"].auth.max_token_lifetime)
+
+
+def test_env_secrets_come_from_the_mapping_passed_in(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """{env: NAME} is looked up in the given mapping, not in the process environment."""
+    monkeypatch.setenv("TWILIO_SECRET", "from-the-process")
+    write_client(tmp_path, "app", dev=False, twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
+                 auth={"hs256_secret": {"env": "TWILIO_SECRET"}})
+    assert ("app.yaml", "twilio.api_key_secret.env") in problems_of(tmp_path, {"OTHER": "x"})
+
+
+def test_an_empty_optional_section_counts_as_left_out(tmp_path: Path) -> None:
+    """`rate_limit:` or `cors:` with nothing under it (YAML null) loads as if omitted, as it
+    did before the schema."""
+    doc = merge(BASE_CLIENT, {})
+    doc.update({"rate_limit": None, "cors": None, "token": None, "blocked_subjects": None})
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(doc))
+    app = load_clients(tmp_path, {})["app"]
+    assert (None, frozenset(), 3600) == (app.rate_per_ip, app.allow_origins, app.ttl_seconds)

@@ -16,8 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from conftest import make_client
-from support import AUDIENCE, ISSUER, eventually, write_client
+from support import AUDIENCE, ISSUER, eventually, make_client, write_client
 from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated

@@ -46,7 +46,7 @@ def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     Authorization header, JWKS private key or raw identity appears in logs or /metrics."""
     config = tmp_path / "clients"
     api_key = "backend-api-key-0123456789abcdef-secret"
-    write_client(config, blocked_identities=["blocked_user"],
+    write_client(config, blocked_subjects=["blocked_user"],
                  rate_limit={"per_identity": "2/minute", "per_ip": "40/minute"},
                  auth={"identity_prefix": "web_"})
     write_client(config, "backend", auth={"type": "api_key", "keys": [api_key],

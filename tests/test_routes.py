@@ -112,8 +112,8 @@ def test_invalid_body_is_400(client: TestClient, body: bytes) -> None:
 
 
 def test_blocked_identity_in_config_is_403(tmp_path: Path) -> None:
-    """An identity listed in blocked_identities gets 403 forbidden."""
-    write_client(tmp_path, "app", blocked_identities=["mallory"])
+    """An identity listed in blocked_twilio_identities gets 403 forbidden."""
+    write_client(tmp_path, "app", blocked_twilio_identities=["mallory"])
     with make_client(tmp_path) as c:
         assert_problem(c.post(TOKEN, headers=auth("mallory")), 403, "forbidden")
         assert 200 == c.post(TOKEN, headers=auth("alice")).status_code
@@ -221,11 +221,21 @@ def test_identity_prefix_is_applied(tmp_path: Path) -> None:
         assert "web_alice" == c.post(TOKEN, headers=auth("alice")).json()["identity"]
 
 
-def test_blocked_identity_matches_the_raw_subject(tmp_path: Path) -> None:
-    """blocked_identities may name the subject as the IdP writes it (auth0|123)."""
-    write_client(tmp_path, "app", blocked_identities=["auth0|123"])
+def test_blocked_subject_matches_the_raw_subject(tmp_path: Path) -> None:
+    """blocked_subjects names the subject as the IdP writes it (auth0|123)."""
+    write_client(tmp_path, "app", blocked_subjects=["auth0|123"])
     with make_client(tmp_path) as c:
         assert_problem(c.post(TOKEN, headers=auth("auth0|123")), 403, "forbidden")
+
+
+def test_a_twilio_identity_block_spares_a_subject_spelled_like_it(tmp_path: Path) -> None:
+    """Blocking Twilio identity auth0_7c123 (caller auth0|123) does not block the different
+    caller whose raw subject is the string auth0_7c123 (Twilio identity auth0__7c123)."""
+    write_client(tmp_path, "app", blocked_twilio_identities=["auth0_7c123"])
+    with make_client(tmp_path) as c:
+        blocked = c.post(TOKEN, headers=auth("auth0|123")).status_code
+        other = c.post(TOKEN, headers=auth("auth0_7c123")).status_code
+    assert (403, 200) == (blocked, other)
 
 
 def test_deeply_nested_token_header_is_401_not_500(client: TestClient) -> None:

@@ -57,7 +57,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    result = scan_clients(args.directory)
+    result = scan_clients(args.directory, os.environ)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if result.problems:
@@ -70,7 +70,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_mint(args: argparse.Namespace) -> int:
-    clients = load_clients(args.config)
+    clients = load_clients(args.config, os.environ)
     client = clients.get(args.client)
     if client is None:
         print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
@@ -86,7 +86,7 @@ def cmd_mint(args: argparse.Namespace) -> int:
 
 def cmd_dev_assertion(args: argparse.Namespace) -> int:
     """Sign a caller JWT with a dev client's own HS256 secret (dev: true clients only)."""
-    clients = load_clients(args.config)
+    clients = load_clients(args.config, os.environ)
     client = clients.get(args.client)
     if client is None:
         print(f"unknown client {args.client!r}", file=sys.stderr)

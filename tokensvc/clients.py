@@ -1,15 +1,24 @@
 """Client configuration: ``clients_config/<client-id>.yaml`` -> validated ``ClientConfig``.
 
-Every problem in every file is collected (file and field named) before anything is rejected,
-so an operator fixes a directory in one pass. Secrets are resolved here, from ``{env: NAME}``
-or ``{file: /path}`` references (a literal string only in ``dev: true`` files), and held as
+The file's structure (keys, types, patterns, enums, which keys go together) is defined once, by
+the JSON Schema ``tokensvc/data/client.schema.json`` (see ``clientschema``). This module reads
+and parses each file, checks it against that schema, then makes the checks a schema cannot
+express: secret references resolve (``secret.resolve_secret``; literals only in ``dev: true``
+files), PEM keys parse and suit the pinned algorithms, HMAC secrets are long enough, dev-only
+values (``http://`` URLs and origins, ``auth.type: none``), ISO country codes, and distinct
+identity prefixes for clients sharing a Twilio account.
+
+Contract: ``scan_clients`` never raises for any file content. Every problem in every file is
+collected as a ``Problem`` naming file and field (``app.yaml: edges.default[0]: ...``) before
+anything is rejected, so an operator fixes a directory in one pass. A file over
+``MAX_FILE_BYTES`` is refused before it is read. The environment used for ``{env: NAME}`` is
+passed in by the caller; this module never reads ``os.environ``. Secrets are held as
 ``Secret`` so they never show in a repr or a log line.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,17 +30,18 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tokensvc.edges import EDGES, EdgePolicy, is_country
+from tokensvc.clientschema import schema_problems
+from tokensvc.edges import EdgePolicy, is_country
 from tokensvc.errors import ConfigError, Problem
-from tokensvc.secret import Secret, read_secret_file
+from tokensvc.secret import (
+    MAX_SECRET_FILE_BYTES,
+    Secret,
+    SecretRefError,
+    resolve_secret,
+    secret_file,
+)
 
 CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-_SID = {
-    "AC": re.compile(r"AC[0-9a-f]{32}"),
-    "SK": re.compile(r"SK[0-9a-f]{32}"),
-    "AP": re.compile(r"AP[0-9a-f]{32}"),
-    "CR": re.compile(r"CR[0-9a-f]{32}"),
-}
 HOME_REGIONS = ("us1", "ie1", "au1")
 MAX_TTL = 86400  # Twilio's maximum token lifetime
 MIN_TTL = 60
@@ -41,13 +51,21 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
 IDENTITY_ENCODINGS = ("escape", "strict")
+#: A client file is a few kilobytes; anything past this is refused before it is read.
+MAX_FILE_BYTES = 1024 * 1024
+#: YAML nodes a file may hold, counted while parsing (a client file has a few hundred): this
+#: bounds the work before any value is built.
+MAX_EVENTS = 50_000
+#: Parsed values (aliases counted each time they are used) and nesting a file may hold.
+MAX_NODES = 100_000
+MAX_DEPTH = 32
+MIN_HMAC_SECRET = 32
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*")
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 _KEY_TYPES: dict[str, Any] = {
     "RS": rsa.RSAPublicKey, "PS": rsa.RSAPublicKey, "ES": ec.EllipticCurvePublicKey,
     "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
 }
-_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,9 @@ class AuthConfig:
     identity_prefix: str = ""
     leeway_seconds: int = 30
     api_keys: tuple[Secret, ...] = ()
-    max_token_lifetime: int | None = None  # seconds; None: no bound beyond exp
+    #: ``auth.max_token_lifetime_seconds``: the longest caller JWT accepted (``exp - iat`` and
+    #: ``exp - now``), None for no bound. Enforced by ``auth.py``.
+    max_token_lifetime: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,11 +131,20 @@ class ClientConfig:
     edges: EdgePolicy
     rate_per_identity: RateLimit | None
     rate_per_ip: RateLimit | None
-    blocked_identities: frozenset[str]
+    #: caller subjects exactly as verified (``auth0|123``), before encoding and prefix
+    blocked_subjects: frozenset[str]
+    #: Twilio identities as issued (prefix and encoding applied)
+    blocked_twilio_identities: frozenset[str]
     dev: bool
     fingerprint: str = field(default="", compare=False)
     #: files the config refers to (secrets, PEM keys): a change to one triggers a reload
     watched_files: tuple[str, ...] = field(default=(), compare=False)
+
+    def blocks(self, raw_subject: str, twilio_identity: str) -> bool:
+        """Whether this file blocks the caller: its raw subject is in ``blocked_subjects`` or
+        the Twilio identity it maps to is in ``blocked_twilio_identities`` (never crossed)."""
+        return (raw_subject in self.blocked_subjects
+                or twilio_identity in self.blocked_twilio_identities)
 
 
 @dataclass(frozen=True)
@@ -125,9 +154,7 @@ class LoadResult:
     warnings: list[str]
 
 
-def load_clients(
-    directory: str | Path, environ: Mapping[str, str] | None = None
-) -> dict[str, ClientConfig]:
+def load_clients(directory: str | Path, environ: Mapping[str, str]) -> dict[str, ClientConfig]:
     """Load and validate every client file; raise ConfigError listing every problem."""
     result = scan_clients(directory, environ)
     if result.problems:
@@ -135,19 +162,27 @@ def load_clients(
     return result.clients
 
 
-def scan_clients(directory: str | Path, environ: Mapping[str, str] | None = None) -> LoadResult:
-    env = os.environ if environ is None else environ
+def client_files(root: Path) -> list[Path]:
+    """The client files of a directory (``*.yaml``/``*.yml``), sorted."""
+    return sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def scan_clients(directory: str | Path, environ: Mapping[str, str]) -> LoadResult:
+    """Every client of ``directory`` with every problem and warning; never raises for bad
+    content. ``environ`` resolves ``{env: NAME}`` references."""
     root = Path(directory)
     problems: list[Problem] = []
     warnings: list[str] = []
     clients: dict[str, ClientConfig] = {}
-    if not root.is_dir():
-        return LoadResult({}, [Problem(str(root), "", "not a directory")], [])
-    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    try:
+        files = client_files(root)
+    except OSError as exc:
+        reason = "not a directory" if not root.is_dir() else f"cannot list: {exc.strerror}"
+        return LoadResult({}, [Problem(str(root), "", reason)], [])
     if not files:
         problems.append(Problem(str(root), "", "no client files (*.yaml) found"))
     for path in files:
-        client = _load_file(path, env, problems, warnings)
+        client = _load_file(path, environ, problems, warnings)
         if client is not None:
             if client.client_id in clients:
                 problems.append(Problem(str(path), "", f"duplicate client id {client.client_id!r}"))
@@ -198,357 +233,251 @@ def directory_signature(directory: str | Path, extra_files: Iterable[str] = ()) 
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-class _Ctx:
-    """Validation context for one file: where problems are reported."""
+# --- reading and parsing ----------------------------------------------------------------------
 
-    def __init__(self, source: str, env: Mapping[str, str], problems: list[Problem]) -> None:
+
+def _read(path: Path) -> tuple[bytes | None, str]:
+    """The file's bytes, or None and why not. The size is checked before reading."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, (f"is {size} bytes, over the {MAX_FILE_BYTES} byte limit for a client "
+                          "file (a client file is a few kilobytes)")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+    if len(raw) > MAX_FILE_BYTES:  # grew between stat and read
+        return None, f"is over the {MAX_FILE_BYTES} byte limit for a client file"
+    return raw, ""
+
+
+def _parse(raw: bytes) -> tuple[object, str, str]:
+    """``(document, field, problem)``: the parsed YAML, or where and why it is not YAML."""
+    try:
+        # First count the parser's events (cheap, and it yields the GIL between events), so a
+        # huge document is refused before the composer builds it in one long C call.
+        for count, _ in enumerate(yaml.parse(raw, Loader=_Loader)):
+            if count > MAX_EVENTS:
+                return None, "", f"holds more than {MAX_EVENTS} YAML nodes"
+        return yaml.load(raw, Loader=_Loader), "", ""  # noqa: S506 - a safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        return None, where, f"invalid YAML: {exc.problem or exc}"
+    except yaml.YAMLError as exc:
+        return None, "", f"invalid YAML: {exc}"
+    except RecursionError:
+        return None, "", "invalid YAML: nested too deeply"
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values such as a timestamp 2001-13-45.
+        return None, "", f"invalid YAML value: {exc}"
+
+
+def _shape_problem(document: object) -> tuple[str, str] | None:
+    """The first reason ``document`` is not a small JSON-like tree (non-string keys, too
+    deep, too many values once aliases are expanded), checked without recursion."""
+    stack: list[tuple[object, list[str | int], int]] = [(document, [], 0)]
+    nodes = 0
+    while stack:
+        node, where, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return "", f"holds more than {MAX_NODES} values (counting YAML aliases)"
+        if depth > MAX_DEPTH:
+            return _field(where), f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return _field(where), f"key {_short(key)} must be a string"
+                stack.append((value, [*where, key], depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, [*where, i], depth + 1) for i, value in enumerate(node))
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _field(parts: list[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+# --- one file ---------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """Checks on one schema-valid file: where problems are reported, what is watched."""
+
+    def __init__(self, source: str, env: Mapping[str, str], problems: list[Problem],
+                 dev: bool) -> None:
         self.source = source
         self.env = env
         self.problems = problems
-        self.dev = False
+        self.dev = dev
         self.watched: list[str] = []
-
-    def watch(self, path: object) -> None:
-        """Remember a referenced file: a change to it triggers a reload."""
-        if isinstance(path, str):
-            self.watched.append(path)
 
     def problem(self, field_name: str, message: str) -> None:
         self.problems.append(Problem(self.source, field_name, message))
 
-    def mapping(self, value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problem(where, "must be a mapping")
-            return {}
-        for key in value:
-            if key not in allowed:
-                name = f"{where}.{key}" if where else str(key)
-                self.problem(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return value
-
-    def string(self, value: Any, where: str, pattern: re.Pattern[str] | None = None,
-               required: bool = True) -> str | None:
-        if value is None:
-            if required:
-                self.problem(where, "is required")
-            return None
-        if not isinstance(value, str) or not value:
-            self.problem(where, "must be a non-empty string")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.problem(where, f"{value!r} does not match {pattern.pattern}")
-            return None
-        return value
-
-    def boolean(self, value: Any, where: str, default: bool) -> bool:
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problem(where, "must be true or false")
-            return default
-        return value
-
-    def secret(self, value: Any, where: str) -> Secret | None:
-        if value is None:
-            self.problem(where, "is required")
-            return None
-        if isinstance(value, str):
-            if not self.dev:
-                self.problem(where, "a literal secret is only allowed with dev: true; "
-                                    "use {env: NAME} or {file: /path}")
-                return None
-            return Secret(value)
-        ref = self.mapping(value, where, {"env", "file"})
-        if len(ref) != 1:
-            self.problem(where, "must be {env: NAME} or {file: /path}")
-            return None
-        if "env" in ref:
-            name = ref["env"]
-            if not isinstance(name, str) or not self.env.get(name):
-                self.problem(f"{where}.env", f"environment variable {name!r} is not set")
-                return None
-            return Secret(self.env[name])
-        path = ref["file"]
-        if not isinstance(path, str):
-            self.problem(f"{where}.file", "must be a path")
-            return None
-        self.watch(path)
+    def secret(self, ref: object, where: str) -> Secret | None:
+        path = secret_file(ref)
+        if path is not None:
+            self.watched.append(path)
         try:
-            secret = read_secret_file(path)
-        except OSError as exc:
-            self.problem(f"{where}.file", f"cannot read {path}: {exc.strerror}")
+            return resolve_secret(ref, self.env, allow_literal=self.dev)
+        except SecretRefError as exc:
+            self.problem(f"{where}.{exc.field}" if exc.field else where, exc.message)
             return None
-        if not secret:
-            self.problem(f"{where}.file", f"{path} is empty")
-            return None
-        return secret
-
-    def edge_list(self, value: Any, where: str) -> tuple[str, ...] | None:
-        if not isinstance(value, list) or not value:
-            self.problem(where, "must be a non-empty list of edge names")
-            return None
-        ok = True
-        for i, edge in enumerate(value):
-            if edge not in EDGES:
-                self.problem(f"{where}[{i}]", f"unknown edge {edge!r} "
-                                             f"(valid: {', '.join(sorted(EDGES))})")
-                ok = False
-        if len(set(value)) != len(value):
-            self.problem(where, "lists an edge twice")
-            ok = False
-        return tuple(value) if ok else None
-
-    def rate(self, value: Any, where: str) -> RateLimit | None:
-        if value is None:
-            return None
-        m = _RATE.fullmatch(value) if isinstance(value, str) else None
-        if m is None or int(m.group(1)) < 1:
-            self.problem(where, "must look like '30/minute' (N >= 1 per second|minute|hour)")
-            return None
-        return RateLimit(int(m.group(1)), RATE_UNITS[m.group(2)])
 
 
 def _load_file(
     path: Path, env: Mapping[str, str], problems: list[Problem], warnings: list[str]
 ) -> ClientConfig | None:
-    ctx = _Ctx(str(path), env, problems)
+    source = str(path)
     before = len(problems)
     client_id = path.stem
     if not CLIENT_ID.fullmatch(client_id):
-        ctx.problem("", f"file name {client_id!r} is not a valid client id "
-                        "([a-z0-9][a-z0-9-]{0,63})")
-    try:
-        raw = path.read_bytes()
-        doc = yaml.safe_load(raw)
-    except OSError as exc:
-        ctx.problem("", f"cannot read: {exc.strerror}")
+        problems.append(Problem(source, "", f"file name {client_id!r} is not a valid client id "
+                                            "([a-z0-9][a-z0-9-]{0,63})"))
+    raw, why = _read(path)
+    if raw is None:
+        problems.append(Problem(source, "", why))
         return None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        ctx.problem(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
+    doc, where, why = _parse(raw)
+    if why:
+        problems.append(Problem(source, where, why))
         return None
-    top = ctx.mapping(doc, "", {"twilio", "token", "auth", "cors", "edges", "rate_limit",
-                                "blocked_identities", "dev"})
-    if not isinstance(doc, dict):
+    if doc is None:
+        problems.append(Problem(source, "", "is empty or holds only comments: a client file "
+                                            "needs at least twilio and auth"))
         return None
-    ctx.dev = ctx.boolean(top.get("dev"), "dev", False)
-    twilio = _twilio(ctx, top.get("twilio"))
-    ttl = _ttl(ctx, top.get("token"))
-    auth = _auth(ctx, top.get("auth"))
-    origins = _cors(ctx, top.get("cors"))
-    edges = _edges(ctx, top.get("edges"))
-    rl = ctx.mapping(top.get("rate_limit"), "rate_limit", {"per_identity", "per_ip"})
-    per_identity = ctx.rate(rl.get("per_identity"), "rate_limit.per_identity")
-    per_ip = ctx.rate(rl.get("per_ip"), "rate_limit.per_ip")
-    blocked = top.get("blocked_identities") or []
-    if not isinstance(blocked, list) or not all(isinstance(b, str) and b for b in blocked):
-        ctx.problem("blocked_identities", "must be a list of identities")
-        blocked = []
-    if auth is not None and auth.type == "none":
+    shape = _shape_problem(doc)
+    if shape is not None:
+        problems.append(Problem(source, *shape))
+        return None
+    problems += [Problem(source, f, m) for f, m in schema_problems(doc)]
+    if len(problems) > before or not isinstance(doc, dict):
+        return None
+    ctx = _Ctx(source, env, problems, dev=doc.get("dev", False))
+    twilio = _twilio(ctx, doc["twilio"])
+    auth = _auth(ctx, doc["auth"])
+    origins = _cors(ctx, doc.get("cors") or {})
+    edges = _edges(ctx, doc.get("edges") or {})
+    rates = doc.get("rate_limit") or {}
+    if auth.type == "none":
         if not ctx.dev:
             ctx.problem("auth.type", "'none' is only allowed with dev: true")
         else:
             warnings.append(f"{path}: auth.type none: ANY caller can mint a token for ANY "
                             "identity. Never deploy this client.")
-    if len(problems) > before or twilio is None or auth is None or edges is None:
+    if len(problems) > before:
         return None
     return ClientConfig(
         client_id=client_id,
-        source=str(path),
+        source=source,
         twilio=twilio,
-        ttl_seconds=ttl,
+        ttl_seconds=int((doc.get("token") or {}).get("ttl_seconds", 3600)),
         auth=auth,
         allow_origins=origins,
         edges=edges,
-        rate_per_identity=per_identity,
-        rate_per_ip=per_ip,
-        blocked_identities=frozenset(blocked),
+        rate_per_identity=_rate(rates.get("per_identity")),
+        rate_per_ip=_rate(rates.get("per_ip")),
+        blocked_subjects=frozenset(doc.get("blocked_subjects") or ()),
+        blocked_twilio_identities=frozenset(doc.get("blocked_twilio_identities") or ()),
         dev=ctx.dev,
         fingerprint=hashlib.sha256(raw).hexdigest()[:12],
         watched_files=tuple(ctx.watched),
     )
 
 
-def _twilio(ctx: _Ctx, value: Any) -> TwilioConfig | None:
+def _rate(value: str | None) -> RateLimit | None:
     if value is None:
-        ctx.problem("twilio", "is required")
         return None
-    t = ctx.mapping(value, "twilio", {"account_sid", "api_key_sid", "api_key_secret", "api_keys",
-                                      "outgoing_application_sid", "incoming_allow",
-                                      "home_region", "push_credentials"})
-    account = ctx.string(t.get("account_sid"), "twilio.account_sid", _SID["AC"])
+    m = _RATE.fullmatch(value)
+    if m is None:  # pragma: no cover - the schema's pattern is the same
+        raise AssertionError(value)
+    return RateLimit(int(m.group(1)), RATE_UNITS[m.group(2)])
+
+
+def _twilio(ctx: _Ctx, t: dict[str, Any]) -> TwilioConfig:
     keys: list[ApiKey] = []
     if "api_keys" in t:
-        if "api_key_sid" in t or "api_key_secret" in t:
-            ctx.problem("twilio.api_keys", "use either api_keys or api_key_sid/api_key_secret")
-        entries = t["api_keys"]
-        if not isinstance(entries, list) or not entries:
-            ctx.problem("twilio.api_keys", "must be a non-empty list of {sid, secret}")
-            entries = []
-        for i, entry in enumerate(entries):
-            where = f"twilio.api_keys[{i}]"
-            e = ctx.mapping(entry, where, {"sid", "secret"})
-            sid = ctx.string(e.get("sid"), f"{where}.sid", _SID["SK"])
-            secret = ctx.secret(e.get("secret"), f"{where}.secret")
-            if sid and secret:
-                keys.append(ApiKey(sid, secret))
+        pairs = [(e["sid"], e["secret"], f"twilio.api_keys[{i}].secret")
+                 for i, e in enumerate(t["api_keys"])]
     else:
-        sid = ctx.string(t.get("api_key_sid"), "twilio.api_key_sid", _SID["SK"])
-        secret = ctx.secret(t.get("api_key_secret"), "twilio.api_key_secret")
-        if sid and secret:
+        pairs = [(t["api_key_sid"], t["api_key_secret"], "twilio.api_key_secret")]
+    for sid, ref, where in pairs:
+        secret = ctx.secret(ref, where)
+        if secret is not None:
             keys.append(ApiKey(sid, secret))
-    app = ctx.string(t.get("outgoing_application_sid"), "twilio.outgoing_application_sid",
-                     _SID["AP"], required=False)
-    incoming = ctx.boolean(t.get("incoming_allow"), "twilio.incoming_allow", False)
-    region = t.get("home_region", "us1")
-    if region not in HOME_REGIONS:
-        ctx.problem("twilio.home_region", f"must be one of {', '.join(HOME_REGIONS)}")
-    push = _push(ctx, t.get("push_credentials"))
-    if not account or not keys or region not in HOME_REGIONS:
-        return None
-    return TwilioConfig(account, tuple(keys), app, incoming, region, push)
-
-
-def _push(ctx: _Ctx, value: Any) -> PushCredentials:
-    p = ctx.mapping(value, "twilio.push_credentials", {"ios", "android"})
-    ios = ctx.mapping(p.get("ios"), "twilio.push_credentials.ios", {"production", "sandbox"})
-    return PushCredentials(
-        ios_production=ctx.string(ios.get("production"), "twilio.push_credentials.ios.production",
-                                  _SID["CR"], required=False),
-        ios_sandbox=ctx.string(ios.get("sandbox"), "twilio.push_credentials.ios.sandbox",
-                               _SID["CR"], required=False),
-        android=ctx.string(p.get("android"), "twilio.push_credentials.android", _SID["CR"],
-                           required=False),
+    push = t.get("push_credentials") or {}
+    ios = push.get("ios") or {}
+    return TwilioConfig(
+        account_sid=t["account_sid"],
+        api_keys=tuple(keys),
+        outgoing_application_sid=t.get("outgoing_application_sid"),
+        incoming_allow=t.get("incoming_allow", False),
+        home_region=t.get("home_region", "us1"),
+        push=PushCredentials(ios.get("production"), ios.get("sandbox"), push.get("android")),
     )
 
 
-def _ttl(ctx: _Ctx, value: Any) -> int:
-    t = ctx.mapping(value, "token", {"ttl_seconds"})
-    ttl = t.get("ttl_seconds", 3600)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
-        ctx.problem("token.ttl_seconds", f"must be a whole number {MIN_TTL}..{MAX_TTL} "
-                                         "(Twilio's maximum lifetime is 24 h)")
-        return 3600
-    return ttl
-
-
-def _auth(ctx: _Ctx, value: Any) -> AuthConfig | None:
-    if value is None:
-        ctx.problem("auth", "is required")
-        return None
-    a = ctx.mapping(value, "auth", {"type", "algorithms", "jwks_url", "public_keys",
-                                    "hs256_secret", "issuer", "audience", "identity_claim",
-                                    "identity_encoding", "identity_prefix", "leeway_seconds",
-                                    "keys"})
-    kind = a.get("type")
-    if kind not in ("jwt", "api_key", "none"):
-        ctx.problem("auth.type", "must be jwt, api_key or none")
-        return None
-    prefix = a.get("identity_prefix", "")
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        ctx.problem("auth.identity_prefix", "must be 0-32 of [A-Za-z0-9_]")
-        prefix = ""
+def _auth(ctx: _Ctx, a: dict[str, Any]) -> AuthConfig:
+    kind: str = a["type"]
+    prefix: str = a.get("identity_prefix", "")
+    encoding: str = a.get("identity_encoding", "escape")
     if kind == "none":
         return AuthConfig(type="none", identity_prefix=prefix)
-    encoding = a.get("identity_encoding", "escape")
-    if encoding not in IDENTITY_ENCODINGS:
-        ctx.problem("auth.identity_encoding", f"must be one of {', '.join(IDENTITY_ENCODINGS)}")
     if kind == "api_key":
-        entries = a.get("keys")
-        if not isinstance(entries, list) or not entries:
-            ctx.problem("auth.keys", "must be a non-empty list of secrets ({env: NAME}, ...)")
-            return None
-        secrets = [ctx.secret(k, f"auth.keys[{i}]") for i, k in enumerate(entries)]
-        if any(s is None for s in secrets):
-            return None
+        secrets = [ctx.secret(k, f"auth.keys[{i}]") for i, k in enumerate(a["keys"])]
         return AuthConfig(type="api_key", api_keys=tuple(s for s in secrets if s is not None),
                           identity_encoding=encoding, identity_prefix=prefix)
-    return _jwt_auth(ctx, a, encoding, prefix)
-
-
-def _jwt_auth(ctx: _Ctx, a: dict[str, Any], encoding: str, prefix: str) -> AuthConfig | None:
-    if "keys" in a:
-        ctx.problem("auth.keys", "only for type: api_key")
-    algs = a.get("algorithms")
-    if not isinstance(algs, list) or not algs or not all(isinstance(x, str) for x in algs):
-        ctx.problem("auth.algorithms", "must be a non-empty list, e.g. [RS256]")
-        return None
-    unknown = [x for x in algs if x not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS]
-    if unknown:
-        ctx.problem("auth.algorithms", f"unsupported: {', '.join(unknown)}")
-        return None
-    hmac_algs = set(algs) & HMAC_ALGORITHMS
-    if hmac_algs and len(hmac_algs) != len(algs):
-        ctx.problem("auth.algorithms", "do not mix HMAC (HS*) and public-key algorithms: "
-                                       "that is how key-confusion attacks work")
-        return None
-    sources = [k for k in ("jwks_url", "public_keys", "hs256_secret") if k in a]
-    if len(sources) != 1:
-        ctx.problem("auth", "give exactly one of jwks_url, public_keys, hs256_secret")
-        return None
-    if hmac_algs and sources[0] != "hs256_secret":
-        ctx.problem("auth.algorithms", "HS* algorithms need hs256_secret")
-        return None
-    if not hmac_algs and sources[0] == "hs256_secret":
-        ctx.problem("auth.hs256_secret", "only usable with HS* algorithms")
-        return None
-    jwks_url = None
-    pems: list[str] = []
+    algorithms: list[str] = a["algorithms"]
+    jwks_url: str | None = a.get("jwks_url")
+    if jwks_url is not None and not (jwks_url.startswith("https://") or ctx.dev):
+        ctx.problem("auth.jwks_url", "must be https:// (http:// only with dev: true)")
+    pems = [pem for i, entry in enumerate(a.get("public_keys", ()))
+            if (pem := _read_pem(ctx, entry, f"auth.public_keys[{i}]", algorithms))]
     hmac_secret = None
-    if sources[0] == "jwks_url":
-        jwks_url = ctx.string(a["jwks_url"], "auth.jwks_url")
-        if jwks_url and not (jwks_url.startswith("https://") or
-                             (ctx.dev and jwks_url.startswith("http://"))):
-            ctx.problem("auth.jwks_url", "must be https:// (http:// only with dev: true)")
-            jwks_url = None
-    elif sources[0] == "public_keys":
-        entries = a["public_keys"]
-        if not isinstance(entries, list) or not entries:
-            ctx.problem("auth.public_keys", "must be a non-empty list of {file: path.pem}")
-            entries = []
-        for i, entry in enumerate(entries):
-            e = ctx.mapping(entry, f"auth.public_keys[{i}]", {"file", "pem"})
-            pem = _read_pem(ctx, e, f"auth.public_keys[{i}]", algs)
-            if pem:
-                pems.append(pem)
-    else:
+    if "hs256_secret" in a:
         hmac_secret = ctx.secret(a["hs256_secret"], "auth.hs256_secret")
-        if hmac_secret is not None and len(hmac_secret.reveal()) < 32:
-            ctx.problem("auth.hs256_secret", "must be at least 32 characters")
-            hmac_secret = None
-    issuer = ctx.string(a.get("issuer"), "auth.issuer")
-    audience = ctx.string(a.get("audience"), "auth.audience")
-    claim = ctx.string(a.get("identity_claim", "sub"), "auth.identity_claim")
-    leeway = a.get("leeway_seconds", 30)
-    if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= 300:
-        ctx.problem("auth.leeway_seconds", "must be a whole number 0..300")
-        leeway = 30
-    if not (issuer and audience and claim) or not (jwks_url or pems or hmac_secret):
-        return None
-    return AuthConfig(type="jwt", algorithms=tuple(algs), jwks_url=jwks_url,
-                      public_keys=tuple(pems), hmac_secret=hmac_secret, issuer=issuer,
-                      audience=audience, identity_claim=claim, identity_encoding=encoding,
-                      identity_prefix=prefix, leeway_seconds=leeway)
+        if hmac_secret is not None and len(hmac_secret.reveal()) < MIN_HMAC_SECRET:
+            ctx.problem("auth.hs256_secret", f"must be at least {MIN_HMAC_SECRET} characters")
+    lifetime = a.get("max_token_lifetime_seconds")
+    return AuthConfig(type="jwt", algorithms=tuple(algorithms), jwks_url=jwks_url,
+                      public_keys=tuple(pems), hmac_secret=hmac_secret, issuer=a["issuer"],
+                      audience=a["audience"], identity_claim=a.get("identity_claim", "sub"),
+                      identity_encoding=encoding, identity_prefix=prefix,
+                      leeway_seconds=int(a.get("leeway_seconds", 30)),
+                      max_token_lifetime=None if lifetime is None else int(lifetime))
 
 
-def _read_pem(ctx: _Ctx, entry: dict[str, Any], where: str,
+def _read_pem(ctx: _Ctx, entry: dict[str, str], where: str,
               algorithms: list[str]) -> str | None:
     if "file" in entry:
-        ctx.watch(entry["file"])
+        ctx.watched.append(entry["file"])
         try:
-            pem = Path(entry["file"]).read_text("utf-8")
-        except (OSError, TypeError, ValueError) as exc:
-            ctx.problem(f"{where}.file", f"cannot read: {exc}")
+            with Path(entry["file"]).open("rb") as handle:
+                data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+            if len(data) > MAX_SECRET_FILE_BYTES:
+                ctx.problem(f"{where}.file", f"larger than {MAX_SECRET_FILE_BYTES} bytes")
+                return None
+            pem = data.decode("utf-8")
+        except OSError as exc:
+            ctx.problem(f"{where}.file", f"cannot read: {exc.strerror}")
             return None
-    elif "pem" in entry:
-        pem = entry["pem"]
+        except UnicodeDecodeError:
+            ctx.problem(f"{where}.file", "not UTF-8 text")
+            return None
     else:
-        ctx.problem(where, "must be {file: path.pem} or {pem: text}")
-        return None
-    if not isinstance(pem, str) or "-----BEGIN PUBLIC KEY-----" not in pem:
+        pem = entry["pem"]
+    if "-----BEGIN PUBLIC KEY-----" not in pem:
         ctx.problem(where, "not a PEM public key (-----BEGIN PUBLIC KEY-----)")
         return None
     try:
@@ -564,20 +493,10 @@ def _read_pem(ctx: _Ctx, entry: dict[str, Any], where: str,
     return pem
 
 
-def _cors(ctx: _Ctx, value: Any) -> frozenset[str]:
-    c = ctx.mapping(value, "cors", {"allow_origins"})
-    origins = c.get("allow_origins", [])
-    if not isinstance(origins, list):
-        ctx.problem("cors.allow_origins", "must be a list of origins")
-        return frozenset()
+def _cors(ctx: _Ctx, c: dict[str, Any]) -> frozenset[str]:
     good: set[str] = set()
-    for i, origin in enumerate(origins):
-        if origin == "*":
-            ctx.problem(f"cors.allow_origins[{i}]", "wildcard not allowed: list the app origins")
-        elif not isinstance(origin, str) or not _ORIGIN.fullmatch(origin):
-            ctx.problem(f"cors.allow_origins[{i}]",
-                        "must be an origin like https://app.example.com (no path)")
-        elif origin.startswith("http://") and not ctx.dev and not _is_loopback(origin):
+    for i, origin in enumerate(c.get("allow_origins", ())):
+        if origin.startswith("http://") and not ctx.dev and not _is_loopback(origin):
             ctx.problem(f"cors.allow_origins[{i}]", "http:// origins only with dev: true")
         else:
             good.add(origin)
@@ -589,26 +508,16 @@ def _is_loopback(origin: str) -> bool:
     return host in ("localhost", "127.0.0.1", "[::1]")
 
 
-def _edges(ctx: _Ctx, value: Any) -> EdgePolicy | None:
-    e = ctx.mapping(value, "edges", {"default", "by_country", "geo"})
-    default = ctx.edge_list(e.get("default", ["roaming"]), "edges.default")
+def _edges(ctx: _Ctx, e: dict[str, Any]) -> EdgePolicy:
     by_country: dict[str, tuple[str, ...]] = {}
-    bc = e.get("by_country") or {}
-    if not isinstance(bc, dict):
-        ctx.problem("edges.by_country", "must be a mapping of country code -> edge list")
-        bc = {}
-    for code, edges in bc.items():
-        where = f"edges.by_country.{code}"
-        if not isinstance(code, str) or not is_country(code):
-            ctx.problem(where, "not an ISO 3166-1 alpha-2 country code (upper case)")
-            continue
-        listed = ctx.edge_list(edges, where)
-        if listed:
-            by_country[code] = listed
-    geo = ctx.boolean(e.get("geo"), "edges.geo", False)
-    if default is None:
-        return None
-    return EdgePolicy(default=default, by_country=by_country, geo=geo)
+    for code, edges in (e.get("by_country") or {}).items():
+        if not is_country(code):
+            ctx.problem(f"edges.by_country.{code}",
+                        "not an ISO 3166-1 alpha-2 country code (upper case)")
+        else:
+            by_country[code] = tuple(edges)
+    return EdgePolicy(default=tuple(e.get("default", ["roaming"])), by_country=by_country,
+                      geo=e.get("geo", False))
 
 
 def describe(client: ClientConfig) -> dict[str, Any]:
@@ -622,4 +531,3 @@ def describe(client: ClientConfig) -> dict[str, Any]:
         "dev": client.dev,
         "fingerprint": client.fingerprint,
     }
-

@@ -1,20 +1,32 @@
 """The live set of clients: validated configs with their verifiers and minters, reloadable.
 
-A reload that finds any problem keeps the last good set and logs every problem; a good reload
-swaps the whole set at once (one attribute assignment), so a request sees either the old or the
-new configuration, never a mix.
+Reload contract (all-or-nothing):
+
+* The directory is read and parsed off the event loop (``asyncio.to_thread``), so a huge or
+  slow file never delays ``/livez`` or a token request.
+* A reload with any problem (in any file, or the dev-client rule), or one that would leave no
+  client at all, is **refused**: the last good set keeps serving, untouched. Deleting one
+  client file while others remain is a good reload.
+* A good reload swaps the whole set at once (one attribute assignment), so a request sees
+  either the old or the new configuration, never a mix.
+* Every outcome is visible: ``reload_status`` (``ReloadStatus``: ok or refused, the reason,
+  since when) feeds ``/readyz``; ``on_reload("ok" | "error")`` feeds the reload metric; a
+  refusal is logged once per distinct set of problems, not once per poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tokensvc.auth import Authenticator
-from tokensvc.clients import ClientConfig, directory_signature, scan_clients
+from tokensvc.clients import ClientConfig, LoadResult, directory_signature, scan_clients
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.fetch import Fetcher
 from tokensvc.jwks import JwksSource
@@ -36,6 +48,24 @@ class Client:
         return self.config.client_id
 
 
+@dataclass(frozen=True)
+class ReloadStatus:
+    """The outcome of the latest reload that found a change."""
+
+    status: Literal["ok", "refused"]
+    #: why the reload was refused ("" when ok): the problem count and the first problem
+    reason: str
+    #: unix seconds since this status (and reason) holds
+    since: float
+    #: every problem of a refused reload, as ``file: field: message``
+    problems: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``/readyz`` form."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since))
+        return {"status": self.status, "reason": self.reason, "since": since}
+
+
 def dev_problems(settings: Settings, clients: Mapping[str, ClientConfig]) -> list[Problem]:
     """``dev: true`` clients carry published secrets: serve them on loopback only, unless
     TOKENSVC_ALLOW_DEV says otherwise (a demo container, say)."""
@@ -51,11 +81,13 @@ class ClientSet:
                  environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.shared = shared
-        self.environ = environ
+        #: resolves ``{env: NAME}`` secret references; the composition root passes it (the
+        #: process environment when omitted)
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.clients: dict[str, Client] = {}
         self.signature = ""
         self.loaded = False
-        self.last_error = ""
+        self.reload_status = ReloadStatus("ok", "", time.time())
         self._jwks: dict[str, JwksSource] = {}
         self._fetcher = Fetcher()  # shared by every JWKS source; closed in stop()
         self._task: asyncio.Task[None] | None = None
@@ -70,6 +102,11 @@ class ClientSet:
     def config_dir(self) -> Path:
         return self.settings.config_dir
 
+    @property
+    def last_error(self) -> str:
+        """The reason of a refused reload, "" when the latest reload was good."""
+        return self.reload_status.reason
+
     def get(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
 
@@ -77,47 +114,61 @@ class ClientSet:
         watched = [f for c in configs.values() for f in c.watched_files]
         return directory_signature(self.config_dir, watched)
 
-    async def load(self) -> None:
-        """First load: raise ConfigError (every problem) so the service refuses to start."""
+    def _scan(self) -> tuple[LoadResult, list[Problem]]:
+        """Read, parse and check the directory (blocking: run it in a thread)."""
         result = scan_clients(self.config_dir, self.environ)
         problems = result.problems + dev_problems(self.settings, result.clients)
+        if not problems and not result.clients:
+            problems.append(Problem(str(self.config_dir), "", "would leave no clients"))
+        return result, problems
+
+    async def load(self) -> None:
+        """First load: raise ConfigError (every problem) so the service refuses to start."""
+        result, problems = await asyncio.to_thread(self._scan)
         if problems:
             raise ConfigError(problems)
-        signature = self._signature(result.clients)
+        signature = await asyncio.to_thread(self._signature, result.clients)
         for warning in result.warnings:
             log.warning(warning, extra={"warning": "dev_auth_none"})
         await self._install(result.clients, signature)
+        self.reload_status = ReloadStatus("ok", "", time.time())
 
     async def reload(self) -> str:
-        """Reload when the directory changed. Returns "ok", "error" or "unchanged"."""
+        """Reload when the directory changed. Returns "ok", "error" (refused: the last good
+        set keeps serving) or "unchanged"."""
         current = {cid: c.config for cid, c in self.clients.items()}
-        seen = self._signature(current)
+        seen = await asyncio.to_thread(self._signature, current)
         if seen == self.signature:
             return "unchanged"
-        result = scan_clients(self.config_dir, self.environ)
-        result.problems.extend(dev_problems(self.settings, result.clients))
-        if result.problems:
-            signature = seen
-            self.signature = signature  # do not re-log the same broken state every poll
-            self.last_error = f"{len(result.problems)} problem(s)"
-            log.error("config reload rejected; keeping the last good config",
-                      extra={"problems": [str(p) for p in result.problems]})
-            self.on_reload("error")
+        result, problems = await asyncio.to_thread(self._scan)
+        if problems:
+            self.signature = seen  # the same broken state is not scanned again every poll
+            self._refuse([str(p) for p in problems])
             return "error"
-        signature = self._signature(result.clients)
+        signature = await asyncio.to_thread(self._signature, result.clients)
         try:
             await self._install(result.clients, signature)
         except Exception as exc:  # noqa: BLE001 - a bad key file must not kill the service
             self.signature = seen  # do not retry (and re-log) the same state every poll
-            self.last_error = type(exc).__name__
-            log.error("config reload failed; keeping the last good config",
-                      extra={"error": type(exc).__name__})
-            self.on_reload("error")
+            self._refuse([f"{self.config_dir}: installing the clients failed: "
+                          f"{type(exc).__name__}"])
             return "error"
-        self.last_error = ""
+        self.reload_status = ReloadStatus("ok", "", time.time())
         log.info("config reloaded", extra={"clients": sorted(self.clients)})
         self.on_reload("ok")
         return "ok"
+
+    def _refuse(self, problems: list[str]) -> None:
+        """Record a refused reload: counted every time, logged once per distinct failure."""
+        self.on_reload("error")
+        found = tuple(problems)
+        previous = self.reload_status
+        if previous.status == "refused" and previous.problems == found:
+            return
+        reason = f"{len(found)} problem(s); first: {found[0]}"
+        self.reload_status = ReloadStatus("refused", reason, time.time(), found)
+        log.error("config reload refused; keeping the last good config",
+                  extra={"problems": list(found)})
 
     async def start_watching(self) -> None:
         if self.settings.reload_interval > 0:

@@ -150,8 +150,7 @@ async def issue(service: Service, client: Client, headers: Mapping[str, str],
                                   cfg.auth.identity_prefix)
     ctx["identity_fp"] = service.fingerprint(cfg.client_id, identity)
     now = time.time()
-    blocked = cfg.blocked_identities
-    if identity in blocked or raw_identity in blocked or shared.snapshot.is_blocked(
+    if cfg.blocks(raw_identity, identity) or shared.snapshot.is_blocked(
         cfg.client_id, identity, now
     ):
         raise Forbidden("this identity is blocked")

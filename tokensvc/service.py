@@ -37,8 +37,8 @@ class Service:
     def readiness(self) -> dict[str, object]:
         return {
             "config": "ok" if self.clients.loaded else "not_loaded",
-            "config_reload": "error: " + self.clients.last_error if self.clients.last_error
-            else "ok",
+            # A refused reload leaves the pod ready: it still serves the last good config.
+            "config_reload": self.clients.reload_status.as_dict(),
             "clients": len(self.clients.clients),
             "draining": self.draining,
             # Shared state is reported, never a reason to leave the load balancer: a Redis

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -33,8 +34,8 @@ async def run_checks(settings: Settings, clients: list[ClientConfig]) -> list[Cl
 
 
 def cmd_check_twilio(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    clients = load_clients(args.config or settings.config_dir)
+    settings = Settings.from_env(os.environ)
+    clients = load_clients(args.config or settings.config_dir, os.environ)
     if args.client is not None:
         if args.client not in clients:
             print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",

@@ -807,13 +807,22 @@ def _schema() -> dict[str, Any]:
 
 def test_schema_edge_enum_is_the_sdk_edge_list() -> None:
     """The schema's edge enum is exactly the 16 Voice SDK edge strings."""
-    assert set(_schema()["$defs"]["edge"]["enum"]) == SDK_EDGES
+    assert SDK_EDGES == set(_schema()["$defs"]["client"]["$defs"]["edge"]["enum"])
 
 
 def test_schema_edge_enum_matches_the_service() -> None:
     """The schema and the service's own catalogue (tokensvc.edges.EDGES) agree."""
-    edges = pytest.importorskip("tokensvc.edges")
-    assert set(edges.EDGES) == set(_schema()["$defs"]["edge"]["enum"])
+    from tokensvc.edges import EDGES
+
+    assert set(EDGES) == set(_schema()["$defs"]["client"]["$defs"]["edge"]["enum"])
+
+
+def test_chart_embeds_the_client_schema() -> None:
+    """`$defs.client` is the generated copy of tokensvc/data/client.schema.json
+    (regenerate with `python -m tokensvc.clientschema`)."""
+    from tokensvc.clientschema import chart_copy
+
+    assert chart_copy() == _schema()["$defs"]["client"]
 
 
 def test_schema_closes_every_object() -> None:
@@ -854,6 +863,16 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
             }
         }
     },
+    "old blocked_identities key in a client": {
+        "clients": {
+            "x": {
+                "twilio": {"account_sid": "AC" + "0" * 32},
+                "auth": {"type": "none"},
+                "dev": True,
+                "blocked_identities": ["mallory"],
+            }
+        }
+    },
     "unknown top-level key": {"replicas": 3},
     "unknown nested key (overlay typo)": {"server": {"contryHeader": "CF-IPCountry"}},
     "replicas 0": {"replicaCount": 0},
@@ -875,6 +894,7 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
 EXPECTED_ERROR = {
     "unknown edge in a client": "/edges/default/0",
     "unknown edge by country": "/edges/by_country/IE/1",
+    "old blocked_identities key in a client": "/clients/x/blocked_identities",
     "unknown top-level key": "'replicas' not allowed",
     "unknown nested key (overlay typo)": "'contryHeader' not allowed",
     "replicas 0": "/replicaCount",
