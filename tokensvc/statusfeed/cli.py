@@ -62,10 +62,10 @@ def _print_problems(err: ConfigError) -> None:
         print(f"  - {problem}", file=sys.stderr)
 
 
-async def _read(url: str, timeout: float) -> FeedPage:
+async def _read(url: str, deadline: float) -> FeedPage:
     fetcher = Fetcher()
     try:
-        return await poll(fetcher, FeedConfig(url=url, components={}, timeout_seconds=timeout))
+        return await poll(fetcher, FeedConfig(url=url, components={}, timeout_seconds=deadline))
     finally:
         await fetcher.close()
 

@@ -83,7 +83,7 @@ class Track:
 
 @dataclass(frozen=True)
 class Lease:
-    """A feed drain: the drain record of ``edge`` with reason ``statusfeed:<component>:<status>``."""
+    """A feed drain: the drain record of ``edge``, reason ``statusfeed:<component>:<status>``."""
 
     edge: str
     component: str

@@ -168,7 +168,7 @@ class FeedRunner:
         while not stop.is_set():
             try:
                 await self.tick()
-            except Exception:  # noqa: BLE001 - one bad tick must not end auto-drain expiry
+            except Exception:  # one bad tick must not end the loop (logged with its traceback)
                 log.exception("status feed tick failed")
             self._poke.clear()
             waiters = [asyncio.ensure_future(stop.wait()),
