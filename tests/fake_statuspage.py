@@ -134,7 +134,7 @@ class FakeStatuspage:
             def do_GET(self) -> None:
                 fake._answer(self)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
