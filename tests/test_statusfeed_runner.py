@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
 from fake_lease_store import FakeClock, MemoryLeaseStore
 from fake_statuspage import FakeStatuspage, running
-
 from support import eventually
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import FeedConfig
