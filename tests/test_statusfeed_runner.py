@@ -282,3 +282,26 @@ async def test_the_loop_stops_when_asked(fake: FakeStatuspage, fetcher: Fetcher,
     stop.set()
     await asyncio.wait_for(task, 2)
     assert 1 == fake.requests
+
+
+async def test_the_worked_example_of_the_docs(fake: FakeStatuspage, fetcher: Fetcher,
+                                              store: MemoryLeaseStore, clock: FakeClock) -> None:
+    """docs/status-feed.md, worked example: drain on the 2nd outage poll, a 503 renews
+    nothing, release on the 3rd clean poll; the client list at every step."""
+    pod = Pod(fake, fetcher, store, clock, poll_interval_seconds=30, lease_seconds=120,
+              components={"ashburn00001": ("ashburn",), "dublin000001": ("dublin",),
+                          "frankfurt001": ("frankfurt",)})
+    steps = [("major_outage", "ok"), ("major_outage", "ok"), ("partial_outage", "ok"),
+             ("partial_outage", "500"), ("operational", "ok"), ("operational", "ok"),
+             ("operational", "ok")]
+    seen = []
+    for status, mode in steps:
+        fake.set_status("ashburn00001", status)
+        fake.mode = mode
+        await pod.runner.tick()
+        record = store.live().get("ashburn")
+        seen.append((served(store), record.until - clock.now if record else None))
+        clock.advance(30)
+    drained = ["umatilla", "roaming"]
+    assert [(CONFIGURED, None), (drained, 120), (drained, 120), (drained, 90),
+            (drained, 120), (drained, 120), (CONFIGURED, None)] == seen

@@ -304,7 +304,7 @@ class _Round:
             elif status in self.c.act_on and self.statuses.get(component) == status:
                 self._note(edge, Action.RENEW, Rule.CONFIRMED, component, status)
             else:
-                t = self.tracks[component]
+                t = self.tracks.get(component, Track())
                 self._note(edge, Action.RENEW, Rule.CLEARING, component, status,
                            f"{t.clean_polls}/{self.c.clear_polls} clean polls")
 

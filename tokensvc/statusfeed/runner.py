@@ -39,7 +39,7 @@ from typing import NamedTuple, Protocol
 from tokensvc.errors import StoreError
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import JITTER, FeedConfig
-from tokensvc.statusfeed.decide import Lease, Operator, Plan, Track, decide
+from tokensvc.statusfeed.decide import Action, Lease, Operator, Plan, Track, decide
 from tokensvc.statusfeed.feed import FeedError, poll
 
 log = logging.getLogger("tokensvc.statusfeed")
@@ -75,7 +75,10 @@ class LeaseStore(Protocol):
         ...
 
     async def undrain_holds(self) -> frozenset[str]:
-        """Edges an operator undrained while a feed lease held them."""
+        """Edges an operator undrained while a feed lease held them. ``edges undrain`` writes
+        the hold (with a long expiry, e.g. 24 h, so none is forgotten forever) when the record
+        it deletes has a ``statusfeed:`` reason; the feed ends it once the edge's components
+        are operational."""
         ...
 
     async def end_undrain_hold(self, edge: str) -> None: ...
@@ -151,8 +154,9 @@ class FeedRunner:
             await self.store.release_lease(lease.edge, lease.reason)
         for edge in plan.ended_holds:
             await self.store.end_undrain_hold(edge)
-        for decision in plan.decisions:
-            log.info("status feed decision: %s", decision)
+        for decision in plan.decisions:  # changes at info, the rest (renewals, skips) at debug
+            changed = decision.action in (Action.DRAIN, Action.RELEASE, Action.END_HOLD)
+            log.log(logging.INFO if changed else logging.DEBUG, "status feed: %s", decision)
         return plan
 
     def poke(self) -> None:
