@@ -68,8 +68,8 @@ def run(s: Mapping[str, Any]) -> Plan:
 
 
 def after(s: Mapping[str, Any], plan: Plan) -> dict[str, Lease]:
-    """The feed leases the store holds once the plan is written."""
-    held = dict(s["leases"])
+    """The live feed leases the store holds once the plan is written."""
+    held = {e: lease for e, lease in s["leases"].items() if lease.until > NOW}
     for lease in plan.releases:
         held.pop(lease.edge, None)
     held.update({lease.edge: lease for lease in plan.writes})
