@@ -158,6 +158,18 @@ def test_a_new_drain_needs_confirm_polls_of_outage_now(s: dict[str, Any]) -> Non
         assert before.active or before.outage_polls + 1 >= config.confirm_polls
 
 
+@settings(max_examples=150, deadline=None)
+@given(scenarios())
+def test_an_undrain_hold_ends_only_when_its_components_are_operational(
+        s: dict[str, Any]) -> None:
+    """A hold is dropped only on a poll where every component mapped to the edge is
+    operational."""
+    config: FeedConfig = s["config"]
+    statuses = s["statuses"] or {}
+    for edge in run(s).ended_holds:
+        assert all("operational" == statuses.get(c) for c in config.components_of(edge))
+
+
 # -- by example ---------------------------------------------------------------------------
 
 CONFIG = FeedConfig(url="http://127.0.0.1/api/v2/components.json",
@@ -224,3 +236,12 @@ def test_a_stale_gap_resets_the_counters() -> None:
                   tracks={"a": Track(5, 0, True)}, leases={}, operator=Operator(),
                   client_lists={})
     assert ((), Track(1, 0, False)) == (plan.writes, plan.tracks["a"])
+
+
+def test_a_lease_of_an_unmapped_component_is_renewed_while_the_edge_clears() -> None:
+    """The held lease names a component no longer mapped; the edge's mapped component is
+    clearing: the lease is renewed under its own name, nothing raises."""
+    lease = Lease("ashburn", "gone", "major_outage", NOW + 30)
+    plan = step({"a": "operational"}, {"a": Track(0, 0, True)}, {"ashburn": lease})
+    assert (Lease("ashburn", "gone", "major_outage", NOW + 60),) == plan.writes
+    assert Rule.CLEARING == plan.decisions[0].rule
