@@ -97,7 +97,7 @@ def _client_lists(directory: str | None) -> ClientLists:
     from tokensvc.clients import load_clients
 
     out: dict[str, Sequence[Sequence[str]]] = {}
-    for client_id, client in load_clients(directory).items():
+    for client_id, client in load_clients(directory, os.environ).items():
         policy = client.edges
         out[client_id] = [policy.default, *policy.by_country.values()]
     return out
