@@ -181,6 +181,27 @@ def test_pem_key_type_must_match_algorithms(tmp_path: Path) -> None:
     assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
 
 
+def test_a_pem_rsa_key_under_2048_bits_is_refused_at_load(tmp_path: Path) -> None:
+    """A 1024-bit RSA key is named by check-config, not silently dropped at verify time."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the point
+    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
+                                        "public_keys": [{"pem": _pem(weak)}]})
+    assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
+
+
+@pytest.mark.parametrize(("algorithms", "length", "refused"), [
+    (["HS256"], 32, False), (["HS384"], 47, True), (["HS384"], 48, False),
+    (["HS256", "HS512"], 63, True), (["HS512"], 64, False),
+])
+def test_the_hmac_secret_is_as_long_as_the_longest_allowed_hash(
+        tmp_path: Path, algorithms: list[str], length: int, refused: bool) -> None:
+    """RFC 7518: an HS secret at least as long as the hash output, per allowed algorithm."""
+    write_client(tmp_path, "app", auth={"algorithms": algorithms, "hs256_secret": "s" * length})
+    assert refused == (("app.yaml", "auth.hs256_secret") in problems_of(tmp_path))
+
+
 def test_changed_secret_file_changes_the_signature(tmp_path: Path) -> None:
     """A rotated {file:} secret changes the reload signature, so it is picked up."""
     from tokensvc.clients import directory_signature

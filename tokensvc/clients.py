@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from tokensvc.clientschema import schema_problems
 from tokensvc.edges import EdgePolicy, is_country
 from tokensvc.errors import ConfigError, Problem
+from tokensvc.jwks import key_problem
 from tokensvc.secret import (
     MAX_SECRET_FILE_BYTES,
     Secret,
@@ -59,7 +60,9 @@ MAX_EVENTS = 50_000
 #: Parsed values (aliases counted each time they are used) and nesting a file may hold.
 MAX_NODES = 100_000
 MAX_DEPTH = 32
-MIN_HMAC_SECRET = 32
+#: Shortest HMAC secret per algorithm: the hash's output size (RFC 7518 section 3.2; pyjwt
+#: warns below it). A client allowing several HS algorithms needs the longest.
+MIN_HMAC_SECRET = {"HS256": 32, "HS384": 48, "HS512": 64}
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*")
 _KEY_TYPES: dict[str, Any] = {
     "RS": rsa.RSAPublicKey, "PS": rsa.RSAPublicKey, "ES": ec.EllipticCurvePublicKey,
@@ -447,8 +450,10 @@ def _auth(ctx: _Ctx, a: dict[str, Any]) -> AuthConfig:
     hmac_secret = None
     if "hs256_secret" in a:
         hmac_secret = ctx.secret(a["hs256_secret"], "auth.hs256_secret")
-        if hmac_secret is not None and len(hmac_secret.reveal()) < MIN_HMAC_SECRET:
-            ctx.problem("auth.hs256_secret", f"must be at least {MIN_HMAC_SECRET} characters")
+        need = max((MIN_HMAC_SECRET[a] for a in algorithms if a in MIN_HMAC_SECRET), default=32)
+        if hmac_secret is not None and len(hmac_secret.reveal().encode()) < need:
+            ctx.problem("auth.hs256_secret",
+                        f"must be at least {need} bytes for {', '.join(algorithms)}")
     lifetime = a.get("max_token_lifetime_seconds")
     return AuthConfig(type="jwt", algorithms=tuple(algorithms), jwks_url=jwks_url,
                       public_keys=tuple(pems), hmac_secret=hmac_secret, issuer=a["issuer"],
@@ -489,6 +494,10 @@ def _read_pem(ctx: _Ctx, entry: dict[str, str], where: str,
     if not isinstance(key, tuple(wanted)):
         ctx.problem(where, f"a {type(key).__name__.lstrip('_')} cannot verify "
                            f"{', '.join(algorithms)}")
+        return None
+    weak = key_problem(key)
+    if weak is not None:
+        ctx.problem(where, f"refused: {weak}")
         return None
     return pem
 
