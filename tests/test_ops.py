@@ -68,7 +68,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
                                   "\uff11h", "\u0661\u0662", "1\uff10m", "99999999999d",
                                   "366d", "9" * 400, "+5m", "1_0m"])
 def test_parse_duration_rejects(text: str) -> None:
-    """Empty, zero, negative, malformed, non-ASCII-digit (full-width "１h", Arabic-Indic) and
+    """Empty, zero, negative, malformed, non-ASCII-digit (full-width, Arabic-Indic) and
     over-the-maximum (365d by default) durations are refused with ValueError."""
     with pytest.raises(ValueError):
         parse_duration(text)
