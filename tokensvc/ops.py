@@ -42,7 +42,9 @@ Merge rule (``sync``); the rule itself (``Entry.wins_over``, ``merge``, ``in_for
   identity from a region that missed the undo. They are kept for ``TOMBSTONE_SECONDS``
   (30 days): longer than any drain may last (``MAX_DRAIN_SECONDS``, 7 days). A region that
   stayed unreachable for longer than that must not be synced from; flush its ``tokensvc:*``
-  drain and block keys and sync into it instead.
+  drain and block keys and sync into it instead. Blocks may outlast a tombstone (365 days, or
+  permanent): a region that missed an unblock must be synced within those 30 days, or the
+  stale block comes back with the next sync.
 """
 
 from __future__ import annotations
