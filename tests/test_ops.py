@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from redis_servers import Node
-from support import eventually
+from support import eventually, write_client
 from tokensvc.errors import ConfigError
 from tokensvc.ops import Ops, Region, format_duration, load_ops_config, parse_duration
 from tokensvc.ops_cli import add_ops_commands
@@ -64,9 +64,12 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert seconds == parse_duration(text)
 
 
-@pytest.mark.parametrize("text", ["", "0", "0m", "-5m", "5x", "m5", "1h 30m", "1.5h"])
+@pytest.mark.parametrize("text", ["", "0", "0m", "-5m", "5x", "m5", "1h 30m", "1.5h",
+                                  "\uff11h", "\u0661\u0662", "1\uff10m", "99999999999d",
+                                  "366d", "9" * 400, "+5m", "1_0m"])
 def test_parse_duration_rejects(text: str) -> None:
-    """Empty, zero, negative and malformed durations are refused."""
+    """Empty, zero, negative, malformed, non-ASCII-digit (full-width, Arabic-Indic) and
+    over-the-maximum (365d by default) durations are refused with ValueError."""
     with pytest.raises(ValueError):
         parse_duration(text)
 
@@ -104,7 +107,7 @@ def test_ops_config_forms_and_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
         "  us-east: redis+sentinel://a:1,b:2/tokensvc\n"
         f"  eu-west: {{url: {{env: EU_URL}}, password: {{file: {tmp_path / 'pw'}}}}}\n"
     )
-    regions = load_ops_config(config, os.environ)
+    regions = load_ops_config(config, os.environ).regions
     assert (["us-east", "eu-west"], "s3cret") == (
         [r.name for r in regions], regions[1].password.reveal() if regions[1].password else ""
     )
@@ -121,12 +124,19 @@ def test_ops_config_reports_every_problem_without_secrets(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("argv", [
+    ["edges", "drain", "dublin", "--for", "99999999999d"],
+    ["edges", "drain", "dublin", "--for", "\uff11h"],
     ["edges", "drain", "frankfort"],
     ["edges", "drain", "roaming"],
     ["edges", "drain", "dublin", "--for", "soon"],
     ["edges", "drain", "dublin", "--for", "8d"],
-    ["identities", "block", "Bad Client", "alice"],
-    ["identities", "block", "acme", ""],
+    ["identities", "block", "Bad Client", "alice", "--for", "1h"],
+    ["identities", "block", "acme", "", "--for", "1h"],
+    ["identities", "block", "acme", "alice"],
+    ["identities", "block", "acme", "alice", "--for", "99999999999d"],
+    ["identities", "block", "acme", "alice", "--for", "\uff11h"],
+    ["identities", "block", "acme", "alice", "--for", "366d"],
+    ["identities", "block", "acme", "alice", "--for", "1h", "--permanent"],
 ])
 def test_bad_input_exits_2_before_connecting(argv: list[str], tmp_path: Path) -> None:
     """Unknown edges, roaming, bad durations and bad names exit 2 (nothing is contacted: the
@@ -238,18 +248,21 @@ async def test_identities_block_list_unblock(
     us, eu = node_factory(), node_factory()
     pod_us, pod_eu = await pods(us.url), await pods(eu.url)
     config = str(write_ops_config(tmp_path / "ops.yaml", {"us": us.url, "eu": eu.url}))
+    clients = str(tmp_path / "clients")
+    write_client(tmp_path / "clients", "acme")
 
     def blocked() -> list[bool]:
         return [p.snapshot.is_blocked("acme", "mallory", time.time()) for p in (pod_us, pod_eu)]
 
-    block = await asyncio.to_thread(cli, "identities", "block", "acme", "mallory",
-                                    "--reason", "fraud", "--ops-config", config)
+    block = await asyncio.to_thread(cli, "identities", "block", "acme", "mallory", "--permanent",
+                                    "--reason", "fraud", "--ops-config", config,
+                                    "--config", clients)
     await eventually(lambda: all(blocked()), 2.0)
     capsys.readouterr()
     listed = await asyncio.to_thread(cli, "identities", "list", "--json", "--ops-config", config)
     doc = json.loads(capsys.readouterr().out)
     unblock = await asyncio.to_thread(cli, "identities", "unblock", "acme", "mallory",
-                                      "--ops-config", config)
+                                      "--ops-config", config, "--config", clients)
     await eventually(lambda: not any(blocked()), 2.0)
     entries = doc["regions"]["eu"]["entries"]
     assert (0, 0, 0) == (block, listed, unblock)

@@ -1,9 +1,24 @@
 """Operator tooling: edge drains and identity blocks written to every region's Redis.
 
-    OpsConfig / Region      which Redis each region runs (``regions: {name: url}`` YAML)
+    OpsConfig / Region      which Redis each region runs (``regions: {name: url}`` YAML), and
+                            optionally where the client files are (``clients_dir``)
     Ops                     drain / undrain / block / unblock / show / sync, all regions at once
     RegionResult            what happened in one region (ok, or why not)
-    parse_duration()        "30m", "1h30m", "2d", "90" (seconds)
+    parse_duration()        "30m", "1h30m", "2d", "90" (seconds; ASCII digits; bounded)
+    find_client() / block_identity()
+                            the client a block is for, and the exact Twilio identity to store:
+                            a raw subject is mapped as the token path maps it
+
+What a block matches: the service compares stored blocks with the caller's *Twilio identity*
+(``tokensvc.identity.to_twilio_identity`` of the verified subject, with the client's encoding
+and prefix), never with the raw subject. So the operator's input is mapped here, the same way,
+before it is stored: blocking subject ``auth0|777`` stores ``auth0_7c777`` (escape encoding),
+and a different caller whose raw subject is the string ``auth0_7c777`` (Twilio identity
+``auth0__7c777``) is not blocked. ``--twilio-identity`` takes the stored form directly, and is
+refused unless the client could ever issue it (right prefix, encoding round-trips).
+
+Limits: a drain lasts at most ``MAX_DRAIN_SECONDS`` (7 days), a block at most
+``MAX_BLOCK_SECONDS`` (365 days) unless it is explicitly permanent.
 
 Every command is sent to every region concurrently, each bounded by a timeout, and reports
 per region. A command is idempotent: it writes one versioned entry (``at`` = when the operator
@@ -27,12 +42,15 @@ Merge rule (``sync``); the rule itself (``Entry.wins_over``, ``merge``, ``in_for
   identity from a region that missed the undo. They are kept for ``TOMBSTONE_SECONDS``
   (30 days): longer than any drain may last (``MAX_DRAIN_SECONDS``, 7 days). A region that
   stayed unreachable for longer than that must not be synced from; flush its ``tokensvc:*``
-  drain and block keys and sync into it instead.
+  drain and block keys and sync into it instead. Blocks may outlast a tombstone (365 days, or
+  permanent): a region that missed an unblock must be synced within those 30 days, or the
+  stale block comes back with the next sync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,7 +60,9 @@ from typing import Any
 
 import yaml
 
-from tokensvc.errors import ConfigError, Problem, StoreError
+from tokensvc.clients import ClientConfig, scan_clients
+from tokensvc.errors import ConfigError, Forbidden, Problem, StoreError
+from tokensvc.identity import decode_identity, is_valid_twilio_identity, to_twilio_identity
 from tokensvc.secret import Secret, read_secret_file
 from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.entries import (
@@ -57,28 +77,38 @@ from tokensvc.store.entries import (
 from tokensvc.store.urls import Timeouts, parse_url
 
 MAX_DRAIN_SECONDS = 7 * 86400.0
+MAX_BLOCK_SECONDS = 365 * 86400.0
 #: Each region's share of a command; an unreachable region is reported, not waited for.
 REGION_TIMEOUT = 5.0
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+# ASCII digits only: str.isdigit() and ``\d`` also accept full-width and other scripts' digits.
+_DURATION = re.compile(r"(?:[0-9]+[smhd])+|[0-9]+")
+_DURATION_PART = re.compile(r"([0-9]+)([smhd])")
+_MAX_DURATION_TEXT = 32  # bounds the integers parsed (no huge-number work, no float overflow)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 assert TOMBSTONE_SECONDS > MAX_DRAIN_SECONDS  # noqa: S101 - the merge rule depends on it
 
 
-def parse_duration(text: str) -> float:
-    """``90`` or ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m`` -> seconds (> 0)."""
-    raw = text.strip().lower()
+def parse_duration(text: str, maximum: float = MAX_BLOCK_SECONDS) -> float:
+    """``90`` or ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m`` -> seconds, in (0, ``maximum``].
+
+    Raises ValueError (with a message for the operator) for anything else: non-ASCII digits,
+    spaces inside, fractions, zero, or more than ``maximum``."""
+    raw = text.strip(" \t").lower()
+    if len(raw) > _MAX_DURATION_TEXT or not raw.isascii() or not _DURATION.fullmatch(raw):
+        raise ValueError(f"not a duration: {text!r} (ASCII digits with s, m, h or d, "
+                         "e.g. 90s, 30m, 2h, 1d, 1h30m)")
     if raw.isdigit():
         seconds = int(raw)
     else:
-        parts = _DURATION.findall(raw)
-        if not parts or "".join(n + u for n, u in parts) != raw:
-            raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d, 1h30m)")
-        seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+        seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(raw))
     if seconds <= 0:
         raise ValueError(f"duration must be > 0: {text!r}")
+    if seconds > maximum:  # compared as integers: no float conversion of a huge number
+        raise ValueError(f"{text.strip()} is longer than the maximum, "
+                         f"{format_duration(maximum)}")
     return float(seconds)
 
 
@@ -112,9 +142,22 @@ class Region:
         )
 
 
-def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> list[Region]:
+@dataclass(frozen=True)
+class OpsConfig:
+    """The ops config file: every region's Redis, and optionally the client directory (a path
+    relative to the ops config file's own directory, or absolute)."""
+
+    regions: list[Region]
+    clients_dir: Path | None = None
+
+
+_OPS_KEYS = frozenset({"regions", "clients_dir"})
+
+
+def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> OpsConfig:
     """Read an ops config::
 
+        clients_dir: ../clients_config               # optional: for `identities block|unblock`
         regions:
           us-east: redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/tokensvc
           eu-west:
@@ -130,15 +173,24 @@ def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> list[Region
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([Problem(source, "", f"cannot read: {exc.strerror}")]) from None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise ConfigError([Problem(source, "", "not valid YAML")]) from None
     problems: list[Problem] = []
     regions: list[Region] = []
     raw_regions = doc.get("regions") if isinstance(doc, dict) else None
     if not isinstance(raw_regions, dict) or not raw_regions:
         raise ConfigError([Problem(source, "regions", "must map region names to Redis URLs")])
-    if isinstance(doc, dict) and set(doc) - {"regions"}:
-        problems.append(Problem(source, "", f"unknown keys: {sorted(set(doc) - {'regions'})}"))
+    assert isinstance(doc, dict)  # noqa: S101 - narrowed by the check above
+    unknown = sorted(str(k) for k in set(doc) - _OPS_KEYS)
+    if unknown:
+        problems.append(Problem(source, "", f"unknown keys: {unknown}"))
+    clients_dir: Path | None = None
+    raw_dir = doc.get("clients_dir")
+    if raw_dir is not None:
+        if not isinstance(raw_dir, str) or not raw_dir.strip():
+            problems.append(Problem(source, "clients_dir", "must be a directory path"))
+        else:
+            clients_dir = Path(path).parent / raw_dir
     for name, spec in raw_regions.items():
         where = f"regions.{name}"
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -152,7 +204,7 @@ def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> list[Region
         regions.append(region)
     if problems:
         raise ConfigError(problems)
-    return regions
+    return OpsConfig(regions, clients_dir)
 
 
 def _region(
@@ -207,7 +259,7 @@ def _secret(
     raise ConfigError([Problem(source, where, "must be a string, {env: NAME} or {file: PATH}")])
 
 
-def regions_from_env(environ: Mapping[str, str]) -> list[Region]:
+def regions_from_env(environ: Mapping[str, str]) -> OpsConfig:
     """No ops config: the one Redis of ``TOKENSVC_REDIS_URL``, named by ``TOKENSVC_REGION``."""
     from tokensvc.settings import Settings
 
@@ -218,8 +270,65 @@ def regions_from_env(environ: Mapping[str, str]) -> list[Region]:
             "set TOKENSVC_OPS_CONFIG (or --ops-config), or TOKENSVC_REDIS_URL for one region",
         )])
     parse_url(settings.redis_url.reveal())
-    return [Region(settings.region, settings.redis_url, settings.redis_password,
-                   settings.redis_sentinel_password)]
+    return OpsConfig([Region(settings.region, settings.redis_url, settings.redis_password,
+                             settings.redis_sentinel_password)])
+
+
+def find_client(directory: Path, client_id: str, environ: Mapping[str, str]) -> ClientConfig:
+    """The client ``client_id`` of the client files in ``directory``, loaded as the service
+    loads it; ValueError naming the known ids (closest first) when there is no such client, or
+    the problems of its file when that file does not load."""
+    result = scan_clients(directory, environ)
+    by_id = {c.client_id: c for c in result.clients.values()}
+    if client_id in by_id:
+        return by_id[client_id]
+    own = [p for p in result.problems if Path(p.source).stem == client_id]
+    if own:
+        raise ValueError(f"client {client_id!r} does not load: " + "; ".join(map(str, own)))
+    if not by_id:
+        why = "; ".join(map(str, result.problems)) or "no clients"
+        raise ValueError(f"no clients found in {directory} ({why}); give --config DIR "
+                         "or set clients_dir in the ops config")
+    close = difflib.get_close_matches(client_id, list(by_id), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(f"unknown client {client_id!r} in {directory}; {hint}"
+                     f"known: {', '.join(sorted(by_id))}")
+
+
+def block_identity(
+    client: ClientConfig, subject: str | None, twilio_identity: str | None
+) -> str:
+    """The Twilio identity a block must store: ``subject`` (the caller's raw identity, e.g.
+    ``auth0|777``) mapped through the client's identity encoding and prefix exactly as the
+    token path maps it, or ``twilio_identity`` as given once it is one this client can issue.
+    Exactly one of them. ValueError saying why otherwise."""
+    if (subject is None) == (twilio_identity is None):
+        raise ValueError("give the caller's SUBJECT, or --twilio-identity NAME (not both)")
+    auth = client.auth
+    if subject is not None:
+        try:
+            return to_twilio_identity(subject, auth.identity_encoding, auth.identity_prefix)
+        except Forbidden as exc:
+            raise ValueError(f"subject {subject!r} never gets a token from client "
+                             f"{client.client_id!r}: {exc.detail}") from None
+    assert twilio_identity is not None  # noqa: S101 - exactly one of the two is set
+    name = twilio_identity
+    if not is_valid_twilio_identity(name):
+        raise ValueError(f"not a Twilio identity: {name!r} (letters, digits and underscore, "
+                         "at most 121); to block a caller by subject, omit --twilio-identity")
+    if not name.startswith(auth.identity_prefix):
+        raise ValueError(f"every Twilio identity of client {client.client_id!r} starts with "
+                         f"{auth.identity_prefix!r}; {name!r} is never issued")
+    rest = name[len(auth.identity_prefix):]
+    try:
+        raw = decode_identity(rest) if auth.identity_encoding == "escape" else rest
+        issued = to_twilio_identity(raw, auth.identity_encoding, auth.identity_prefix)
+    except (ValueError, Forbidden):  # UnicodeDecodeError is a ValueError
+        issued = ""
+    if issued != name:
+        raise ValueError(f"client {client.client_id!r} never issues {name!r} "
+                         f"({auth.identity_encoding} encoding)")
+    return name
 
 
 @dataclass

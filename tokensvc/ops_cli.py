@@ -2,14 +2,22 @@
 
     edges drain EDGE [--for 30m] [--reason TEXT]       edges undrain EDGE
     edges list [--json]                                edges sync
-    identities block CLIENT IDENTITY [--for D] [--reason TEXT]
-    identities unblock CLIENT IDENTITY                 identities list [--json]
-    identities sync
+    identities block CLIENT (SUBJECT | --twilio-identity NAME) (--for D | --permanent)
+                     [--reason TEXT] [--config DIR]
+    identities unblock CLIENT (SUBJECT | --twilio-identity NAME) [--config DIR]
+    identities list [--json]                           identities sync
 
 Each takes ``--ops-config FILE`` (default ``TOKENSVC_OPS_CONFIG``); without one, the single
 Redis of ``TOKENSVC_REDIS_URL`` is used, as the region named by ``TOKENSVC_REGION``.
-Exit status: 0 every region done, 1 some region failed (re-run, or ``sync`` later), 2 bad
-input (unknown edge, bad duration, bad ops config). URLs and passwords are never printed.
+``identities block|unblock`` also read the client files (``--config DIR``, else the ops
+config's ``clients_dir``, else ``TOKENSVC_CONFIG_DIR``) to check the client exists and to map
+the subject to the Twilio identity the service compares blocks with; they print that identity
+before writing anything.
+
+Exit status: 0 every region done, 1 some region failed (re-run, or ``sync`` later) or, for a
+listing, no region could be read at all; 2 bad input (unknown edge or client, bad duration,
+block without ``--for`` or ``--permanent``, bad ops config), before any region is contacted.
+Bad input is one ``error: ...`` line, never a traceback. URLs and passwords are never printed.
 """
 
 from __future__ import annotations
@@ -24,14 +32,17 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tokensvc.errors import ConfigError
 from tokensvc.ops import (
+    MAX_BLOCK_SECONDS,
     MAX_DRAIN_SECONDS,
     Ops,
-    Region,
+    OpsConfig,
     RegionResult,
+    block_identity,
+    find_client,
     format_duration,
     load_ops_config,
     parse_duration,
@@ -39,10 +50,14 @@ from tokensvc.ops import (
 )
 from tokensvc.store.entries import BLOCKS, DRAINS, Entry, parse_block_field
 
+if TYPE_CHECKING:
+    from tokensvc.settings import Settings
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
 _CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # as client file names (tokensvc.clients)
 _MAX_IDENTITY = 256
+_MAX_REASON = 200
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -72,20 +87,33 @@ def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
                                         metavar="COMMAND")
 
     p = _command(id_cmds, "block", "refuse tokens (403) for an identity of a client", _block)
-    p.add_argument("client", metavar="CLIENT")
-    p.add_argument("identity", metavar="IDENTITY")
-    p.add_argument("--for", dest="duration", default=None,
-                   help="how long (e.g. 1h, 7d); default until unblocked")
-    p.add_argument("--reason", default="")
+    _identity_arguments(p)
+    p.add_argument("--for", dest="duration", default=None, metavar="DURATION",
+                   help=f"how long (e.g. 1h, 7d; at most {format_duration(MAX_BLOCK_SECONDS)})")
+    p.add_argument("--permanent", action="store_true",
+                   help="no expiry: until `identities unblock` (give this or --for)")
+    p.add_argument("--reason", default="", help="shown by `identities list`")
 
     p = _command(id_cmds, "unblock", "lift a block", _unblock)
-    p.add_argument("client", metavar="CLIENT")
-    p.add_argument("identity", metavar="IDENTITY")
+    _identity_arguments(p)
 
     p = _command(id_cmds, "list", "active blocks, per region", _blocks_list)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     _command(id_cmds, "sync", "reconcile regions that missed blocks/unblocks", _blocks_sync)
+
+
+def _identity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("client", metavar="CLIENT", help="the client id (its file name)")
+    parser.add_argument("subject", metavar="SUBJECT", nargs="?", default=None,
+                        help="the caller's raw identity as the identity provider sends it "
+                             "(e.g. auth0|777), mapped as the token path maps it")
+    parser.add_argument("--twilio-identity", default=None, metavar="NAME",
+                        help="the exact Twilio identity instead of SUBJECT (as in token "
+                             "responses and logs)")
+    parser.add_argument("--config", type=Path, default=None, metavar="DIR",
+                        help="client directory (default: clients_dir of the ops config, "
+                             "else TOKENSVC_CONFIG_DIR)")
 
 
 def _command(
@@ -107,12 +135,11 @@ def _command(
 def _edges_drain(ns: argparse.Namespace) -> int:
     try:
         edge = _edge(ns.edge)
-        seconds = parse_duration(ns.duration)
-        if seconds > MAX_DRAIN_SECONDS:
-            raise ValueError(f"a drain lasts at most {format_duration(MAX_DRAIN_SECONDS)}")
+        seconds = parse_duration(ns.duration, MAX_DRAIN_SECONDS)
+        _reason(ns.reason)
     except ValueError as exc:
         return _usage(exc)
-    return _run(ns, lambda ops: ops.drain(edge, seconds, ns.reason),
+    return _run_ns(ns, lambda ops: ops.drain(edge, seconds, ns.reason),
                 f"drain {edge} for {format_duration(seconds)}", "edges")
 
 
@@ -121,7 +148,7 @@ def _edges_undrain(ns: argparse.Namespace) -> int:
         edge = _edge(ns.edge)
     except ValueError as exc:
         return _usage(exc)
-    return _run(ns, lambda ops: ops.undrain(edge), f"undrain {edge}", "edges")
+    return _run_ns(ns, lambda ops: ops.undrain(edge), f"undrain {edge}", "edges")
 
 
 def _edges_list(ns: argparse.Namespace) -> int:
@@ -129,27 +156,63 @@ def _edges_list(ns: argparse.Namespace) -> int:
 
 
 def _edges_sync(ns: argparse.Namespace) -> int:
-    return _run(ns, lambda ops: ops.sync(DRAINS), "sync drains", "edges")
+    return _run_ns(ns, lambda ops: ops.sync(DRAINS), "sync drains", "edges")
 
 
 def _block(ns: argparse.Namespace) -> int:
     try:
-        client, identity = _client(ns.client), _identity(ns.identity)
-        seconds = None if ns.duration is None else parse_duration(ns.duration)
+        client = _client(ns.client)
+        if ns.permanent and ns.duration is not None:
+            raise ValueError("give --for DURATION or --permanent, not both")
+        if not ns.permanent and ns.duration is None:
+            raise ValueError("a block must say how long it lasts: --for DURATION (at most "
+                             f"{format_duration(MAX_BLOCK_SECONDS)}) or --permanent")
+        seconds = None if ns.permanent else parse_duration(ns.duration, MAX_BLOCK_SECONDS)
+        _reason(ns.reason)
     except ValueError as exc:
         return _usage(exc)
+    target = _target(ns, client)
+    if isinstance(target, int):
+        return target
+    config, identity = target
     span = "until unblocked" if seconds is None else f"for {format_duration(seconds)}"
-    return _run(ns, lambda ops: ops.block(client, identity, seconds, ns.reason),
+    return _run(config, lambda ops: ops.block(client, identity, seconds, ns.reason),
                 f"block {client}/{identity} {span}", "identities")
 
 
 def _unblock(ns: argparse.Namespace) -> int:
     try:
-        client, identity = _client(ns.client), _identity(ns.identity)
+        client = _client(ns.client)
     except ValueError as exc:
         return _usage(exc)
-    return _run(ns, lambda ops: ops.unblock(client, identity),
+    target = _target(ns, client)
+    if isinstance(target, int):
+        return target
+    config, identity = target
+    return _run(config, lambda ops: ops.unblock(client, identity),
                 f"unblock {client}/{identity}", "identities")
+
+
+def _target(ns: argparse.Namespace, client_id: str) -> tuple[OpsConfig, str] | int:
+    """The ops config and the Twilio identity to block, printed; or the exit status."""
+    config = _ops_config(ns)
+    if isinstance(config, int):
+        return config
+    environ = os.environ  # the CLI edge
+    try:
+        for given in (ns.subject, ns.twilio_identity):
+            if given is not None:
+                _identity(given)
+        directory = ns.config or config.clients_dir or _settings(environ).config_dir
+        client = find_client(directory, client_id, environ)
+        identity = block_identity(client, ns.subject, ns.twilio_identity)
+    except (ValueError, ConfigError) as exc:
+        return _usage(exc)
+    how = ("as given" if ns.subject is None else
+           f"from subject {ns.subject!r}, {client.auth.identity_encoding} encoding"
+           + (f", prefix {client.auth.identity_prefix!r}" if client.auth.identity_prefix else ""))
+    print(f"twilio identity: {identity} ({how})")
+    return config, identity
 
 
 def _blocks_list(ns: argparse.Namespace) -> int:
@@ -157,7 +220,7 @@ def _blocks_list(ns: argparse.Namespace) -> int:
 
 
 def _blocks_sync(ns: argparse.Namespace) -> int:
-    return _run(ns, lambda ops: ops.sync(BLOCKS), "sync blocks", "identities")
+    return _run_ns(ns, lambda ops: ops.sync(BLOCKS), "sync blocks", "identities")
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -182,9 +245,20 @@ def _client(name: str) -> str:
 
 
 def _identity(identity: str) -> str:
-    if not identity or len(identity) > _MAX_IDENTITY or not identity.isprintable():
+    if not identity or len(identity) > _MAX_IDENTITY or not _printable(identity):
         raise ValueError(f"identity must be 1-{_MAX_IDENTITY} printable characters")
     return identity
+
+
+def _reason(reason: str) -> str:
+    if len(reason) > _MAX_REASON or not _printable(reason):
+        raise ValueError(f"--reason must be at most {_MAX_REASON} printable characters")
+    return reason
+
+
+def _printable(text: str) -> bool:
+    # Lone surrogates (undecodable argv bytes) would fail when printed or stored.
+    return text.isprintable() and not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _usage(exc: Exception, out: TextIO | None = None) -> int:
@@ -192,33 +266,40 @@ def _usage(exc: Exception, out: TextIO | None = None) -> int:
     return EXIT_USAGE
 
 
-def _regions(ns: argparse.Namespace) -> list[Region]:
+def _settings(environ: os._Environ[str]) -> Settings:
+    from tokensvc.settings import Settings
+
+    return Settings.from_env(environ)
+
+
+def _ops_config(ns: argparse.Namespace) -> OpsConfig | int:
+    """The ops config of ``--ops-config`` / TOKENSVC_OPS_CONFIG, else the one region of
+    TOKENSVC_REDIS_URL; or exit status 2 with the problems."""
     environ = os.environ  # the CLI edge: the one place ops commands take the environment
-    path: Path | None = ns.ops_config
-    if path is None:
-        from tokensvc.settings import Settings
-
-        path = Settings.from_env(environ).ops_config
-    return load_ops_config(path, environ) if path is not None else regions_from_env(environ)
-
-
-def _ops(ns: argparse.Namespace) -> Ops | int:
     try:
-        return Ops(_regions(ns))
+        path: Path | None = ns.ops_config or _settings(environ).ops_config
+        return load_ops_config(path, environ) if path is not None else regions_from_env(environ)
     except ConfigError as exc:
         return _usage(exc)
 
 
-def _run(
+def _run_ns(
     ns: argparse.Namespace,
     action: Callable[[Ops], Coroutine[Any, Any, list[RegionResult]]],
     what: str,
     group: str,
 ) -> int:
-    ops = _ops(ns)
-    if isinstance(ops, int):
-        return ops
-    results = asyncio.run(action(ops))
+    config = _ops_config(ns)
+    return config if isinstance(config, int) else _run(config, action, what, group)
+
+
+def _run(
+    config: OpsConfig,
+    action: Callable[[Ops], Coroutine[Any, Any, list[RegionResult]]],
+    what: str,
+    group: str,
+) -> int:
+    results = asyncio.run(action(Ops(config.regions)))
     print(what)
     width = max(len(r.region) for r in results)
     for r in results:
@@ -236,11 +317,12 @@ def _exit(results: list[RegionResult], group: str) -> int:
 
 
 def _run_list(ns: argparse.Namespace, kind: str) -> int:
-    ops = _ops(ns)
-    if isinstance(ops, int):
-        return ops
-    results = asyncio.run(ops.show(kind))
+    config = _ops_config(ns)
+    if isinstance(config, int):
+        return config
+    results = asyncio.run(Ops(config.regions).show(kind))
     now = time.time()
+    what = "drains" if kind == DRAINS else "blocks"
     if ns.json:
         print(json.dumps({
             "regions": {
@@ -249,8 +331,14 @@ def _run_list(ns: argparse.Namespace, kind: str) -> int:
                 for r in results
             }
         }, indent=2))
-    else:
+    elif any(r.ok for r in results):
         _print_table(kind, results, now)
+    if not any(r.ok for r in results):
+        # Nothing was read: "no active drains" would be a claim nobody checked.
+        for r in results:
+            print(f"region {r.region}: FAILED ({r.detail})", file=sys.stderr)
+        print(f"could not read any region: active {what} unknown", file=sys.stderr)
+        return EXIT_PARTIAL
     return _exit(results, "edges" if kind == DRAINS else "identities")
 
 
