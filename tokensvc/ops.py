@@ -63,7 +63,7 @@ import yaml
 from tokensvc.clients import ClientConfig, scan_clients
 from tokensvc.errors import ConfigError, Forbidden, Problem, StoreError
 from tokensvc.identity import decode_identity, is_valid_twilio_identity, to_twilio_identity
-from tokensvc.secret import Secret, read_secret_file
+from tokensvc.secret import Secret, SecretRefError, resolve_secret
 from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.entries import (
     BLOCKS,
@@ -238,25 +238,15 @@ def _region(
 def _secret(
     value: Any, where: str, source: str, environ: Mapping[str, str]
 ) -> Secret | None:
-    # TODO(lead): replace with the one secret-resolution function of tokensvc.secret.
+    """An ops-config secret: a literal (the ops config is an operator's own file), {env:} or
+    {file:}, by the service's one rule set (``tokensvc.secret.resolve_secret``)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return Secret(value)
-    if isinstance(value, dict) and len(value) == 1:
-        if "env" in value:
-            found = environ.get(str(value["env"]))
-            if not found:
-                raise ConfigError([Problem(source, where, f"env {value['env']} is not set")])
-            return Secret(found)
-        if "file" in value:
-            try:
-                return read_secret_file(str(value["file"]))
-            except OSError as exc:
-                raise ConfigError(
-                    [Problem(source, where, f"cannot read file: {exc.strerror}")]
-                ) from None
-    raise ConfigError([Problem(source, where, "must be a string, {env: NAME} or {file: PATH}")])
+    try:
+        return resolve_secret(value, environ, allow_literal=True)
+    except SecretRefError as exc:
+        field = f"{where}.{exc.field}" if exc.field else where
+        raise ConfigError([Problem(source, field, exc.message)]) from None
 
 
 def regions_from_env(environ: Mapping[str, str]) -> OpsConfig:
