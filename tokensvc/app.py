@@ -59,7 +59,7 @@ from tokensvc.token_endpoint import TokenEndpoint
 log = logging.getLogger("tokensvc.request")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ADMIN_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
-METHODS_ON_TOKEN_PATH = "POST, OPTIONS"  # the Allow header; POST is served outside the router
+ALLOW_POST = "POST, OPTIONS"  # Allow on the token path; its POST bypasses the router
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -69,7 +69,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         raise NotFound()
     headers = dict(exc.headers or {})
     if token_client(request.scope["path"]) is not None:
-        headers["Allow"] = METHODS_ON_TOKEN_PATH
+        headers["Allow"] = ALLOW_POST
     raise MethodNotAllowed(headers=headers)
 
 
