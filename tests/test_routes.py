@@ -245,3 +245,127 @@ def test_client_without_usable_idp_keys_is_503_so_callers_fail_over(tmp_path: Pa
     with make_client(tmp_path, http_timeout=0.5) as c:
         r = c.post(TOKEN, headers=auth())
     assert_problem(r, 503, "not_ready")
+
+
+# --- issue 13: HTTP defects -------------------------------------------------------------
+
+
+def test_repeated_forwarded_for_lines_are_one_list(tmp_path: Path) -> None:
+    """A caller-written X-Forwarded-For line before the proxy's own line does not escape the
+    per-IP limit: repeated lines are joined (RFC 9110 §5.3) and the proxy's entry is used."""
+    write_client(tmp_path, "app", rate_limit={"per_ip": "2/minute", "per_identity": None})
+    with make_client(tmp_path, client_ip_header="x-forwarded-for", trusted_hops=1) as c:
+        codes = [c.post(TOKEN, headers=[("authorization", f"Bearer {assertion(f'u{i}')}"),
+                                        ("x-forwarded-for", f"10.0.0.{i}"),
+                                        ("x-forwarded-for", "198.51.100.7")]).status_code
+                 for i in range(3)]
+    assert [200, 200, 429] == codes
+
+
+def test_repeated_country_header_takes_the_proxys_last_line(config_dir: Path) -> None:
+    """Of a repeated trusted country header, the last line (the proxy's) decides."""
+    with make_client(config_dir, country_header="x-country") as c:
+        headers = [("authorization", f"Bearer {assertion()}"), ("x-country", "JP"),
+                   ("x-country", "IE")]
+        token_edges = c.post(TOKEN, headers=headers).json()["edges"]
+        listed = c.get("/v1/clients/app/edges", headers=headers[1:]).json()
+    assert ("dublin", "dublin", "IE") == (token_edges[0], listed["edges"][0],
+                                          listed["country"])
+
+
+@pytest.mark.parametrize("path", ["/livez/", "/v1/clients/app/edges/", TOKEN + "/"])
+def test_trailing_slash_is_404_not_a_redirect(client: TestClient, path: str) -> None:
+    """A trailing slash answers 404 problem+json, never a redirect to the Host header."""
+    assert_problem(client.get(path, follow_redirects=False), 404, "not_found")
+    assert_problem(client.post(path, headers=auth(), follow_redirects=False), 404,
+                   "not_found")
+
+
+@pytest.mark.parametrize("path", ["/v1/clients/app%2Ftoken", "/v1/clients/app%2Fedges",
+                                  "/v1/clients%2Fapp/token"])
+def test_encoded_slash_is_not_a_path_separator(client: TestClient, path: str) -> None:
+    """Routing uses the raw path: %2F inside a segment is not a slash (404)."""
+    assert 404 == client.post(path, headers=auth()).status_code
+    assert 404 == client.get(path).status_code
+
+
+@pytest.mark.parametrize("hint", ["ZZ", "QX", "IRL", "i", " ie", "1E"])
+def test_country_hint_that_is_not_a_country_is_400(client: TestClient, hint: str) -> None:
+    """A caller-supplied country that is not an ISO 3166-1 code is 400, in the token body and
+    in the edges query."""
+    assert_problem(client.post(TOKEN, headers=auth(), json={"country": hint}), 400,
+                   "invalid_request")
+    assert_problem(client.get("/v1/clients/app/edges", params={"country": hint}), 400,
+                   "invalid_request")
+
+
+def test_kosovo_is_a_country(client: TestClient) -> None:
+    """XK (in the country table, not in ISO 3166-1 proper) is accepted."""
+    assert 200 == client.post(TOKEN, headers=auth(), json={"country": "xk"}).status_code
+
+
+def test_header_country_that_is_not_a_country_is_unknown(tmp_path: Path) -> None:
+    """Two letters from the trusted header that are no country count as unknown: default
+    edges, country null, and the metric label is unknown."""
+    write_client(tmp_path, "app")
+    with make_client(tmp_path, country_header="x-country", admin_port=9090) as c:
+        admin = TestClient(c.app, base_url="http://127.0.0.1:9090")
+        c.post(TOKEN, headers={**auth(), "x-country": "ZZ"})
+        listed = c.get("/v1/clients/app/edges", headers={"x-country": "QX"}).json()
+        text = admin.get("/metrics").text
+    assert (None, ["ashburn", "umatilla", "roaming"]) == (listed["country"], listed["edges"])
+    assert 'country="ZZ"' not in text
+    assert 'tokensvc_edges_returned_total{client="app",country="unknown"' in text
+
+
+def test_missing_credential_with_a_bad_body_reports_the_body(client: TestClient) -> None:
+    """Documented order: the body is checked before the credential (400, not 401)."""
+    r = client.post(TOKEN, content=b"{", headers={"content-type": "application/json"})
+    assert_problem(r, 400, "invalid_request")
+
+
+def test_http2_on_cleartext_is_refused(config_dir: Path) -> None:
+    """Prior-knowledge HTTP/2 (and so an h2c upgrade, which reaches the app as HTTP/2) and an
+    `Upgrade: h2c` header are refused with 505 on the cleartext port by default."""
+    app = make_client(config_dir).app
+
+    async def as_http2(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            scope = {**scope, "http_version": "2"}
+        await app(scope, receive, send)
+
+    with TestClient(as_http2, base_url="http://127.0.0.1:8080") as c:
+        r2 = c.post(TOKEN, headers=auth())
+    with make_client(config_dir) as c:
+        upgrade = c.post(TOKEN, headers={**auth(), "Upgrade": "h2c"})
+        plain = c.post(TOKEN, headers=auth())
+    assert_problem(r2, 505, "http_version_not_supported")
+    assert_problem(upgrade, 505, "http_version_not_supported")
+    assert 200 == plain.status_code
+
+
+def test_http2_allowed_by_flag(config_dir: Path) -> None:
+    """create_app(allow_http2=True) serves HTTP/2 on cleartext."""
+    from tokensvc.app import create_app
+    from tokensvc.settings import Settings
+
+    app = create_app(Settings(config_dir=config_dir, reload_interval=0.0), allow_http2=True)
+
+    async def as_http2(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            scope = {**scope, "http_version": "2"}
+        await app(scope, receive, send)
+
+    with TestClient(as_http2, base_url="http://127.0.0.1:8080") as c:
+        assert 200 == c.post(TOKEN, headers=auth()).status_code
+
+
+def test_unexpected_error_in_a_router_route_is_a_500_problem(client: TestClient) -> None:
+    """An exception in a Starlette route is rendered like the token path's: 500 internal."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def broken() -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    service.readiness = broken
+    assert_problem(client.get("/readyz"), 500, "internal")
