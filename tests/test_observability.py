@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -17,8 +18,6 @@ from support import (
     serve,
     write_client,
 )
-import logging
-
 from tokensvc.observability import (
     AccessLog,
     Fingerprinter,
