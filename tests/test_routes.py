@@ -44,9 +44,12 @@ def test_token_response_shape(client: TestClient) -> None:
 
 
 def test_identity_comes_from_token_not_body(client: TestClient) -> None:
-    """A jwt client refuses an identity in the body (400)."""
+    """A jwt client refuses a body identity other than its token's (403, issue 13: the
+    document allows the field); repeating the token's identity is accepted."""
     r = client.post(TOKEN, headers=auth(), json={"identity": "mallory"})
-    assert_problem(r, 400, "invalid_request")
+    assert_problem(r, 403, "forbidden")
+    same = client.post(TOKEN, headers=auth(), json={"identity": "alice"})
+    assert (200, "alice") == (same.status_code, same.json()["identity"])
 
 
 def test_country_hint_orders_edges(client: TestClient) -> None:
@@ -318,9 +321,18 @@ def test_header_country_that_is_not_a_country_is_unknown(tmp_path: Path) -> None
     assert 'tokensvc_edges_returned_total{client="app",country="unknown"' in text
 
 
-def test_missing_credential_with_a_bad_body_reports_the_body(client: TestClient) -> None:
-    """Documented order: the body is checked before the credential (400, not 401)."""
-    r = client.post(TOKEN, content=b"{", headers={"content-type": "application/json"})
+@pytest.mark.parametrize("body", [b"{", b'{"identity": "mallory"}', b'{"country": "ZZ"}'])
+def test_missing_credential_is_reported_before_the_body(client: TestClient,
+                                                        body: bytes) -> None:
+    """Documented order: no credential is a 401 whatever the body (not its 400)."""
+    r = client.post(TOKEN, content=body, headers={"content-type": "application/json"})
+    assert_problem(r, 401, "unauthenticated")
+
+
+def test_invalid_credential_with_a_bad_body_reports_the_body(client: TestClient) -> None:
+    """Documented order: a present credential is verified after the body (400, not 401)."""
+    r = client.post(TOKEN, content=b"{", headers={"content-type": "application/json",
+                                                  "authorization": "Bearer not-a-jwt"})
     assert_problem(r, 400, "invalid_request")
 
 

@@ -1,6 +1,7 @@
 """The token use case, independent of HTTP: ``issue(service, client, request, facts)``.
 
-    per-IP limit -> client keys usable? -> verify caller -> Twilio identity -> blocked? ->
+    per-IP limit -> client keys usable? -> verify caller -> Twilio identity -> the body's
+    identity, if any, is that one (jwt clients) -> blocked? ->
     per-identity limit -> edges for the caller's country, minus drains -> mint -> Issued
 
 It raises ``ApiError`` for every refusal and records what the access log and the request
@@ -89,6 +90,10 @@ async def issue(service: Service, client: Client, request: TokenRequest,
     raw_identity = await client.auth.verify(request.credential, request.identity)
     identity = to_twilio_identity(raw_identity, cfg.auth.identity_encoding,
                                   cfg.auth.identity_prefix)
+    if cfg.auth.type == "jwt" and request.identity is not None and (
+            request.identity not in (raw_identity, identity)):
+        # A jwt client's identity is the token's; the body may only repeat it.
+        raise Forbidden("the body's identity is not the one the caller's token proves")
     facts.identity_fp = service.fingerprint(cfg.client_id, identity)
     now = time.time()
     blocked = cfg.blocked_identities

@@ -21,10 +21,12 @@ PROBLEM_CODES = [cls.code for cls in api_errors()]
 ORDER_OF_CHECKS = (
     "Checks run in this order, and the first failure answers: 505 (HTTP/2 on cleartext), "
     "431 (headers), 503 (not serving), 404 (unknown client), 413/408 (body size and "
-    "deadline), 415/400 (the body), 429 (per-IP limit), 503 (identity-provider keys "
-    "unavailable), 401 (credential), 403 (identity blocked), 429 (per-identity limit). The "
-    "body is checked before the credential on purpose: an api_key client's caller names its "
-    "identity in the body, and a malformed request is refused before a signature is checked."
+    "deadline), 401 (Authorization header missing or not 'Bearer <credential>'), 415/400 "
+    "(the body), 429 (per-IP limit), 503 (identity-provider keys unavailable), 401 "
+    "(credential not valid), 403 (body identity not the token's, identity blocked), 429 (per-identity limit). A missing "
+    "credential is reported before any problem of the body; the credential is verified "
+    "after the body, because an api_key client's caller names its identity there. A null "
+    "field means the field is absent."
 )
 
 
@@ -113,11 +115,11 @@ OPENAPI: dict[str, Any] = {
                             "headers": _CORS,
                             "content": {"application/json": {"schema": {
                                 "$ref": "#/components/schemas/TokenResponse"}}}},
-                    "400": _problem("Invalid body (invalid_request), also an identity in "
-                                    "the body of a jwt client"),
+                    "400": _problem("Invalid body (invalid_request)"),
                     "401": _problem("Missing or invalid caller credential (unauthenticated)",
                                     {"WWW-Authenticate": _header("Bearer challenge")}),
-                    "403": _problem("Identity blocked (forbidden)"),
+                    "403": _problem("Identity blocked, or a jwt client's body names another "
+                                    "identity than its token (forbidden)"),
                     "404": _problem("Unknown client (unknown_client) or path (not_found)"),
                     "408": _problem("Body not received in time (request_timeout)"),
                     "413": _problem("Body too large (payload_too_large)"),
@@ -172,17 +174,19 @@ OPENAPI: dict[str, Any] = {
             "TokenRequest": {
                 "type": "object", "additionalProperties": False,
                 "properties": {
-                    "platform": {"type": "string", "enum": list(PLATFORMS)},
-                    "apns_environment": {"type": "string", "enum": list(APNS_ENVIRONMENTS)},
-                    "country": {"type": "string", "pattern": country_pattern(),
+                    "platform": {"type": ["string", "null"], "enum": [*PLATFORMS, None]},
+                    "apns_environment": {"type": ["string", "null"],
+                                         "enum": [*APNS_ENVIRONMENTS, None]},
+                    "country": {"type": ["string", "null"], "pattern": country_pattern(),
                                 "description": "ISO 3166-1 alpha-2 hint (either case); a "
                                                "trusted load-balancer header wins; anything "
                                                "else is a 400"},
-                    "identity": {"type": "string", "minLength": 1, "maxLength": 1024,
-                                 "description": "api_key and none clients only: the identity "
-                                                "to mint for. A jwt client takes the identity "
-                                                "from the caller's token and answers 400 "
-                                                "invalid_request when this is present."},
+                    "identity": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024,
+                                 "description": "api_key and none clients: the identity to "
+                                                "mint for (required). jwt clients take the "
+                                                "identity from the caller's token; this may "
+                                                "repeat it, and any other value is 403 "
+                                                "forbidden."},
                 },
             },
             "TokenResponse": {

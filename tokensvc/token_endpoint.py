@@ -9,10 +9,12 @@ and exception middleware (measured in bench/RESULTS.md). It reads the body itsel
 size cap and a total deadline (a drip-fed body gets 408).
 
 Order of checks (documented in the OpenAPI description): not serving (503), unknown client
-(404), the body (413, 408, 415, 400), then in ``issue`` the per-IP limit (429), the client's
-keys (503), the credential (401), the identity (403, 429). The body comes before the
-credential on purpose: an ``api_key`` client's credential names its identity in the body,
-and a malformed request is refused before any signature is checked.
+(404), reading the body (413, 408), a missing or malformed ``Authorization`` header (401),
+the body (415, 400), then in ``issue`` the per-IP limit (429), the client's keys (503), the
+credential's verification (401), the identity (403, 429). So a caller without a credential
+always learns that first, whatever its body; verification comes after the body because an
+``api_key`` client's caller names its identity there, and a malformed request is refused
+before any signature is checked.
 
 Headers: the first line of a repeated header wins, except the two a proxy writes. The
 client-IP header's lines are one comma-joined list (RFC 9110 §5.3; HAProxy adds its own line
@@ -28,6 +30,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from tokensvc.auth import bearer
 from tokensvc.clientset import Client
 from tokensvc.edges import is_country, normalize_country
 from tokensvc.errors import (
@@ -176,11 +179,9 @@ class TokenEndpoint:
         platform = _choice(data, "platform", PLATFORMS) or "browser"
         apns = _choice(data, "apns_environment", APNS_ENVIRONMENTS)
         identity = data.get("identity")
-        if identity is not None:
-            if client.config.auth.type == "jwt":
-                raise InvalidRequest("identity comes from the caller's token, not the body")
-            if not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY:
-                raise InvalidRequest("identity must be a non-empty string")
+        if identity is not None and (
+                not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY):
+            raise InvalidRequest("identity must be a non-empty string")
         hint = country_hint(data.get("country"))
         return TokenRequest(
             credential=headers.get("authorization"), platform=platform,
@@ -204,6 +205,8 @@ class TokenEndpoint:
             facts.response_headers = cors
         settings = service.settings
         body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout)
+        if client.config.auth.type != "none":
+            bearer(headers.get("authorization"))  # missing or malformed: 401 before the body
         peer = scope.get("client")
         request = self.parse(client, headers, body, peer[0] if peer else None)
         issued = await issue(service, client, request, facts)
