@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -21,7 +22,7 @@ from tokensvc.openapi import OPENAPI
 from tokensvc.paths import EDGES_PATH, TOKEN_PATH
 
 
-def schema(name: str) -> dict:
+def schema(name: str) -> dict[str, Any]:
     """A component schema with its $refs resolvable."""
     return {**OPENAPI["components"]["schemas"][name], "components": OPENAPI["components"]}
 

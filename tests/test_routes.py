@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import jwt
 import pytest
@@ -14,14 +16,24 @@ from support import API_KEY_SECRET, ORIGIN, assertion, write_client
 TOKEN = "/v1/clients/app/token"
 
 
-def auth(sub: str = "alice", **claims: object) -> dict[str, str]:
+def auth(sub: str = "alice", **claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {assertion(sub, **claims)}"}
 
 
-def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+class Answer(Protocol):
+    """What a test client's response offers (the TestClient's httpx flavour varies)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def json(self) -> Any: ...
+
+
+def assert_problem(response: Answer, status: int, code: str) -> dict[str, Any]:
     assert (status, "application/problem+json") == (
         response.status_code, response.headers["content-type"])
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert (code, status) == (body["code"], body["status"])
     assert {"type", "title", "detail"} <= set(body)
     return body
