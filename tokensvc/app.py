@@ -49,7 +49,7 @@ from tokensvc.errors import (
 )
 from tokensvc.observability import FACTS_KEY, AccessLog, Fingerprinter, RequestFacts, Telemetry
 from tokensvc.observability import metrics as process_metrics
-from tokensvc.paths import EDGES_PATH, TOKEN_PATH, route_label, token_client
+from tokensvc.paths import EDGES_PATH, TOKEN_PATH, classify, token_client
 from tokensvc.render import problem
 from tokensvc.service import Service
 from tokensvc.settings import Settings
@@ -111,7 +111,8 @@ class RequestContext:
         if raw is not None and b"%" in raw:
             scope["path"] = raw.decode("latin-1")  # route on what was sent, not its decoding
         route_path: str = scope["path"]
-        facts = RequestFacts(request_id, scope["method"], path, route_label(route_path))
+        route, client_id = classify(route_path)
+        facts = RequestFacts(request_id, scope["method"], path, route)
         scope[FACTS_KEY] = facts
         status = 500
         started = False
@@ -140,7 +141,7 @@ class RequestContext:
                 raise NotFound("admin port: metrics and probes only")
             if route_path == "/metrics" and not on_admin:
                 raise NotFound("metrics are served on the admin port")
-            if scope["method"] == "POST" and (client_id := token_client(route_path)) is not None:
+            if client_id is not None and scope["method"] == "POST":
                 await self.token(scope, receive, send_wrapper, client_id, facts)
             else:
                 await self.app(scope, receive, send_wrapper)

@@ -27,15 +27,17 @@ def _segment(path: str, prefix: str, suffix: str) -> str | None:
     return None
 
 
+def classify(path: str) -> tuple[str, str | None]:
+    """``(route label, client id if a token path)``; the label is ``token``, ``edges`` or
+    ``other`` (bounded, for metrics)."""
+    client = _segment(path, _TOKEN_PREFIX, _TOKEN_SUFFIX)
+    if client is not None:
+        return "token", client
+    if _segment(path, _EDGES_PREFIX, _EDGES_SUFFIX) is not None:
+        return "edges", None
+    return "other", None
+
+
 def token_client(path: str) -> str | None:
     """The ``{client}`` segment of a token path, else None."""
     return _segment(path, _TOKEN_PREFIX, _TOKEN_SUFFIX)
-
-
-def route_label(path: str) -> str:
-    """The bounded ``route`` label of a path: ``token``, ``edges`` or ``other``."""
-    if _segment(path, _TOKEN_PREFIX, _TOKEN_SUFFIX) is not None:
-        return "token"
-    if _segment(path, _EDGES_PREFIX, _EDGES_SUFFIX) is not None:
-        return "edges"
-    return "other"

@@ -45,7 +45,7 @@ from tokensvc.errors import (
 from tokensvc.issuance import TokenRequest, issue
 from tokensvc.minting import APNS_ENVIRONMENTS, PLATFORMS
 from tokensvc.observability import RequestFacts
-from tokensvc.render import json_answer
+from tokensvc.render import send_json
 from tokensvc.service import Service
 from tokensvc.settings import Settings
 
@@ -182,7 +182,9 @@ class TokenEndpoint:
         if identity is not None and (
                 not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY):
             raise InvalidRequest("identity must be a non-empty string")
-        hint = country_hint(data.get("country"))
+        hint = data.get("country")
+        if hint is not None:
+            hint = country_hint(hint)
         return TokenRequest(
             credential=headers.get("authorization"), platform=platform,
             apns_environment=apns, identity=identity,
@@ -210,4 +212,4 @@ class TokenEndpoint:
         peer = scope.get("client")
         request = self.parse(client, headers, body, peer[0] if peer else None)
         issued = await issue(service, client, request, facts)
-        await json_answer(issued.document(), 200, {**NO_STORE, **cors})(scope, receive, send)
+        await send_json(send, issued.document(), {**NO_STORE, **cors})
