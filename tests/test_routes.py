@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest import make_client
-from support import API_KEY_SECRET, ORIGIN, assertion, write_client
+from support import API_KEY_SECRET, ORIGIN, assertion, serve, write_client
 
 TOKEN = "/v1/clients/app/token"
 
@@ -393,3 +393,35 @@ def test_unexpected_error_in_a_router_route_is_a_500_problem(client: TestClient)
 
     service.readiness = broken
     assert_problem(client.get("/readyz"), 500, "internal")
+
+
+@pytest.mark.slow
+def test_real_server_refuses_prior_knowledge_http2(config_dir: Path, tmp_path: Path) -> None:
+    """Against `tokensvc serve`, an HTTP/2 connection with prior knowledge gets 505 on its
+    stream (Hypercorn speaks h2c; the application refuses it on cleartext)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    with serve(config_dir, tmp_path) as served, socket.create_connection(
+            ("127.0.0.1", served.port), timeout=5) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", "/v1/clients/app/edges"),
+                              (":scheme", "http"), (":authority", "127.0.0.1")],
+                          end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status = None
+        for _ in range(50):  # bounded: frames until the response headers arrive
+            data = sock.recv(65535)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            sock.sendall(conn.data_to_send())
+            if status is not None:
+                break
+    assert b"505" == status
