@@ -71,3 +71,9 @@ def test_country_normalization() -> None:
     """Country hints are upper-cased ISO alpha-2 or ignored."""
     assert ("IE", None, None, None) == (normalize_country(" ie "), normalize_country("IRL"),
                                         normalize_country("1E"), normalize_country(""))
+
+
+def test_only_table_countries_are_countries() -> None:
+    """Two letters that are no ISO 3166-1 code are not a country; XK (in the table) is."""
+    assert (None, None, "XK", "JP") == (normalize_country("ZZ"), normalize_country("QX"),
+                                        normalize_country("xk"), normalize_country("JP"))

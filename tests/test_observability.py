@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -17,7 +18,14 @@ from support import (
     serve,
     write_client,
 )
-from tokensvc.observability import Fingerprinter
+from tokensvc.observability import (
+    AccessLog,
+    Fingerprinter,
+    Metrics,
+    RequestFacts,
+    Telemetry,
+    TextFormatter,
+)
 
 TOKEN = "/v1/clients/app/token"
 
@@ -150,3 +158,43 @@ def test_fingerprint_is_keyed_and_stable() -> None:
     """The same key gives the same fingerprint; another key a different one."""
     a, b = Fingerprinter(b"k1"), Fingerprinter(b"k2")
     assert a("app", "alice") == Fingerprinter(b"k1")("app", "alice") != b("app", "alice")
+
+
+def test_text_log_escapes_control_characters() -> None:
+    """In the text format a newline (or any control character) in a field or the message is
+    escaped, so a %0a in a path cannot write a forged second line."""
+    record = logging.LogRecord("tokensvc.request", logging.INFO, __file__, 1, "req\nuest",
+                               None, None)
+    record.path = "/v1/clients/app/token\n12:00:00 INFO    request status=200\x1b[2J"
+    line = TextFormatter().format(record)
+    assert 1 == len(line.splitlines())
+    assert "path=/v1/clients/app/token\\x0a12:00:00" in line
+    assert "\x1b" not in line and "req\\x0auest" in line
+
+
+def test_telemetry_emits_every_request_metric_from_the_facts() -> None:
+    """One Telemetry.request call writes the request, auth-failure, rate-limit, local-check,
+    minted and first-edge series from the request's facts."""
+    metrics = Metrics()
+    telemetry = Telemetry(metrics, AccessLog(logging.getLogger("test.access")), "eu")
+    telemetry.request(RequestFacts("r1", "POST", "/v1/clients/app/token", "token", status=200,
+                                   client="app", identity_fp="f", home_region="ie1",
+                                   country="IE", edge="dublin", local_rate_checks=2), 0.01)
+    telemetry.request(RequestFacts("r2", "POST", "/v1/clients/app/token", "token", status=401,
+                                   client="app", code="unauthenticated", reason="missing"),
+                      0.01)
+    telemetry.request(RequestFacts("r3", "POST", "/v1/clients/app/token", "token", status=429,
+                                   client="app", code="rate_limited", limited="ip"), 0.01)
+    r = metrics.registry.get_sample_value
+    assert [1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0] == [
+        r("tokensvc_token_requests_total", {"client": "app", "outcome": "ok", "status": "200"}),
+        r("tokensvc_token_requests_total",
+          {"client": "app", "outcome": "unauthenticated", "status": "401"}),
+        r("tokensvc_auth_failures_total", {"client": "app", "reason": "missing"}),
+        r("tokensvc_rate_limited_total", {"client": "app", "scope": "ip"}),
+        r("tokensvc_tokens_minted_total", {"client": "app", "home_region": "ie1"}),
+        r("tokensvc_rate_limit_local_total", {}),
+        r("tokensvc_edges_returned_total",
+          {"client": "app", "country": "IE", "first_edge": "dublin"}),
+        r("tokensvc_request_duration_seconds_count", {"route": "token"}),
+    ]

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from support import API_KEY_SECRET, ORIGIN, assertion, make_client, write_client
+from support import API_KEY_SECRET, ORIGIN, assertion, make_client, serve, write_client
 
 TOKEN = "/v1/clients/app/token"
 
 
-def auth(sub: str = "alice", **claims: object) -> dict[str, str]:
+def auth(sub: str = "alice", **claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {assertion(sub, **claims)}"}
 
 
-def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+class Answer(Protocol):
+    """What a test client's response offers (the TestClient's httpx flavour varies)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def json(self) -> Any: ...
+
+
+def assert_problem(response: Answer, status: int, code: str) -> dict[str, Any]:
     assert (status, "application/problem+json") == (
         response.status_code, response.headers["content-type"])
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert (code, status) == (body["code"], body["status"])
     assert {"type", "title", "detail"} <= set(body)
     return body
@@ -43,9 +55,12 @@ def test_token_response_shape(client: TestClient) -> None:
 
 
 def test_identity_comes_from_token_not_body(client: TestClient) -> None:
-    """A jwt client refuses an identity in the body (400)."""
+    """A jwt client refuses a body identity other than its token's (403, issue 13: the
+    document allows the field); repeating the token's identity is accepted."""
     r = client.post(TOKEN, headers=auth(), json={"identity": "mallory"})
-    assert_problem(r, 400, "invalid_request")
+    assert_problem(r, 403, "forbidden")
+    same = client.post(TOKEN, headers=auth(), json={"identity": "alice"})
+    assert (200, "alice") == (same.status_code, same.json()["identity"])
 
 
 def test_country_hint_orders_edges(client: TestClient) -> None:
@@ -254,3 +269,168 @@ def test_client_without_usable_idp_keys_is_503_so_callers_fail_over(tmp_path: Pa
     with make_client(tmp_path, http_timeout=0.5) as c:
         r = c.post(TOKEN, headers=auth())
     assert_problem(r, 503, "not_ready")
+
+
+# --- issue 13: HTTP defects -------------------------------------------------------------
+
+
+def test_repeated_forwarded_for_lines_are_one_list(tmp_path: Path) -> None:
+    """A caller-written X-Forwarded-For line before the proxy's own line does not escape the
+    per-IP limit: repeated lines are joined (RFC 9110 §5.3) and the proxy's entry is used."""
+    write_client(tmp_path, "app", rate_limit={"per_ip": "2/minute", "per_identity": None})
+    with make_client(tmp_path, client_ip_header="x-forwarded-for", trusted_hops=1) as c:
+        codes = [c.post(TOKEN, headers=[("authorization", f"Bearer {assertion(f'u{i}')}"),
+                                        ("x-forwarded-for", f"10.0.0.{i}"),
+                                        ("x-forwarded-for", "198.51.100.7")]).status_code
+                 for i in range(3)]
+    assert [200, 200, 429] == codes
+
+
+def test_repeated_country_header_takes_the_proxys_last_line(config_dir: Path) -> None:
+    """Of a repeated trusted country header, the last line (the proxy's) decides."""
+    with make_client(config_dir, country_header="x-country") as c:
+        headers = [("authorization", f"Bearer {assertion()}"), ("x-country", "JP"),
+                   ("x-country", "IE")]
+        token_edges = c.post(TOKEN, headers=headers).json()["edges"]
+        listed = c.get("/v1/clients/app/edges", headers=headers[1:]).json()
+    assert ("dublin", "dublin", "IE") == (token_edges[0], listed["edges"][0],
+                                          listed["country"])
+
+
+@pytest.mark.parametrize("path", ["/livez/", "/v1/clients/app/edges/", TOKEN + "/"])
+def test_trailing_slash_is_404_not_a_redirect(client: TestClient, path: str) -> None:
+    """A trailing slash answers 404 problem+json, never a redirect to the Host header."""
+    assert_problem(client.get(path, follow_redirects=False), 404, "not_found")
+    assert_problem(client.post(path, headers=auth(), follow_redirects=False), 404,
+                   "not_found")
+
+
+@pytest.mark.parametrize("path", ["/v1/clients/app%2Ftoken", "/v1/clients/app%2Fedges",
+                                  "/v1/clients%2Fapp/token"])
+def test_encoded_slash_is_not_a_path_separator(client: TestClient, path: str) -> None:
+    """Routing uses the raw path: %2F inside a segment is not a slash (404)."""
+    assert 404 == client.post(path, headers=auth()).status_code
+    assert 404 == client.get(path).status_code
+
+
+@pytest.mark.parametrize("hint", ["ZZ", "QX", "IRL", "i", " ie", "1E"])
+def test_country_hint_that_is_not_a_country_is_400(client: TestClient, hint: str) -> None:
+    """A caller-supplied country that is not an ISO 3166-1 code is 400, in the token body and
+    in the edges query."""
+    assert_problem(client.post(TOKEN, headers=auth(), json={"country": hint}), 400,
+                   "invalid_request")
+    assert_problem(client.get("/v1/clients/app/edges", params={"country": hint}), 400,
+                   "invalid_request")
+
+
+def test_kosovo_is_a_country(client: TestClient) -> None:
+    """XK (in the country table, not in ISO 3166-1 proper) is accepted."""
+    assert 200 == client.post(TOKEN, headers=auth(), json={"country": "xk"}).status_code
+
+
+def test_header_country_that_is_not_a_country_is_unknown(tmp_path: Path) -> None:
+    """Two letters from the trusted header that are no country count as unknown: default
+    edges, country null, and the metric label is unknown."""
+    write_client(tmp_path, "app")
+    with make_client(tmp_path, country_header="x-country", admin_port=9090) as c:
+        admin = TestClient(c.app, base_url="http://127.0.0.1:9090")
+        c.post(TOKEN, headers={**auth(), "x-country": "ZZ"})
+        listed = c.get("/v1/clients/app/edges", headers={"x-country": "QX"}).json()
+        text = admin.get("/metrics").text
+    assert (None, ["ashburn", "umatilla", "roaming"]) == (listed["country"], listed["edges"])
+    assert 'country="ZZ"' not in text
+    assert 'tokensvc_edges_returned_total{client="app",country="unknown"' in text
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"identity": "mallory"}', b'{"country": "ZZ"}'])
+def test_missing_credential_is_reported_before_the_body(client: TestClient,
+                                                        body: bytes) -> None:
+    """Documented order: no credential is a 401 whatever the body (not its 400)."""
+    r = client.post(TOKEN, content=body, headers={"content-type": "application/json"})
+    assert_problem(r, 401, "unauthenticated")
+
+
+def test_invalid_credential_with_a_bad_body_reports_the_body(client: TestClient) -> None:
+    """Documented order: a present credential is verified after the body (400, not 401)."""
+    r = client.post(TOKEN, content=b"{", headers={"content-type": "application/json",
+                                                  "authorization": "Bearer not-a-jwt"})
+    assert_problem(r, 400, "invalid_request")
+
+
+def test_http2_on_cleartext_is_refused(config_dir: Path) -> None:
+    """Prior-knowledge HTTP/2 (and so an h2c upgrade, which reaches the app as HTTP/2) and an
+    `Upgrade: h2c` header are refused with 505 on the cleartext port by default."""
+    app = make_client(config_dir).app
+
+    async def as_http2(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            scope = {**scope, "http_version": "2"}
+        await app(scope, receive, send)
+
+    with TestClient(as_http2, base_url="http://127.0.0.1:8080") as c:
+        r2 = c.post(TOKEN, headers=auth())
+    with make_client(config_dir) as c:
+        upgrade = c.post(TOKEN, headers={**auth(), "Upgrade": "h2c"})
+        plain = c.post(TOKEN, headers=auth())
+    assert_problem(r2, 505, "http_version_not_supported")
+    assert_problem(upgrade, 505, "http_version_not_supported")
+    assert 200 == plain.status_code
+
+
+def test_http2_allowed_by_flag(config_dir: Path) -> None:
+    """With TOKENSVC_ALLOW_HTTP2 on, HTTP/2 is served on cleartext."""
+    from tokensvc.app import create_app
+    from tokensvc.settings import Settings
+
+    app = create_app(Settings(config_dir=config_dir, reload_interval=0.0, allow_http2=True))
+
+    async def as_http2(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            scope = {**scope, "http_version": "2"}
+        await app(scope, receive, send)
+
+    with TestClient(as_http2, base_url="http://127.0.0.1:8080") as c:
+        assert 200 == c.post(TOKEN, headers=auth()).status_code
+
+
+def test_unexpected_error_in_a_router_route_is_a_500_problem(client: TestClient) -> None:
+    """An exception in a Starlette route is rendered like the token path's: 500 internal."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def broken() -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    service.readiness = broken
+    assert_problem(client.get("/readyz"), 500, "internal")
+
+
+@pytest.mark.slow
+def test_real_server_refuses_prior_knowledge_http2(config_dir: Path, tmp_path: Path) -> None:
+    """Against `tokensvc serve`, an HTTP/2 connection with prior knowledge gets 505 on its
+    stream (Hypercorn speaks h2c; the application refuses it on cleartext)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    with serve(config_dir, tmp_path) as served, socket.create_connection(
+            ("127.0.0.1", served.port), timeout=5) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", "/v1/clients/app/edges"),
+                              (":scheme", "http"), (":authority", "127.0.0.1")],
+                          end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status = None
+        for _ in range(50):  # bounded: frames until the response headers arrive
+            data = sock.recv(65535)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            sock.sendall(conn.data_to_send())
+            if status is not None:
+                break
+    assert b"505" == status

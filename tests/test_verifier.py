@@ -39,7 +39,7 @@ async def verifier(fake: FakeTwilio) -> AsyncIterator[TwilioVerifier]:
 def client(tmp_path: Path, **twilio: Any) -> ClientConfig:
     directory = tmp_path / "clients"
     write_client(directory, "app", twilio=twilio)
-    return load_clients(directory)["app"]
+    return load_clients(directory, {})["app"]
 
 
 def statuses(report: ClientReport) -> dict[str, str]:

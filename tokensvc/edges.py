@@ -103,8 +103,9 @@ def without_drained(edges: Iterable[str], drained: frozenset[str]) -> list[str]:
 
 
 def normalize_country(raw: str | None) -> str | None:
-    """An ISO alpha-2 code from a header or hint, or None when it is not one."""
+    """An ISO 3166-1 alpha-2 code (or XK) from a header, or None when it is not one:
+    any two letters are not a country (``ZZ``, ``QX`` are not in ``data/countries.csv``)."""
     if not raw:
         return None
     code = raw.strip().upper()
-    return code if len(code) == 2 and code.isascii() and code.isalpha() else None
+    return code if len(code) == 2 and is_country(code) else None

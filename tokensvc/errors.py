@@ -3,6 +3,7 @@
     TokensvcError                      base of everything this package raises on purpose
     ├── ConfigError                    a client file or setting is invalid (carries every Problem)
     ├── StoreError                     shared state (Redis) failed; callers fail open or closed
+    ├── ClientGone                     the caller disconnected mid-request: nothing to answer
     └── ApiError                       rendered as RFC 9457 problem+json, with a stable ``code``
         ├── InvalidRequest             400 invalid_request
         ├── Unauthenticated            401 unauthenticated (with WWW-Authenticate)
@@ -15,7 +16,9 @@
         ├── UnsupportedMediaType       415 unsupported_media_type
         ├── RateLimited                429 rate_limited (with Retry-After)
         ├── HeadersTooLarge            431 headers_too_large
-        └── NotReady                   503 not_ready
+        ├── InternalError              500 internal (what an unexpected exception becomes)
+        ├── NotReady                   503 not_ready
+        └── HttpVersionNotSupported    505 http_version_not_supported (HTTP/2 on cleartext)
 
 The ``code`` strings are part of the public API: clients switch on them, never on ``detail``.
 """
@@ -55,6 +58,10 @@ class ConfigError(TokensvcError):
 
 class StoreError(TokensvcError):
     """Shared state could not be read or written (Redis down, slow, read-only...)."""
+
+
+class ClientGone(TokensvcError):
+    """The client disconnected before its request body arrived: nothing to answer."""
 
 
 class ApiError(TokensvcError):
@@ -119,8 +126,11 @@ class UnsupportedMediaType(ApiError):
 class RateLimited(ApiError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
-    def __init__(self, detail: str = "", *, retry_after: int = 1) -> None:
+    def __init__(self, detail: str = "", *, retry_after: int = 1,
+                 scope: str = "identity") -> None:
         self.retry_after = max(1, int(retry_after))
+        #: which limit refused: "ip" or "identity" (a metric label)
+        self.scope = scope
         super().__init__(detail, headers={"Retry-After": str(self.retry_after)})
 
 
@@ -136,3 +146,20 @@ class InternalError(ApiError):
     """Never raised on purpose: what an unexpected exception is rendered as."""
 
     status, code, title = 500, "internal", "Internal error"
+
+
+class HttpVersionNotSupported(ApiError):
+    """HTTP/2 (prior knowledge or an h2c upgrade) on the cleartext port, unless allowed."""
+
+    status, code, title = 505, "http_version_not_supported", "HTTP version not supported"
+
+
+def api_errors() -> list[type[ApiError]]:
+    """Every concrete ApiError class, in the order of the tree above (the OpenAPI enum)."""
+    found: list[type[ApiError]] = []
+    pending = list(ApiError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

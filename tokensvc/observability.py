@@ -5,10 +5,18 @@ Logs go to stdout: JSON lines when stdout is not a TTY (or ``TOKENSVC_LOG_FORMAT
 ``LOG_FIELDS`` are emitted, so an accidental ``extra={"token": ...}`` cannot leak. Identities
 appear only as a keyed, non-reversible fingerprint.
 
+In text mode every field (and the message) has its control characters escaped, so a
+``%0a`` in a path cannot write a forged second line.
+
 Metrics use prometheus-client. With several Hypercorn workers the supervisor sets
 ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and ``/metrics`` aggregates every
 worker's files. Label values are bounded: configured client ids (else ``unknown``), ISO
 country codes (else ``unknown``), edge names from the catalogue, fixed outcome words.
+
+``Telemetry`` is the only writer of metrics. Per request, the request context fills one
+``RequestFacts`` (a slotted record: what the access log and the request metrics need) and
+hands it to ``Telemetry.request`` once; the other methods are the hooks for events that are
+not requests (config reloads, JWKS refreshes, Redis operations, state gauges).
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -62,14 +73,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}"
+
+
+def escape_text(value: object) -> str:
+    """``value`` as text with control characters (and the backslash) escaped: one line."""
+    return _CONTROL.sub(_escape_control, str(value))
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
-                 f"{record.levelname:<7}", record.getMessage()]
+                 f"{record.levelname:<7}", escape_text(record.getMessage())]
         for name in LOG_FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
-                parts.append(f"{name}={value}")
+                parts.append(f"{name}={escape_text(value)}")
         if record.exc_info and record.exc_info[0] is not None:
             parts.append(f"exception={record.exc_info[0].__name__}")
         return " ".join(parts)
@@ -227,3 +251,98 @@ def metrics() -> Metrics:
     if _metrics is None:
         _metrics = Metrics()
     return _metrics
+
+
+@dataclass(slots=True)
+class RequestFacts:
+    """What one request contributes to its access-log line and to the request metrics.
+
+    Created by the request context, filled along the one path a request takes (the token
+    endpoint names the client, ``issue`` adds the identity fingerprint and the edge, errors
+    their code and reason), read once by ``Telemetry.request``.
+    """
+
+    request_id: str
+    method: str
+    path: str
+    route: str
+    status: int = 500
+    client: str = "unknown"
+    code: str | None = None
+    reason: str | None = None  # why the caller was not authenticated (a bounded word)
+    limited: str | None = None  # the rate-limit scope that refused it: "ip" | "identity"
+    local_rate_checks: int = 0  # rate-limit checks counted locally (store unavailable)
+    identity_fp: str | None = None
+    home_region: str | None = None  # set once a token is minted
+    country: str | None = None
+    edge: str | None = None  # the first edge handed out
+    response_headers: dict[str, str] | None = None  # e.g. CORS, added to any answer
+
+
+class Telemetry:
+    """The one place metrics are written (and the request's access-log line)."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog, region: str) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        self.region = region
+        self._failovers_reported = 0
+
+    def request(self, facts: RequestFacts, elapsed: float) -> None:
+        """Called once per request (probes excepted), after the answer was sent."""
+        m = self.metrics
+        client = facts.client
+        m.child(m.latency, facts.route).observe(elapsed)
+        if facts.route == "token" and facts.method == "POST":
+            outcome = "ok" if facts.status == 200 else (facts.code or "error")
+            m.child(m.requests, client, outcome, str(facts.status)).inc()
+        if facts.local_rate_checks:
+            m.rate_local.inc(facts.local_rate_checks)
+        if facts.limited is not None:
+            m.child(m.rate_limited, client, facts.limited).inc()
+        if facts.reason is not None:
+            m.child(m.auth_failures, client, facts.reason).inc()
+        if facts.home_region is not None and facts.edge is not None:
+            m.child(m.minted, client, facts.home_region).inc()
+            m.child(m.first_edge, client, facts.country or "unknown", facts.edge).inc()
+        self.access_log.write({
+            "request_id": facts.request_id, "method": facts.method, "path": facts.path[:200],
+            "client": client, "status": facts.status, "code": facts.code,
+            "reason": facts.reason, "latency_ms": round(elapsed * 1000, 3),
+            "region": self.region, "identity_fp": facts.identity_fp, "edge": facts.edge,
+        })
+
+    def build(self) -> None:
+        self.metrics.set_build(self.region)
+
+    def config_reload(self, result: str) -> None:
+        self.metrics.child(self.metrics.reloads, result).inc()
+
+    def jwks_refresh(self, result: str) -> None:
+        self.metrics.child(self.metrics.jwks_refreshes, result).inc()
+
+    def store_operation(self, op: str, seconds: float, outcome: str) -> None:
+        self.metrics.child(self.metrics.redis_latency, op).observe(seconds)
+
+    def state(self, *, degraded: bool, failovers_seen: int, drained: Collection[str],
+              edges: Collection[str]) -> None:
+        """Copy shared-state health into gauges (periodically and on scrape)."""
+        m = self.metrics
+        m.redis_up.set(0 if degraded else 1)
+        if failovers_seen > self._failovers_reported:
+            m.redis_failovers.inc(failovers_seen - self._failovers_reported)
+            self._failovers_reported = failovers_seen
+        for edge in edges:
+            m.drained.labels(edge).set(1 if edge in drained else 0)
+
+    def render(self) -> tuple[bytes, str]:
+        return self.metrics.render()
+
+
+FACTS_KEY = "tokensvc.facts"
+
+
+def facts_of(scope: Mapping[str, Any]) -> RequestFacts:
+    """The request's facts, which the request context put in its ASGI scope."""
+    facts: RequestFacts = scope[FACTS_KEY]
+    return facts

@@ -1,21 +1,29 @@
-"""HTTP endpoints other than the token POST (see token_endpoint): thin Starlette handlers."""
+"""HTTP endpoints other than the token POST (see token_endpoint): thin Starlette handlers.
+
+Each parses what it needs, calls the service and returns a ``render`` answer; refusals are
+raised as ``ApiError`` and rendered by the request context, like every other route's.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from tokensvc.clientset import Client
 from tokensvc.edges import without_drained
 from tokensvc.errors import Forbidden, UnknownClient
-from tokensvc.issuance import cors_headers, country
+from tokensvc.observability import facts_of
+from tokensvc.openapi import OPENAPI
+from tokensvc.paths import TOKEN_PATH
+from tokensvc.render import Answer, body, empty, json_answer
 from tokensvc.service import Service
+from tokensvc.token_endpoint import RequestHeaders, cors_headers, country_hint
 
 EDGES_CACHE_SECONDS = 10
 PREFLIGHT_MAX_AGE = 600
+NO_STORE = {"Cache-Control": "no-store"}
+_TOKEN_SUFFIX = TOKEN_PATH.rsplit("}", 1)[1]
 
 
 def _service(request: Request) -> Service:
@@ -23,46 +31,42 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _context(request: Request) -> dict[str, Any]:
-    """Per-request fields for the access log line (see app.RequestContext)."""
-    ctx: dict[str, Any] = request.scope.setdefault("tokensvc", {})
-    return ctx
-
-
 def _client(request: Request, service: Service) -> Client:
     client_id = request.path_params["client"]
     client = service.clients.get(client_id)
     if client is None:
         raise UnknownClient(f"no client {client_id[:64]!r}")
-    _context(request)["client"] = client.id
+    facts_of(request.scope).client = client.id
     return client
 
 
-async def edges(request: Request) -> Response:
+async def edges(request: Request) -> Answer:
     service = _service(request)
     client = _client(request, service)
-    where = country(service, request.headers, request.query_params.get("country"))
+    parser = RequestHeaders(service.settings)
+    headers = parser.parse(request.scope["headers"])
+    where = parser.country(headers, country_hint(request.query_params.get("country")))
     listed = without_drained(client.config.edges.for_country(where),
                              service.shared.snapshot.drained(time.time()))
     vary = "Origin" + (f", {service.settings.country_header}" if service.settings.country_header
                        else "")
-    headers = {**cors_headers(client, request.headers),
-               "Cache-Control": f"public, max-age={EDGES_CACHE_SECONDS}", "Vary": vary}
-    return JSONResponse({"edges": listed, "country": where, "region": service.settings.region},
-                        headers=headers)
+    return json_answer({"edges": listed, "country": where, "region": service.settings.region},
+                       headers={**cors_headers(client, headers),
+                                "Cache-Control": f"public, max-age={EDGES_CACHE_SECONDS}",
+                                "Vary": vary})
 
 
-async def preflight(request: Request) -> Response:
+async def preflight(request: Request) -> Answer:
     service = _service(request)
     client = _client(request, service)
     origin = request.headers.get("origin", "")
     if origin not in client.config.allow_origins:
         raise Forbidden("origin not allowed for this client")
     method = request.headers.get("access-control-request-method", "")
-    allowed = "POST" if request.url.path.endswith("/token") else "GET"
+    allowed = "POST" if request.url.path.endswith(_TOKEN_SUFFIX) else "GET"
     if method.upper() != allowed:
         raise Forbidden(f"only {allowed} is allowed")
-    return Response(status_code=204, headers={
+    return empty(204, {
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Methods": f"{allowed}, OPTIONS",
         "Access-Control-Allow-Headers": "authorization, content-type, x-request-id",
@@ -71,21 +75,24 @@ async def preflight(request: Request) -> Response:
     })
 
 
-async def livez(request: Request) -> Response:
-    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+async def livez(request: Request) -> Answer:
+    return json_answer({"status": "ok"}, headers=NO_STORE)
 
 
-async def readyz(request: Request) -> Response:
+async def readyz(request: Request) -> Answer:
     service = _service(request)
     checks = service.readiness()
     status = 200 if service.ready else 503
-    return JSONResponse({"status": "ok" if status == 200 else "not_ready", "checks": checks,
-                         "region": service.settings.region}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
+    return json_answer({"status": "ok" if status == 200 else "not_ready", "checks": checks,
+                        "region": service.settings.region}, status, NO_STORE)
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Answer:
     service = _service(request)
     service.observe_state()
-    body, content_type = service.metrics.render()
-    return Response(body, media_type=content_type)
+    content, content_type = service.telemetry.render()
+    return body(content, content_type.encode())
+
+
+async def openapi(request: Request) -> Answer:
+    return json_answer(OPENAPI)

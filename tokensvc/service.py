@@ -1,14 +1,13 @@
-"""The running service: settings, live clients, shared state, metrics, readiness."""
+"""The running service: settings, live clients, shared state, telemetry, readiness."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from tokensvc.clients import ClientConfig
 from tokensvc.clientset import ClientSet
 from tokensvc.edges import EDGES
-from tokensvc.observability import Fingerprinter, Metrics
+from tokensvc.observability import Fingerprinter, Telemetry
 from tokensvc.settings import Settings
 from tokensvc.store.shared import SharedState
 
@@ -18,10 +17,9 @@ class Service:
     settings: Settings
     clients: ClientSet
     shared: SharedState
-    metrics: Metrics
+    telemetry: Telemetry
     fingerprint: Fingerprinter = field(default_factory=Fingerprinter)
     draining: bool = False
-    _failovers_reported: int = 0
 
     @property
     def serving(self) -> bool:
@@ -49,23 +47,8 @@ class Service:
             "jwks": self.clients.jwks_status(),
         }
 
-    def observe_rate(self, shared: bool) -> None:
-        if not shared:
-            self.metrics.rate_local.inc()
-
-    def observe_token(self, cfg: ClientConfig, country: str | None, first_edge: str) -> None:
-        m = self.metrics
-        m.child(m.minted, cfg.client_id, cfg.twilio.home_region).inc()
-        m.child(m.first_edge, cfg.client_id, country or "unknown", first_edge).inc()
-
     def observe_state(self) -> None:
-        """Copy shared-state health into gauges (called periodically and on scrape)."""
-        m = self.metrics
-        m.redis_up.set(0 if self.shared.degraded else 1)
-        failovers = self.shared.failovers_seen
-        if failovers > self._failovers_reported:
-            m.redis_failovers.inc(failovers - self._failovers_reported)
-            self._failovers_reported = failovers
-        drained = self.shared.snapshot.drained(time.time())
-        for edge in EDGES:
-            m.drained.labels(edge).set(1 if edge in drained else 0)
+        """Hand shared-state health to the telemetry gauges."""
+        self.telemetry.state(degraded=self.shared.degraded,
+                             failovers_seen=self.shared.failovers_seen,
+                             drained=self.shared.snapshot.drained(time.time()), edges=EDGES)

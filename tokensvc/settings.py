@@ -268,6 +268,11 @@ class Settings:
         False, parse_bool,
         "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: such a "
         "config is refused unless the service listens on loopback only.")
+    allow_http2: bool = setting(
+        False, parse_bool,
+        "Accept HTTP/2 (prior knowledge or an `h2c` upgrade) on the cleartext port. Off: 505, "
+        "since behind a proxy that forwards `Upgrade` a caller could write its own "
+        "forwarding and country headers on every stream.")
     ops_config: Path | None = setting(
         None, Path,
         "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`).")

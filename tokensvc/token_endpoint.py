@@ -1,54 +1,119 @@
-"""``POST /v1/clients/{client}/token`` as a pure ASGI endpoint: the hot path.
+"""The HTTP adapter of the token path: ``POST /v1/clients/{client}/token`` as pure ASGI.
+
+    scope + body --parse--> TokenRequest --issuance.issue--> Issued --render--> 200
+                  (any ApiError propagates to the request context, which renders it)
 
 Every client calls this at start-up and on every refresh, and after a regional failover all of
 another region's clients call it at once, so it skips Starlette's request/response objects
 and exception middleware (measured in bench/RESULTS.md). It reads the body itself, under a
-size cap and a total deadline (a drip-fed body gets 408), and renders every ApiError as an
-RFC 9457 problem document. The other routes stay ordinary Starlette endpoints.
+size cap and a total deadline (a drip-fed body gets 408).
+
+Order of checks (documented in the OpenAPI description): not serving (503), unknown client
+(404), reading the body (413, 408), a missing or malformed ``Authorization`` header (401),
+the body (415, 400), then in ``issue`` the per-IP limit (429), the client's keys (503), the
+credential's verification (401), the identity (403, 429). So a caller without a credential
+always learns that first, whatever its body; verification comes after the body because an
+``api_key`` client's caller names its identity there, and a malformed request is refused
+before any signature is checked.
+
+Headers: the first line of a repeated header wins, except the two a proxy writes. The
+client-IP header's lines are one comma-joined list (RFC 9110 §5.3; HAProxy adds its own line
+after the caller's), and of the country header the last line is the proxy's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from tokensvc.auth import bearer
+from tokensvc.clientset import Client
+from tokensvc.edges import is_country, normalize_country
 from tokensvc.errors import (
-    PROBLEM_MEDIA_TYPE,
-    ApiError,
-    InternalError,
+    ClientGone,
     InvalidRequest,
     NotReady,
     PayloadTooLarge,
     RequestTimeout,
     UnknownClient,
+    UnsupportedMediaType,
 )
-from tokensvc.issuance import cors_headers, issue, parse_body
+from tokensvc.issuance import TokenRequest, issue
+from tokensvc.minting import APNS_ENVIRONMENTS, PLATFORMS
+from tokensvc.observability import RequestFacts
+from tokensvc.render import send_json
 from tokensvc.service import Service
+from tokensvc.settings import Settings
 
-log = logging.getLogger("tokensvc.request")
-JSON = b"application/json"
+BODY_FIELDS = frozenset({"platform", "apns_environment", "country", "identity"})
+MAX_BODY_IDENTITY = 1024
+EXPOSED = "X-Request-Id, Retry-After"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class ClientGone(Exception):
-    """The client disconnected before its body arrived: nothing to answer."""
+class RequestHeaders:
+    """Header lines -> ``{lower-case name: value}`` under this deployment's proxy rules."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ip_header = settings.client_ip_header.lower() if settings.client_ip_header else None
+        self.country_header = (settings.country_header.lower() if settings.country_header
+                               else None)
+        self.trusted_hops = settings.trusted_hops
+
+    def parse(self, raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in raw:
+            key = name.decode("latin-1").lower()
+            if key not in headers:
+                headers[key] = value.decode("latin-1")
+            elif key == self.ip_header:
+                headers[key] += "," + value.decode("latin-1")
+            elif key == self.country_header:
+                headers[key] = value.decode("latin-1")
+        return headers
+
+    def client_ip(self, headers: Mapping[str, str], peer: str | None) -> str:
+        if self.ip_header:
+            value = headers.get(self.ip_header)
+            if value:
+                hops = [h.strip() for h in value.split(",") if h.strip()]
+                # Fewer entries than trusted proxies: the header did not come through them,
+                # and its leftmost entry is whatever the client wrote. Use the TCP peer.
+                if len(hops) >= self.trusted_hops:
+                    return hops[-self.trusted_hops][:64]
+        return peer or "unknown"
+
+    def country(self, headers: Mapping[str, str], hint: str | None) -> str | None:
+        """The trusted load-balancer header first, then the caller's (validated) hint."""
+        if self.country_header:
+            trusted = normalize_country(headers.get(self.country_header))
+            if trusted:
+                return trusted
+        return hint
 
 
-def scope_headers(scope: Scope) -> dict[str, str]:
-    """Lower-case header names -> values; the first of duplicated headers wins."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1").lower()
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
+def country_hint(value: object) -> str | None:
+    """A caller-supplied country: an ISO 3166-1 alpha-2 code (any case) or a 400."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 2 and is_country(value.upper()):
+        return value.upper()
+    raise InvalidRequest("country must be an ISO 3166-1 alpha-2 code")
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int,
+def cors_headers(client: Client, headers: Mapping[str, str]) -> dict[str, str]:
+    origin = headers.get("origin")
+    if origin and origin in client.config.allow_origins:
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Expose-Headers": EXPOSED}
+    return {}
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int,
                     deadline: float) -> bytes:
     length = headers.get("content-length")
     if length is not None:
@@ -74,55 +139,77 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int,
                              headers={"Connection": "close"}) from None
 
 
-async def send_json(send: Send, status: int, document: dict[str, Any],
-                    headers: dict[str, str], media_type: bytes = JSON) -> None:
-    body = json.dumps(document, separators=(",", ":")).encode()
-    raw = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The JSON body as a dict of known fields (empty body: no fields)."""
+    if not body.strip():
+        return {}
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object")
+    unknown = set(data) - BODY_FIELDS
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+    return data
 
 
-async def send_problem(send: Send, error: ApiError, headers: dict[str, str]) -> None:
-    await send_json(send, error.status, error.document(),
-                    {**error.headers, **headers, "Cache-Control": "no-store"},
-                    PROBLEM_MEDIA_TYPE.encode())
+def _choice(data: Mapping[str, Any], name: str, options: tuple[str, ...]) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if value not in options:
+        raise InvalidRequest(f"{name} must be one of {', '.join(options)}")
+    return str(value)
 
 
 class TokenEndpoint:
     def __init__(self, service: Service) -> None:
         self.service = service
+        self.headers = RequestHeaders(service.settings)
+
+    def parse(self, client: Client, headers: Mapping[str, str], body: bytes,
+              peer: str | None) -> TokenRequest:
+        """The typed request, or the ApiError that says what is wrong with it."""
+        data = parse_body(body, headers.get("content-type"))
+        platform = _choice(data, "platform", PLATFORMS) or "browser"
+        apns = _choice(data, "apns_environment", APNS_ENVIRONMENTS)
+        identity = data.get("identity")
+        if identity is not None and (
+                not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY):
+            raise InvalidRequest("identity must be a non-empty string")
+        hint = data.get("country")
+        if hint is not None:
+            hint = country_hint(hint)
+        return TokenRequest(
+            credential=headers.get("authorization"), platform=platform,
+            apns_environment=apns, identity=identity,
+            country=self.headers.country(headers, hint),
+            client_ip=self.headers.client_ip(headers, peer),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, client_id: str,
-                       ctx: dict[str, Any]) -> None:
+                       facts: RequestFacts) -> None:
         service = self.service
-        headers = scope_headers(scope)
-        extra: dict[str, str] = {}
-        try:
-            if not service.serving:
-                raise NotReady("service is starting or shutting down")
-            client = service.clients.get(client_id)
-            if client is None:
-                raise UnknownClient(f"no client {client_id[:64]!r}")
-            ctx["client"] = client.id
-            extra = cors_headers(client, headers)
-            settings = service.settings
-            body = await read_body(receive, headers, settings.max_body_bytes,
-                                   settings.body_timeout)
-            data = parse_body(body, headers.get("content-type"))
-            peer = scope.get("client")
-            payload = await issue(service, client, headers, data, peer[0] if peer else None,
-                                  ctx)
-        except ApiError as exc:
-            ctx["code"] = exc.code
-            await send_problem(send, exc, extra)
-            return
-        except ClientGone:
-            ctx["code"] = "client_gone"
-            return
-        except Exception:
-            log.exception("unhandled error in token endpoint")
-            ctx["code"] = "internal"
-            await send_problem(send, InternalError("an unexpected error occurred"), extra)
-            return
-        await send_json(send, 200, payload, {**NO_STORE, **extra})
+        if not service.serving:
+            raise NotReady("service is starting or shutting down")
+        client = service.clients.get(client_id)
+        if client is None:
+            raise UnknownClient(f"no client {client_id[:64]!r}")
+        facts.client = client.id
+        headers = self.headers.parse(scope["headers"])
+        cors = cors_headers(client, headers)
+        if cors:
+            facts.response_headers = cors
+        settings = service.settings
+        body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout)
+        if client.config.auth.type != "none":
+            bearer(headers.get("authorization"))  # missing or malformed: 401 before the body
+        peer = scope.get("client")
+        request = self.parse(client, headers, body, peer[0] if peer else None)
+        issued = await issue(service, client, request, facts)
+        await send_json(send, issued.document(), {**NO_STORE, **cors})
