@@ -280,6 +280,7 @@ def test_the_default_render_has_the_expected_kinds() -> None:
             "NetworkPolicy",
             "Pod",
             "PodDisruptionBudget",
+            "Secret",
             "Service",
             "Service",
             "ServiceAccount",
@@ -476,7 +477,7 @@ def test_every_env_var_is_one_the_service_reads(scenario: str) -> None:
     known = {v.name for v in settings.ENV_VARS}
     names = {e["name"] for e in container(objects(SCENARIOS[scenario]))["env"]}
     chart_vars = {n for n in names if n.startswith("TOKENSVC_")}
-    file_vars = {n.removesuffix("_FILE") for n in chart_vars if n.endswith("_PASSWORD_FILE")}
+    file_vars = {n.removesuffix("_FILE") for n in chart_vars if n.endswith("_FILE")}
     assert set() == (chart_vars - known) - {f"{n}_FILE" for n in file_vars & known}
 
 
@@ -744,7 +745,8 @@ def test_checksum_ignores_unrelated_values() -> None:
 
 
 def test_client_secrets_come_only_from_an_existing_secret() -> None:
-    """Client secrets are the existing Secret mounted at /etc/tokensvc/secrets; no Secret object."""
+    """Client secrets are the existing Secret mounted at /etc/tokensvc/secrets; the only
+    Secret the chart renders is the generated fingerprint key."""
     objs = objects(SCENARIOS["default"])
     mount = next(m for m in container(objs)["volumeMounts"] if m["name"] == "client-secrets")
     volume = next(v for v in _pod_spec(objs)["volumes"] if v["name"] == "client-secrets")
@@ -753,7 +755,12 @@ def test_client_secrets_come_only_from_an_existing_secret() -> None:
         mount.get("subPath"),
         volume["secret"]["secretName"],
         by_kind(objs, "Secret"),
-    ) == ("/etc/tokensvc/secrets", None, "tokensvc-client-secrets", [])
+    ) == (
+        "/etc/tokensvc/secrets",
+        None,
+        "tokensvc-client-secrets",
+        [one(objs, "Secret", f"{RELEASE}-fingerprint")],
+    )
 
 
 # --- regions -------------------------------------------------------------------------------
@@ -913,6 +920,9 @@ _K8S_BLOCKS = (
     "httpRoute.parentRefs",
     "networkPolicy.ingressNamespaceSelector.",
     "networkPolicy.metricsNamespaceSelector.",
+    "podSecurityContext.",
+    "securityContext.",
+    "metrics.grafanaDashboard.labels.",
 )
 
 
