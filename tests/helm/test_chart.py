@@ -3,8 +3,9 @@
 Rendering and linting use helm-python-sdk (the real Helm v4 engine, offline). Every rendered
 object is validated with kubernetes-validate (strict: unknown fields fail) for several
 Kubernetes minor versions; an apiVersion/kind it has no schema for is a failure, except the
-two CRD kinds the chart can render (HTTPRoute, ServiceMonitor). kubernetes-validate ships no
-CRD schemas and the upstream CRDs are not vendored here, so those two are checked against
+three CRD kinds the chart can render (HTTPRoute, ServiceMonitor, PrometheusRule).
+kubernetes-validate ships no CRD schemas and the upstream CRDs are not vendored here, so those
+are checked against
 small strict schemas below, written from the Gateway API v1 and Prometheus Operator v1 API
 references, covering exactly the fields the chart renders (a misspelt field still fails).
 """
@@ -157,6 +158,55 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                     },
                 },
                 ["parentRefs", "rules"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _strict(
+                            {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                "rules": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": _strict(
+                                        {
+                                            "alert": {"type": "string", "minLength": 1},
+                                            "record": {"type": "string", "minLength": 1},
+                                            "expr": {"type": "string", "minLength": 1},
+                                            "for": {
+                                                "type": "string",
+                                                "pattern": "^[0-9]+(ms|s|m|h)$",
+                                            },
+                                            "keep_firing_for": {"type": "string"},
+                                            "labels": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                            "annotations": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                        ["expr"],
+                                    ),
+                                },
+                            },
+                            ["name", "rules"],
+                        ),
+                    }
+                },
+                ["groups"],
             ),
         },
         ["apiVersion", "kind", "metadata", "spec"],

@@ -11,7 +11,9 @@ is pointed at its directory, as the kubelet's mounts would. The only other chang
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -27,7 +29,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from support import eventually
 from chart_support import (
     CHART_DIR,
     RELEASE,
@@ -38,6 +39,8 @@ from chart_support import (
     one,
     scenarios,
 )
+
+from support import eventually
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -116,6 +119,12 @@ def _materialise(objs: list[dict[str, Any]], root: Path) -> tuple[dict[str, str]
     spec = one(objs, "Deployment")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     configmaps = {cm["metadata"]["name"]: cm["data"] for cm in objs if cm["kind"] == "ConfigMap"}
+    # Secrets the chart renders itself (the generated fingerprint key), decoded as mounted.
+    rendered = {
+        o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in o["data"].items()}
+        for o in objs
+        if o["kind"] == "Secret"
+    }
     mounts: dict[str, str] = {}
     for mount in container(objs)["volumeMounts"]:
         volume = volumes[mount["name"]]
@@ -124,7 +133,8 @@ def _materialise(objs: list[dict[str, Any]], root: Path) -> tuple[dict[str, str]
         if "configMap" in volume:
             files = configmaps[volume["configMap"]["name"]]
         elif "secret" in volume:
-            files = SECRETS[volume["secret"]["secretName"]]
+            name = volume["secret"]["secretName"]
+            files = rendered[name] if name in rendered else SECRETS[name]
         else:
             assert "emptyDir" in volume
             files = {}
@@ -352,3 +362,41 @@ def test_the_pod_writes_to_redis_with_the_mounted_password(pod: Pod, valkey: str
     finally:
         client.close()
     assert (200, [], 1) == (response.status_code, before, len(after))
+
+
+@pytest.mark.slow
+def test_both_workers_fingerprint_a_caller_alike(pod: Pod) -> None:
+    """With the chart's fingerprint key file, the pod's two workers log one fingerprint for one
+    caller (without it each worker draws its own random key)."""
+    identity = f"dave{REGION_DB[pod.region]}"
+    seen: dict[int, set[str]] = {}
+    for _ in range(60):
+        with httpx.Client(timeout=5) as fresh:  # a new connection each time: any worker
+            response = fresh.post(
+                f"{pod.public}/v1/clients/runapp/token",
+                headers={"Authorization": f"Bearer {_caller_jwt(identity)}"},
+            )
+        assert 200 == response.status_code
+        seen = _fingerprints_by_pid(pod.log, response.headers["x-request-id"], seen)
+        if len(seen) >= 2:
+            break
+    assert (2, 1) == (len(seen), len(set().union(*seen.values())))
+
+
+def _fingerprints_by_pid(
+    log: Path, request_id: str, seen: dict[int, set[str]]
+) -> dict[int, set[str]]:
+    """Add the logged fingerprint of one request (by id) to pid -> fingerprints."""
+
+    def logged() -> dict[str, Any] | None:
+        for line in log.read_text("utf-8").splitlines():
+            if request_id in line:
+                record: dict[str, Any] = json.loads(line)
+                return record
+        return None
+
+    asyncio.run(eventually(lambda: logged() is not None, within=5))
+    record = logged()
+    assert record is not None
+    seen.setdefault(record["pid"], set()).add(record["identity_fp"])
+    return seen
