@@ -5,9 +5,9 @@ object is validated with kubernetes-validate (strict: unknown fields fail) for s
 Kubernetes minor versions; an apiVersion/kind it has no schema for is a failure, except the
 three CRD kinds the chart can render (HTTPRoute, ServiceMonitor, PrometheusRule).
 kubernetes-validate ships no CRD schemas and the upstream CRDs are not vendored here, so those
-are checked against
-small strict schemas below, written from the Gateway API v1 and Prometheus Operator v1 API
-references, covering exactly the fields the chart renders (a misspelt field still fails).
+are checked against small strict schemas below, written from the Gateway API v1 and Prometheus
+Operator v1 API references, covering exactly the fields the chart renders (a misspelt field
+still fails).
 """
 
 from __future__ import annotations
