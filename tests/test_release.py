@@ -36,7 +36,8 @@ LOCK = _load(REPO / "deploy" / "scripts" / "lock.py")
 
 
 def _pins() -> dict[str, str]:
-    out = {}
+    """Canonical name -> pinned version, from constraints.txt."""
+    out: dict[str, str] = {}
     for line in CONSTRAINTS.read_text("utf-8").splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")

@@ -35,10 +35,11 @@ def build_requirements() -> list[Requirement]:
 
 
 def _requirements(dist: metadata.Distribution, extras: tuple[str, ...]) -> list[Requirement]:
+    """The requirements of a distribution that apply here, with the given extras."""
     out = []
+    env: dict[str, str] = {str(k): str(v) for k, v in default_environment().items()}
     for raw in dist.requires or []:
         req = Requirement(raw)
-        env = default_environment()
         wanted = req.marker is None or any(
             req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
         )

@@ -102,6 +102,22 @@ def test_builder_builds_a_wheel_into_a_venv() -> None:
     )
 
 
+def test_builder_installs_the_locked_versions() -> None:
+    """The builder copies constraints.txt and sets PIP_CONSTRAINT to it before any pip run, so
+    dependencies and the build backend are the pinned versions `make test` ran with."""
+    builder = _stages()[0]
+    order = [kw for kw, _ in builder.instructions]
+    env_at = next(i for i, (kw, arg) in enumerate(builder.instructions)
+                  if kw == "ENV" and "PIP_CONSTRAINT=/src/constraints.txt" in arg)
+    first_run = order.index("RUN")
+    copied = [a for c in builder.all("COPY") for a in shlex.split(c)[:-1]]
+    assert (True, True, "/src") == (
+        "constraints.txt" in copied,
+        env_at < first_run,
+        builder.all("WORKDIR")[-1],
+    )
+
+
 def test_final_stage_copies_only_the_venv_and_the_example_config() -> None:
     """The final stage copies the venv from the builder and clients_config as the default."""
     copies = [shlex.split(c) for c in _stages()[1].all("COPY")]

@@ -16,12 +16,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs installed here
+import jsonschema
 import pytest
 import yaml
-from chart_support import REGIONS, REPO, container, load_values_file, merge
+from chart_support import KUBE_VERSIONS, REGIONS, REPO, container, load_values_file, merge
 from helm_python.chart import Chart
-from test_chart import CRD_SCHEMAS, KUBE_VERSIONS, _strict, validate_object
+from test_chart import CRD_SCHEMAS, _strict, validate_object
 
 GITOPS = REPO / "deploy" / "gitops"
 APPSET = GITOPS / "applicationset.yaml"
