@@ -72,6 +72,15 @@ def test_a_comment_only_client_file_is_refused(text: str) -> None:
     assert "clients.myapp: the client file is empty or only comments" in _render_error(values)
 
 
+def test_a_zero_byte_client_file_is_refused_by_the_schema() -> None:
+    """A 0-byte --set-file fails already at the values schema, naming the client's path."""
+    from helm_python.errors import HelmValuesError
+
+    with pytest.raises(HelmValuesError) as caught:
+        render(merge(WITH_CLIENT, {"clients": {"myapp": ""}}))
+    assert "at '/clients/myapp'" in str(caught.value)
+
+
 def test_a_client_file_that_is_not_a_mapping_is_refused() -> None:
     """A client file whose YAML is not a mapping fails the render instead of crash-looping."""
     values = merge(WITH_CLIENT, {"clients": {"myapp": "- a\n- b\n"}})
