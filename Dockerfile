@@ -11,9 +11,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel needs (see .dockerignore): metadata first, then the package.
-COPY pyproject.toml README.md ./
+# Only what the wheel needs (see .dockerignore): metadata and the pinned versions first, then
+# the package. constraints.txt (make lock) pins every dependency and the build backend, so the
+# image holds exactly the versions `make test` ran with.
+COPY pyproject.toml README.md constraints.txt ./
 COPY tokensvc/ ./tokensvc/
+ENV PIP_CONSTRAINT=/src/constraints.txt
 # Every dependency ships manylinux wheels (uvloop, cryptography, ...), so no build tools.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \

@@ -44,12 +44,13 @@ def test_alert_rules_are_valid_promql() -> None:
 
 
 def test_alert_rules_cover_the_required_conditions() -> None:
-    """Alerts exist for error ratio, p99 latency, Redis degraded, all edges drained and
-    config reload failures."""
+    """Alerts exist for error ratio, p99 latency, Redis degraded, all edges drained, config
+    reload failures and a down scrape target."""
     doc = yaml.safe_load((DEPLOY / "alerts.yaml").read_text())
     names = {rule["alert"] for group in doc["groups"] for rule in group["rules"]}
     assert {"TokensvcTokenErrorRatioHigh", "TokensvcLatencyP99High", "TokensvcRedisDegraded",
-            "TokensvcAllEdgesDrained", "TokensvcConfigReloadFailing"} <= names
+            "TokensvcAllEdgesDrained", "TokensvcConfigReloadFailing",
+            "TokensvcTargetDown"} <= names
 
 
 def test_dashboard_queries_are_valid_promql() -> None:

@@ -19,6 +19,11 @@ from helm_python.chart import Chart, values_from_yaml
 REPO = Path(__file__).resolve().parents[2]
 HELM_DIR = REPO / "helm"
 CHART_DIR = HELM_DIR / "tokensvc"
+#: Values files layered over a region overlay (helm/tokensvc/examples/*-values.yaml) and the
+#: alternative cross-region Sentinel overlays (examples/cross-region-sentinel/).
+CHART_EXAMPLES = CHART_DIR / "examples"
+#: The region overlays of the recommended topology, one release per region.
+REGIONS = ("us-east", "eu-west", "ap-southeast")
 RELEASE = "tokensvc"
 NAMESPACE = "tokensvc"
 
@@ -88,16 +93,20 @@ def scenarios() -> dict[str, dict[str, Any]]:
     for ci in sorted((CHART_DIR / "ci").glob("*-values.yaml")):
         out[f"ci-{ci.stem.removesuffix('-values')}"] = load_values_file(ci)
     examples = HELM_DIR / "examples"
+    us_east = load_values_file(CHART_DIR / "regions" / "us-east.yaml")
     out["example-valkey"] = merge(
-        load_values_file(CHART_DIR / "regions" / "us-east.yaml"),
-        load_values_file(examples / "tokensvc-valkey-values.yaml"),
-        WITH_CLIENT,
+        us_east, load_values_file(examples / "tokensvc-valkey-values.yaml"), WITH_CLIENT
     )
     out["example-managed-redis"] = merge(
         load_values_file(CHART_DIR / "regions" / "eu-west.yaml"),
         load_values_file(examples / "tokensvc-managed-redis-values.yaml"),
         WITH_CLIENT,
     )
+    for overlay in sorted((CHART_EXAMPLES / "cross-region-sentinel").glob("*.yaml")):
+        out[f"alt-cross-region-{overlay.stem}"] = merge(load_values_file(overlay), WITH_CLIENT)
+    for example in sorted(CHART_EXAMPLES.glob("*-values.yaml")):
+        name = example.stem.removesuffix("-values")
+        out[f"example-{name}"] = merge(us_east, load_values_file(example), WITH_CLIENT)
     return out
 
 

@@ -3,10 +3,11 @@
 Rendering and linting use helm-python-sdk (the real Helm v4 engine, offline). Every rendered
 object is validated with kubernetes-validate (strict: unknown fields fail) for several
 Kubernetes minor versions; an apiVersion/kind it has no schema for is a failure, except the
-two CRD kinds the chart can render (HTTPRoute, ServiceMonitor). kubernetes-validate ships no
-CRD schemas and the upstream CRDs are not vendored here, so those two are checked against
-small strict schemas below, written from the Gateway API v1 and Prometheus Operator v1 API
-references, covering exactly the fields the chart renders (a misspelt field still fails).
+three CRD kinds the chart can render (HTTPRoute, ServiceMonitor, PrometheusRule).
+kubernetes-validate ships no CRD schemas and the upstream CRDs are not vendored here, so those
+are checked against small strict schemas below, written from the Gateway API v1 and Prometheus
+Operator v1 API references, covering exactly the fields the chart renders (a misspelt field
+still fails).
 """
 
 from __future__ import annotations
@@ -161,6 +162,55 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         },
         ["apiVersion", "kind", "metadata", "spec"],
     ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _strict(
+        {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": "PrometheusRule"},
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _strict(
+                            {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                "rules": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": _strict(
+                                        {
+                                            "alert": {"type": "string", "minLength": 1},
+                                            "record": {"type": "string", "minLength": 1},
+                                            "expr": {"type": "string", "minLength": 1},
+                                            "for": {
+                                                "type": "string",
+                                                "pattern": "^[0-9]+(ms|s|m|h)$",
+                                            },
+                                            "keep_firing_for": {"type": "string"},
+                                            "labels": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                            "annotations": {
+                                                "type": "object",
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                        ["expr"],
+                                    ),
+                                },
+                            },
+                            ["name", "rules"],
+                        ),
+                    }
+                },
+                ["groups"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _strict(
         {
             "apiVersion": {"const": "monitoring.coreos.com/v1"},
@@ -280,6 +330,7 @@ def test_the_default_render_has_the_expected_kinds() -> None:
             "NetworkPolicy",
             "Pod",
             "PodDisruptionBudget",
+            "Secret",
             "Service",
             "Service",
             "ServiceAccount",
@@ -476,7 +527,7 @@ def test_every_env_var_is_one_the_service_reads(scenario: str) -> None:
     known = {v.name for v in settings.ENV_VARS}
     names = {e["name"] for e in container(objects(SCENARIOS[scenario]))["env"]}
     chart_vars = {n for n in names if n.startswith("TOKENSVC_")}
-    file_vars = {n.removesuffix("_FILE") for n in chart_vars if n.endswith("_PASSWORD_FILE")}
+    file_vars = {n.removesuffix("_FILE") for n in chart_vars if n.endswith("_FILE")}
     assert set() == (chart_vars - known) - {f"{n}_FILE" for n in file_vars & known}
 
 
@@ -744,7 +795,8 @@ def test_checksum_ignores_unrelated_values() -> None:
 
 
 def test_client_secrets_come_only_from_an_existing_secret() -> None:
-    """Client secrets are the existing Secret mounted at /etc/tokensvc/secrets; no Secret object."""
+    """Client secrets are the existing Secret mounted at /etc/tokensvc/secrets; the only
+    Secret the chart renders is the generated fingerprint key."""
     objs = objects(SCENARIOS["default"])
     mount = next(m for m in container(objs)["volumeMounts"] if m["name"] == "client-secrets")
     volume = next(v for v in _pod_spec(objs)["volumes"] if v["name"] == "client-secrets")
@@ -753,7 +805,12 @@ def test_client_secrets_come_only_from_an_existing_secret() -> None:
         mount.get("subPath"),
         volume["secret"]["secretName"],
         by_kind(objs, "Secret"),
-    ) == ("/etc/tokensvc/secrets", None, "tokensvc-client-secrets", [])
+    ) == (
+        "/etc/tokensvc/secrets",
+        None,
+        "tokensvc-client-secrets",
+        [one(objs, "Secret", f"{RELEASE}-fingerprint")],
+    )
 
 
 # --- regions -------------------------------------------------------------------------------
@@ -933,6 +990,9 @@ _K8S_BLOCKS = (
     "httpRoute.parentRefs",
     "networkPolicy.ingressNamespaceSelector.",
     "networkPolicy.metricsNamespaceSelector.",
+    "podSecurityContext.",
+    "securityContext.",
+    "metrics.grafanaDashboard.labels.",
 )
 
 

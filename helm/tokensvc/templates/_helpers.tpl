@@ -85,10 +85,73 @@ redis.sentinel. Empty when neither is set (in-memory state).
 {{- range $sentinel.hosts }}
 {{- $endpoints = append $endpoints (printf "%s:%d" .host (int (default 26379 .port))) }}
 {{- end }}
-{{- printf "redis+sentinel://%s/%s" (join "," $endpoints) (required "redis.sentinel.service is required with redis.sentinel.hosts" $sentinel.service) }}
-{{- else }}
-{{- .Values.redis.url }}
+{{- $scheme := ternary "rediss+sentinel" "redis+sentinel" .Values.redis.tls.enabled }}
+{{- $url := printf "%s://%s/%s" $scheme (join "," $endpoints) (required "redis.sentinel.service is required with redis.sentinel.hosts" $sentinel.service) }}
+{{- include "tokensvc.withTls" (list . $url "redis.sentinel") }}
+{{- else if .Values.redis.url }}
+{{- include "tokensvc.withTls" (list . .Values.redis.url "redis.url") }}
 {{- end }}
+{{- end }}
+
+{{/* TOKENSVC_REDIS_READ_URL: redis.readUrl with the TLS file options; empty when unset. */}}
+{{- define "tokensvc.redisReadUrl" -}}
+{{- with .Values.redis.readUrl }}
+{{- include "tokensvc.withTls" (list $ . "redis.readUrl") }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Redis URL with redis.tls applied: with TLS on it must be rediss:// (or the rediss+sentinel://
+the chart built) and gets the mounted files as the query options tokensvc.redis_store.parse_url
+accepts (ssl_ca_certs, ssl_certfile, ssl_keyfile). Arguments: (list $ url field-name).
+*/}}
+{{- define "tokensvc.withTls" -}}
+{{- $root := index . 0 }}
+{{- $url := index . 1 }}
+{{- $field := index . 2 }}
+{{- $tls := $root.Values.redis.tls }}
+{{- if $tls.enabled }}
+{{- if not (hasPrefix "rediss" $url) }}
+{{- fail (printf "%s: redis.tls.enabled needs a rediss:// URL" $field) }}
+{{- end }}
+{{- $options := list }}
+{{- if $tls.existingSecret }}
+{{- $options = append $options (printf "ssl_ca_certs=/etc/tokensvc/redis-tls/%s" (required "redis.tls.caKey is required with redis.tls.existingSecret" $tls.caKey)) }}
+{{- if $tls.certKey }}
+{{- $options = append $options (printf "ssl_certfile=/etc/tokensvc/redis-tls/%s" $tls.certKey) }}
+{{- $options = append $options (printf "ssl_keyfile=/etc/tokensvc/redis-tls/%s" (required "redis.tls.keyKey is required with redis.tls.certKey" $tls.keyKey)) }}
+{{- end }}
+{{- end }}
+{{- if $options }}
+{{- printf "%s%s%s" $url (ternary "&" "?" (contains "?" $url)) (join "&" $options) }}
+{{- else }}
+{{- $url }}
+{{- end }}
+{{- else }}
+{{- /* A rediss:// URL with tls off keeps working as before: TLS with the system CAs. */}}
+{{- $url }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret with the fingerprint key: fingerprintKey.existingSecret, or the generated
+"<fullname>-fingerprint" (fingerprintKey.generate); empty when neither.
+*/}}
+{{- define "tokensvc.fingerprintSecretName" -}}
+{{- if .Values.fingerprintKey.existingSecret }}
+{{- .Values.fingerprintKey.existingSecret }}
+{{- else if .Values.fingerprintKey.generate }}
+{{- printf "%s-fingerprint" (include "tokensvc.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The checksum/clients annotation: sha256 of the client files alone (the ConfigMap's data, not
+its metadata), so identical client files give identical checksums in every region.
+*/}}
+{{- define "tokensvc.clientsChecksum" -}}
+{{- $cm := include (print $.Template.BasePath "/configmap-clients.yaml") . | fromYaml }}
+{{- toJson (get $cm "data") | sha256sum }}
 {{- end }}
 
 {{/* Render-time checks that the schema cannot express. */}}
@@ -98,6 +161,24 @@ redis.sentinel. Empty when neither is set (in-memory state).
 {{- end }}
 {{- if and .Values.clients .Values.existingClientsConfigMap }}
 {{- fail "set either clients or existingClientsConfigMap, not both" }}
+{{- end }}
+{{- range $id, $content := .Values.clients }}
+{{- $doc := $content }}
+{{- if kindIs "string" $content }}
+{{- $doc = fromYaml $content }}
+{{- if not $doc }}
+{{- fail (printf "clients.%s: the client file is empty or only comments; give the file's content (--set-file clients.%s=path/to/%s.yaml)" $id $id $id) }}
+{{- end }}
+{{- if hasKey $doc "Error" }}
+{{- fail (printf "clients.%s: the client file is not a YAML mapping: %s" $id (get $doc "Error")) }}
+{{- end }}
+{{- end }}
+{{- if eq (toString (get $doc "dev")) "true" }}
+{{- fail (printf "clients.%s: dev: true clients (like the image's example) are for local development only and the service refuses them on 0.0.0.0; remove `dev: true` and reference real secrets" $id) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.redis.tls.certKey (not .Values.redis.tls.existingSecret) }}
+{{- fail "redis.tls.certKey needs redis.tls.existingSecret (the Secret holding the certificate)" }}
 {{- end }}
 {{- $budget := add .Values.preStopSleepSeconds .Values.server.gracefulTimeoutSeconds 5 }}
 {{- if gt (int $budget) (int .Values.terminationGracePeriodSeconds) }}
