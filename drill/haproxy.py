@@ -25,6 +25,7 @@ from drill.regions import Region
 
 BINARY = "/usr/sbin/haproxy"
 GEO_HEADER = "X-Drill-Geo"
+GEO_PARAM = "drill_geo"
 
 
 def ensure_installed() -> str:
@@ -41,7 +42,12 @@ def render(regions: Sequence[Region], ports: dict[str, int], map_file: Path,
            stats_socket: Path) -> str:
     """The whole haproxy.cfg for these regions; ``ports`` maps frontend name -> listen port."""
     headers = sorted({r.country_header for r in regions})
-    header_rules = [f"    http-request del-header {h}" for h in headers] + [
+    header_rules = [
+        # A browser cannot send a custom header without a CORS preflight the service does not
+        # allow: the drill's pages name their country in a query parameter instead.
+        f"    http-request set-header {GEO_HEADER} %[url_param({GEO_PARAM})] "
+        f"if {{ url_param({GEO_PARAM}) -m found }}",
+        *(f"    http-request del-header {h}" for h in headers)] + [
         f"    http-request set-header {h} %[req.hdr({GEO_HEADER})] "
         f"if {{ req.hdr({GEO_HEADER}) -m found }}" for h in headers]
     out = [
