@@ -63,10 +63,7 @@ def _run(ns: argparse.Namespace) -> int:
     verdict = report.write(results, records, steps, [results / "logs", results / "startups.jsonl"],
                            topo.creds.secrets(), workdir / "secrets",
                            header=header + ("\n\n" + extra if extra else ""))
-    if browser is not None and browser.failed:
-        verdict_ok = False
-    else:
-        verdict_ok = verdict.ok
+    verdict_ok = verdict.ok and not (browser is not None and browser.failed)
     print("\n" + header)
     print(report.summary_table(verdict.figs))
     for fig in verdict.figs:

@@ -65,7 +65,7 @@ class Child:
     def start(self) -> Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - argv built by the drill
+            self.proc = subprocess.Popen(
                 self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
                 start_new_session=True, stdin=subprocess.DEVNULL)
         self.stopped = False

@@ -92,7 +92,8 @@ class Process:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.child is None or not self.child.running():
-                raise RuntimeError(f"{self.name} exited; see {self.child.log if self.child else ''}")
+                log = self.child.log if self.child else ""
+                raise RuntimeError(f"{self.name} exited; see {log}")
             try:
                 if self.ready():
                     return time.monotonic() - started

@@ -15,6 +15,7 @@ Targets (``Verdict.ok`` false -> the drill exits 1):
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ def _longest_gap(ok: list[dict[str, Any]], step: Step) -> float:
     gap = 0.0
     for done in by_country.values():
         marks = [step.start, *sorted(done), step.end]
-        gap = max(gap, *(b - a for a, b in zip(marks, marks[1:], strict=False)))
+        gap = max(gap, *(b - a for a, b in itertools.pairwise(marks)))
     return round(gap, 2)
 
 
