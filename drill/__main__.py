@@ -56,13 +56,21 @@ def _run(ns: argparse.Namespace) -> int:
     for region in topo.regions:
         for node in region.redis.nodes:
             shutil.copy(node.child.log, results / "logs" / f"{node.name}.log")
-    header = (f"{'Short' if ns.short else 'Full'} run, {ns.rate:g} start-ups/s offered, "
-              f"attempt timeout {ATTEMPT_TIMEOUT_MS} ms, {len(records)} start-ups, "
-              f"{time.monotonic() - started:.0f} s wall clock.")
+    header = (
+        f"{'Short' if ns.short else 'Full'} run, {ns.rate:g} start-ups/s offered, "
+        f"attempt timeout {ATTEMPT_TIMEOUT_MS} ms, {len(records)} start-ups, "
+        f"{time.monotonic() - started:.0f} s wall clock."
+    )
     extra = browser.report() if browser is not None else ""
-    verdict = report.write(results, records, steps, [results / "logs", results / "startups.jsonl"],
-                           topo.creds.secrets(), workdir / "secrets",
-                           header=header + ("\n\n" + extra if extra else ""))
+    verdict = report.write(
+        results,
+        records,
+        steps,
+        [results / "logs", results / "startups.jsonl"],
+        topo.creds.secrets(),
+        workdir / "secrets",
+        header=header + ("\n\n" + extra if extra else ""),
+    )
     verdict_ok = verdict.ok and not (browser is not None and browser.failed)
     print("\n" + header)
     print(report.summary_table(verdict.figs))
@@ -83,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="the scripted fault run")
-    run.add_argument("--short", action="store_true",
-                     help="region loss, Redis failover, drain (about a minute)")
+    run.add_argument(
+        "--short", action="store_true", help="region loss, Redis failover, drain (about a minute)"
+    )
     run.add_argument("--rate", type=float, default=200.0, help="start-ups per second offered")
     run.add_argument("--results", type=Path, default=REPO / "results" / "drill")
     run.add_argument("--no-browser", dest="browser", action="store_false")
@@ -95,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     if ns.command == "demo":
         from drill.demo import serve_demo
+
         return serve_demo(ns.rate, ns.port)
     try:
         return _run(ns)

@@ -41,18 +41,29 @@ class Browser:
 
     def start(self) -> None:
         from drill import callers
+
         countries = ["IE", "JP", "US"]
         plan: dict[str, Any] = {
-            "port": self.port, "out": str(self.out), "client": callers.CLIENT,
-            "pages": [{"country": c, "endpoints": [self.topo.urls["global"]],
-                       "credential": callers.caller_jwts(self.topo.creds, c, 1, 3600)[0]}
-                      for c in (countries * self.pages)[: self.pages]],
+            "port": self.port,
+            "out": str(self.out),
+            "client": callers.CLIENT,
+            "pages": [
+                {
+                    "country": c,
+                    "endpoints": [self.topo.urls["global"]],
+                    "credential": callers.caller_jwts(self.topo.creds, c, 1, 3600)[0],
+                }
+                for c in (countries * self.pages)[: self.pages]
+            ],
             "chromium": str(CHROMIUM),
         }
         self.plan.write_text(json.dumps(plan))
-        self.child = Child("browser", [str(shutil.which("node")),
-                                       str(REPO / "drill" / "browser.mjs"), str(self.plan)],
-                           self.topo.logs / "browser.log", env=self.topo.env).start()
+        self.child = Child(
+            "browser",
+            [str(shutil.which("node")), str(REPO / "drill" / "browser.mjs"), str(self.plan)],
+            self.topo.logs / "browser.log",
+            env=self.topo.env,
+        ).start()
         try:
             wait_until(lambda: self._lines() != [], 60, "Chromium pages bound", step=0.5)
         except TimeoutError:
@@ -78,7 +89,9 @@ class Browser:
         if len(bound) < self.pages or bad or errors:
             self.failed = True
         summary = {x["country"]: x.get("sdkEdges") for x in bound}
-        return (f"Browser pages (headless Chromium, @twilio/voice-sdk Device via bindDevice): "
-                f"{len(bound)}/{self.pages} bound, {len(refreshed)} refreshes, "
-                f"{len(errors)} errors, {len(bad)} where the Device's edges differed from "
-                f"the service's; the Device's edges per country: {summary}")
+        return (
+            f"Browser pages (headless Chromium, @twilio/voice-sdk Device via bindDevice): "
+            f"{len(bound)}/{self.pages} bound, {len(refreshed)} refreshes, "
+            f"{len(errors)} errors, {len(bad)} where the Device's edges differed from "
+            f"the service's; the Device's edges per country: {summary}"
+        )

@@ -30,11 +30,16 @@ CLIENT = "webphone"
 ISSUER = "https://idp.drill.example/"
 AUDIENCE = "tokensvc"
 API_KEY_ENV = "DRILL_TWILIO_API_KEY_SECRET"
-EDGES: dict[str, Any] = {"default": ["ashburn", "umatilla", "roaming"],
-                         "by_country": {"IE": ["dublin", "frankfurt", "ashburn"]}, "geo": True}
-POLICY = EdgePolicy(default=tuple(EDGES["default"]),
-                    by_country={k: tuple(v) for k, v in EDGES["by_country"].items()},
-                    geo=bool(EDGES["geo"]))
+EDGES: dict[str, Any] = {
+    "default": ["ashburn", "umatilla", "roaming"],
+    "by_country": {"IE": ["dublin", "frankfurt", "ashburn"]},
+    "geo": True,
+}
+POLICY = EdgePolicy(
+    default=tuple(EDGES["default"]),
+    by_country={k: tuple(v) for k, v in EDGES["by_country"].items()},
+    geo=bool(EDGES["geo"]),
+)
 
 
 def expected_edges(country: str, drained: frozenset[str] = frozenset()) -> list[str]:
@@ -61,14 +66,23 @@ def write_client(config_dir: Path, creds: Credentials, origins: Sequence[str]) -
 def client_document(creds: Credentials, origins: Sequence[str]) -> dict[str, Any]:
     hexes = secrets.token_hex(48)
     return {
-        "twilio": {"account_sid": "AC" + hexes[:32], "api_key_sid": "SK" + hexes[32:64],
-                   "api_key_secret": {"env": API_KEY_ENV},
-                   "outgoing_application_sid": "AP" + hexes[64:96], "incoming_allow": True,
-                   "home_region": "us1"},
+        "twilio": {
+            "account_sid": "AC" + hexes[:32],
+            "api_key_sid": "SK" + hexes[32:64],
+            "api_key_secret": {"env": API_KEY_ENV},
+            "outgoing_application_sid": "AP" + hexes[64:96],
+            "incoming_allow": True,
+            "home_region": "us1",
+        },
         "token": {"ttl_seconds": 3600},
-        "auth": {"type": "jwt", "algorithms": ["HS256"],
-                 "hs256_secret": {"file": str(creds.secret_file)}, "issuer": ISSUER,
-                 "audience": AUDIENCE, "identity_claim": "sub"},
+        "auth": {
+            "type": "jwt",
+            "algorithms": ["HS256"],
+            "hs256_secret": {"file": str(creds.secret_file)},
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "identity_claim": "sub",
+        },
         "cors": {"allow_origins": list(origins)},
         "edges": EDGES,
         # Generous on purpose: the drill measures availability, not the limiter. Every caller
@@ -88,9 +102,11 @@ def write_atomic(path: Path, text: str) -> Path:
 def make_credentials(workdir: Path) -> Credentials:
     secret_dir = workdir / "secrets"
     secret_dir.mkdir(parents=True, exist_ok=True)
-    creds = Credentials(hs256_secret=secrets.token_urlsafe(36),
-                        api_key_secret=secrets.token_hex(16),
-                        secret_file=secret_dir / "caller-hs256")
+    creds = Credentials(
+        hs256_secret=secrets.token_urlsafe(36),
+        api_key_secret=secrets.token_hex(16),
+        secret_file=secret_dir / "caller-hs256",
+    )
     creds.secret_file.write_text(creds.hs256_secret)
     creds.secret_file.chmod(0o600)
     return creds
@@ -98,36 +114,70 @@ def make_credentials(workdir: Path) -> Credentials:
 
 def caller_jwts(creds: Credentials, country: str, count: int, lifetime: float) -> list[str]:
     now = int(time.time())
-    return [jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": f"drill-{country.lower()}-{i}",
-                        "iat": now, "exp": now + int(lifetime)}, creds.hs256_secret,
-                       algorithm="HS256") for i in range(count)]
+    return [
+        jwt.encode(
+            {
+                "iss": ISSUER,
+                "aud": AUDIENCE,
+                "sub": f"drill-{country.lower()}-{i}",
+                "iat": now,
+                "exp": now + int(lifetime),
+            },
+            creds.hs256_secret,
+            algorithm="HS256",
+        )
+        for i in range(count)
+    ]
 
 
 def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6371 * math.asin(math.sqrt(h))
 
 
-def regions_by_distance(country: str, regions: Sequence[tuple[str, tuple[float, float]]]
-                        ) -> list[str]:
+def regions_by_distance(
+    country: str, regions: Sequence[tuple[str, tuple[float, float]]]
+) -> list[str]:
     where = country_locations()[country]
     return [name for name, loc in sorted(regions, key=lambda r: _distance(where, r[1]))]
 
 
-def population(creds: Credentials, regions: Sequence[tuple[str, tuple[float, float]]],
-               countries: Sequence[str], urls: dict[str, str], *, callers: int = 60,
-               lifetime: float = 6 * 3600, global_share: float = 0.25) -> list[dict[str, Any]]:
+def population(
+    creds: Credentials,
+    regions: Sequence[tuple[str, tuple[float, float]]],
+    countries: Sequence[str],
+    urls: dict[str, str],
+    *,
+    callers: int = 60,
+    lifetime: float = 6 * 3600,
+    global_share: float = 0.25,
+) -> list[dict[str, Any]]:
     """Apps per country for load.mjs: endpoints in order, credentials, weight."""
     apps: list[dict[str, Any]] = []
     for country in countries:
         order = regions_by_distance(country, regions)
         tokens = caller_jwts(creds, country, callers, lifetime)
-        apps.append({"country": country, "kind": "regional", "weight": 1 - global_share,
-                     "endpoints": [urls[r] for r in order], "credentials": tokens})
+        apps.append(
+            {
+                "country": country,
+                "kind": "regional",
+                "weight": 1 - global_share,
+                "endpoints": [urls[r] for r in order],
+                "credentials": tokens,
+            }
+        )
         if global_share > 0:
-            apps.append({"country": country, "kind": "global", "weight": global_share,
-                         "endpoints": [urls["global"], *(urls[r] for r in order[:2])],
-                         "credentials": tokens})
+            apps.append(
+                {
+                    "country": country,
+                    "kind": "global",
+                    "weight": global_share,
+                    "endpoints": [urls["global"], *(urls[r] for r in order[:2])],
+                    "credentials": tokens,
+                }
+            )
     return apps

@@ -71,19 +71,28 @@ class _State:
             if r["ok"]:
                 rate[r["region"]] = rate.get(r["region"], 0) + 0.2
         stats = self.topo.haproxy.stats()
-        servers = {reg.name: [[p.name, stats.get((reg.name, p.name), "?")]
-                              for p in reg.processes] for reg in self.topo.regions}
+        servers = {
+            reg.name: [[p.name, stats.get((reg.name, p.name), "?")] for p in reg.processes]
+            for reg in self.topo.regions
+        }
         urls = self.topo.urls
-        help_text = "\n".join([
-            *(f"{name:13} {url}" for name, url in urls.items()),
-            "",
-            f"curl -s {urls['global']}/v1/clients/webphone/edges -H 'X-Drill-Geo: JP'",
-            f"TOKENSVC_OPS_CONFIG={self.topo.ops_config} tokensvc edges drain tokyo --for 5m",
-            f"TOKENSVC_OPS_CONFIG={self.topo.ops_config} tokensvc edges undrain tokyo",
-        ])
-        return {"servers": servers, "rate": rate, "drains": self.drains,
-                "failed": sum(1 for r in self.recent if not r["ok"]),
-                "edges": dict(sorted(self.edges.items())), "help": help_text}
+        help_text = "\n".join(
+            [
+                *(f"{name:13} {url}" for name, url in urls.items()),
+                "",
+                f"curl -s {urls['global']}/v1/clients/webphone/edges -H 'X-Drill-Geo: JP'",
+                f"TOKENSVC_OPS_CONFIG={self.topo.ops_config} tokensvc edges drain tokyo --for 5m",
+                f"TOKENSVC_OPS_CONFIG={self.topo.ops_config} tokensvc edges undrain tokyo",
+            ]
+        )
+        return {
+            "servers": servers,
+            "rate": rate,
+            "drains": self.drains,
+            "failed": sum(1 for r in self.recent if not r["ok"]),
+            "edges": dict(sorted(self.edges.items())),
+            "help": help_text,
+        }
 
 
 def serve_demo(rate: float, port: int) -> int:

@@ -33,13 +33,18 @@ def ensure_installed() -> str:
     found = shutil.which("haproxy") or (BINARY if Path(BINARY).exists() else None)
     if found:
         return found
-    subprocess.run(["apt-get", "install", "-y", "-q", "haproxy"], check=True,
-                   timeout=600, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "haproxy"],
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+    )
     return BINARY
 
 
-def render(regions: Sequence[Region], ports: dict[str, int], map_file: Path,
-           stats_socket: Path) -> str:
+def render(
+    regions: Sequence[Region], ports: dict[str, int], map_file: Path, stats_socket: Path
+) -> str:
     """The whole haproxy.cfg for these regions; ``ports`` maps frontend name -> listen port."""
     headers = sorted({r.country_header for r in regions})
     header_rules = [
@@ -47,9 +52,12 @@ def render(regions: Sequence[Region], ports: dict[str, int], map_file: Path,
         # allow: the drill's pages name their country in a query parameter instead.
         f"    http-request set-header {GEO_HEADER} %[url_param({GEO_PARAM})] "
         f"if {{ url_param({GEO_PARAM}) -m found }}",
-        *(f"    http-request del-header {h}" for h in headers)] + [
+        *(f"    http-request del-header {h}" for h in headers),
+    ] + [
         f"    http-request set-header {h} %[req.hdr({GEO_HEADER})] "
-        f"if {{ req.hdr({GEO_HEADER}) -m found }}" for h in headers]
+        f"if {{ req.hdr({GEO_HEADER}) -m found }}"
+        for h in headers
+    ]
     out = [
         "global",
         "    log stdout format raw local0 info",
@@ -72,23 +80,34 @@ def render(regions: Sequence[Region], ports: dict[str, int], map_file: Path,
         "",
     ]
     for region in regions:
-        out += [f"frontend {region.name}", f"    bind {HOST}:{ports[region.name]}",
-                *header_rules, f"    default_backend {region.name}", "",
-                f"backend {region.name}", "    balance roundrobin",
-                "    option httpchk GET /readyz", "    http-check expect status 200"]
+        out += [
+            f"frontend {region.name}",
+            f"    bind {HOST}:{ports[region.name]}",
+            *header_rules,
+            f"    default_backend {region.name}",
+            "",
+            f"backend {region.name}",
+            "    balance roundrobin",
+            "    option httpchk GET /readyz",
+            "    http-check expect status 200",
+        ]
         out += [f"    server {p.name} {HOST}:{p.port} check" for p in region.processes]
         out.append("")
     out += ["frontend global", f"    bind {HOST}:{ports['global']}", *header_rules]
     for region in regions:
-        out.append(f"    use_backend global-{region.name} "
-                   f"if {{ req.hdr({GEO_HEADER}),upper,map({map_file}) -m str {region.name} }}")
+        out.append(
+            f"    use_backend global-{region.name} "
+            f"if {{ req.hdr({GEO_HEADER}),upper,map({map_file}) -m str {region.name} }}"
+        )
     out += [f"    default_backend global-{regions[0].name}", ""]
     for region in regions:
         out += [f"backend global-{region.name}", "    balance roundrobin", "    option allbackups"]
         for other in regions:
             backup = "" if other is region else " backup"
-            out += [f"    server {p.name} {HOST}:{p.port} track {other.name}/{p.name}{backup}"
-                    for p in other.processes]
+            out += [
+                f"    server {p.name} {HOST}:{p.port} track {other.name}/{p.name}{backup}"
+                for p in other.processes
+            ]
         out.append("")
     return "\n".join(out)
 
@@ -100,20 +119,23 @@ class HAProxy:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ports = {r.name: free_port() for r in regions} | {"global": free_port()}
         self.map_file = self.dir / "country-region.map"
-        self.map_file.write_text("".join(f"{c} {r.name}\n" for r in regions
-                                         for c in r.spec.countries))
+        self.map_file.write_text(
+            "".join(f"{c} {r.name}\n" for r in regions for c in r.spec.countries)
+        )
         self.stats_socket = self.dir / "stats.sock"
         self.config = self.dir / "haproxy.cfg"
         self.config.write_text(render(self.regions, self.ports, self.map_file, self.stats_socket))
-        self.child = Child("haproxy", [ensure_installed(), "-db", "-f", str(self.config)],
-                           logs / "haproxy.log")
+        self.child = Child(
+            "haproxy", [ensure_installed(), "-db", "-f", str(self.config)], logs / "haproxy.log"
+        )
 
     def url(self, frontend: str) -> str:
         return f"http://{HOST}:{self.ports[frontend]}"
 
     def check_config(self) -> None:
-        subprocess.run([ensure_installed(), "-c", "-q", "-f", str(self.config)], check=True,
-                       timeout=30)
+        subprocess.run(
+            [ensure_installed(), "-c", "-q", "-f", str(self.config)], check=True, timeout=30
+        )
 
     def start(self) -> HAProxy:
         self.check_config()

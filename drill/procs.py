@@ -39,8 +39,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float
         time.sleep(step)
 
 
-def http_get(url: str, timeout: float = 1.0,
-             headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+def http_get(
+    url: str, timeout: float = 1.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 - loopback
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
@@ -52,8 +53,14 @@ def http_get(url: str, timeout: float = 1.0,
 class Child:
     """One child process (and its process group), logging to ``log``."""
 
-    def __init__(self, name: str, args: Sequence[str], log: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.args = list(args)
         self.log = log
@@ -66,8 +73,14 @@ class Child:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                start_new_session=True, stdin=subprocess.DEVNULL)
+                self.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
         self.stopped = False
         return self
 

@@ -33,7 +33,7 @@ RELOAD_INTERVAL = 1.0
 class RegionSpec:
     name: str
     location: tuple[float, float]  # where the region is (latitude, longitude)
-    countries: tuple[str, ...]     # the countries whose apps start up nearest to it
+    countries: tuple[str, ...]  # the countries whose apps start up nearest to it
 
 
 REGIONS: tuple[RegionSpec, ...] = (
@@ -60,8 +60,9 @@ def country_header(region: str) -> str:
 class Process:
     """One ``tokensvc serve`` (a supervisor and its workers) on a fixed public port."""
 
-    def __init__(self, region: str, index: int, env: dict[str, str], config_dir: Path,
-                 logs: Path) -> None:
+    def __init__(
+        self, region: str, index: int, env: dict[str, str], config_dir: Path, logs: Path
+    ) -> None:
         self.region = region
         self.name = f"{region}-{index}"
         self.port = free_port()
@@ -78,10 +79,21 @@ class Process:
 
     def start(self) -> Process:
         self.generation += 1
-        args = [sys.executable, "-m", "tokensvc", "serve", "--config", str(self.config_dir),
-                "--host", HOST, "--port", str(self.port)]
-        self.child = Child(self.name, args, self.logs / f"{self.name}.log", env=self.env,
-                           cwd=REPO).start()
+        args = [
+            sys.executable,
+            "-m",
+            "tokensvc",
+            "serve",
+            "--config",
+            str(self.config_dir),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+        ]
+        self.child = Child(
+            self.name, args, self.logs / f"{self.name}.log", env=self.env, cwd=REPO
+        ).start()
         return self
 
     def ready(self) -> bool:
@@ -110,8 +122,9 @@ class Process:
 class Region:
     """A deployed region: Sentinel group, config directory, two tokensvc processes."""
 
-    def __init__(self, spec: RegionSpec, workdir: Path, base_env: dict[str, str],
-                 processes: int = 2) -> None:
+    def __init__(
+        self, spec: RegionSpec, workdir: Path, base_env: dict[str, str], processes: int = 2
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.dir = workdir / spec.name
@@ -135,8 +148,10 @@ class Region:
             "TOKENSVC_SHUTDOWN_DELAY": str(SHUTDOWN_DELAY),
             "TOKENSVC_TWILIO_VERIFY": "off",
         }
-        self.processes = [Process(spec.name, i + 1, self.env, self.config_dir, workdir / "logs")
-                          for i in range(processes)]
+        self.processes = [
+            Process(spec.name, i + 1, self.env, self.config_dir, workdir / "logs")
+            for i in range(processes)
+        ]
 
     def start_redis(self) -> None:
         self.redis.start()

@@ -65,11 +65,15 @@ class StepFigures:
 
     @property
     def checks(self) -> dict[str, bool]:
-        own = {} if self.step.skipped else {
-            "zero failed start-ups": self.failed == 0,
-            f"no start-up over {SLOW_MS} ms": self.slow == 0,
-            "every edge list valid, un-drained, in configured order": not self.edges_bad,
-        }
+        own = (
+            {}
+            if self.step.skipped
+            else {
+                "zero failed start-ups": self.failed == 0,
+                f"no start-up over {SLOW_MS} ms": self.slow == 0,
+                "every edge list valid, un-drained, in configured order": not self.edges_bad,
+            }
+        )
         return own | self.step.checks
 
     @property
@@ -128,8 +132,12 @@ def figures(records: list[dict[str, Any]], steps: list[Step]) -> list[StepFigure
             problem = edge_problem(r, window)
             if problem:
                 fig.edges_bad.append(problem)
-            if window and r["t"] / 1000 >= window[0] + DRAIN_TARGET_S and (
-                    r["t"] + r["ms"]) / 1000 <= window[1] and DRAIN_EDGE in r["edges"]:
+            if (
+                window
+                and r["t"] / 1000 >= window[0] + DRAIN_TARGET_S
+                and (r["t"] + r["ms"]) / 1000 <= window[1]
+                and DRAIN_EDGE in r["edges"]
+            ):
                 fig.drained_after_2s += 1
         fig.gap_s = _longest_gap(ok, step)
         out.append(fig)
@@ -171,15 +179,19 @@ def _fmt(value: float | None) -> str:
 
 
 def summary_table(figs: list[StepFigures]) -> str:
-    head = ("| step | start-ups | failed | p50 ms | p99 ms | max ms | longest gap s | "
-            "answered by | edges ok | targets |")
+    head = (
+        "| step | start-ups | failed | p50 ms | p99 ms | max ms | longest gap s | "
+        "answered by | edges ok | targets |"
+    )
     rows = [head, "|" + " --- |" * 10]
     for f in figs:
         answered = ", ".join(f"{k} {v}" for k, v in sorted(f.by_region.items()))
         verdict = "skipped" if f.step.skipped else ("met" if f.ok else "MISSED")
-        rows.append(f"| {f.step.name} | {f.attempted} | {f.failed} | {_fmt(f.p50_ms)} | "
-                    f"{_fmt(f.p99_ms)} | {_fmt(f.max_ms)} | {f.gap_s:.2f} | {answered or '-'} | "
-                    f"{'yes' if not f.edges_bad else 'NO'} | {verdict} |")
+        rows.append(
+            f"| {f.step.name} | {f.attempted} | {f.failed} | {_fmt(f.p50_ms)} | "
+            f"{_fmt(f.p99_ms)} | {_fmt(f.max_ms)} | {f.gap_s:.2f} | {answered or '-'} | "
+            f"{'yes' if not f.edges_bad else 'NO'} | {verdict} |"
+        )
     return "\n".join(rows)
 
 
@@ -190,8 +202,10 @@ def details(figs: list[StepFigures]) -> str:
         if f.step.skipped:
             out.append(f"Skipped: {f.step.skipped}\n")
             continue
-        out.append(f"Window {f.step.end - f.step.start:.1f} s (fault undone after "
-                   f"{f.step.fault_end - f.step.start:.1f} s).")
+        out.append(
+            f"Window {f.step.end - f.step.start:.1f} s (fault undone after "
+            f"{f.step.fault_end - f.step.start:.1f} s)."
+        )
         for key, value in f.step.facts.items():
             if key not in ("drained_at", "undrained_at"):
                 out.append(f"- {key}: {value}")
@@ -200,8 +214,9 @@ def details(figs: list[StepFigures]) -> str:
         if f.edges_bad:
             out.append(f"- bad edge lists ({len(f.edges_bad)}), first: {f.edges_bad[:3]}")
         if f.drained_after_2s:
-            out.append(f"- start-ups still handed {DRAIN_EDGE} 2 s after the drain: "
-                       f"{f.drained_after_2s}")
+            out.append(
+                f"- start-ups still handed {DRAIN_EDGE} 2 s after the drain: {f.drained_after_2s}"
+            )
         for name, passed in f.checks.items():
             out.append(f"- [{'x' if passed else ' '}] {name}")
         out.append("")
@@ -212,6 +227,7 @@ def timeline_png(records: list[dict[str, Any]], steps: list[Step], path: Path) -
     """Start-ups per second by answering region, failures, p99 time to token; faults shaded."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -234,16 +250,22 @@ def timeline_png(records: list[dict[str, Any]], steps: list[Step], path: Path) -
         else:
             failures[i] += 1
     xs = list(range(seconds))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 7), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(13, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
     top.stackplot(xs, *[per_region[n] for n in regions], labels=regions, alpha=0.8)
     top.plot(xs, failures, color="red", linewidth=1.5, label="failed")
     top.set_ylabel("start-ups / s")
     top.legend(loc="upper right", fontsize=8)
     p99 = [_percentile(t, 0.99) or float("nan") for t in times]
     bottom.plot(xs, p99, color="black", linewidth=1, label="p99 time to token")
-    bottom.axhline(SLOW_MS, color="red", linestyle="--", linewidth=0.8,
-                   label=f"attempt timeout + 100 ms ({SLOW_MS} ms)")
+    bottom.axhline(
+        SLOW_MS,
+        color="red",
+        linestyle="--",
+        linewidth=0.8,
+        label=f"attempt timeout + 100 ms ({SLOW_MS} ms)",
+    )
     bottom.set_yscale("log")
     bottom.set_ylabel("ms")
     bottom.set_xlabel("seconds since the drill started")
@@ -251,9 +273,16 @@ def timeline_png(records: list[dict[str, Any]], steps: list[Step], path: Path) -
     for n, step in enumerate(s for s in steps if s.name != "baseline" and not s.skipped):
         for ax in (top, bottom):
             ax.axvspan(step.start - t0, step.fault_end - t0, color="orange", alpha=0.18)
-        top.annotate(step.name, (step.start - t0, 1.0), xycoords=("data", "axes fraction"),
-                     fontsize=8, va="top", rotation=0, xytext=(2, -2 - 10 * (n % 2)),
-                     textcoords="offset points")
+        top.annotate(
+            step.name,
+            (step.start - t0, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=8,
+            va="top",
+            rotation=0,
+            xytext=(2, -2 - 10 * (n % 2)),
+            textcoords="offset points",
+        )
     fig.suptitle("tokensvc three-region drill")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -273,30 +302,62 @@ class Verdict:
         return not self.leaks and all(f.ok for f in self.figs)
 
 
-def write(results: Path, records: list[dict[str, Any]], steps: list[Step],
-          scan_roots: list[Path], secrets: list[str], skip: Path,
-          header: str = "") -> Verdict:
+def write(
+    results: Path,
+    records: list[dict[str, Any]],
+    steps: list[Step],
+    scan_roots: list[Path],
+    secrets: list[str],
+    skip: Path,
+    header: str = "",
+) -> Verdict:
     results.mkdir(parents=True, exist_ok=True)
     figs = figures(records, steps)
     leaks = scan_secrets(scan_roots, secrets, skip)
     png = timeline_png(records, steps, results / "timeline.png")
     md = results / "report.md"
     verdict = Verdict(figs, leaks, png, md)
-    lines = ["# tokensvc drill report", "", header, "",
-             f"Result: **{'every target met' if verdict.ok else 'TARGETS MISSED'}**", "",
-             summary_table(figs), "",
-             f"Secret scan of {len(scan_roots)} log locations: "
-             f"{'clean' if not leaks else 'LEAKS: ' + '; '.join(leaks[:10])}", ""]
+    lines = [
+        "# tokensvc drill report",
+        "",
+        header,
+        "",
+        f"Result: **{'every target met' if verdict.ok else 'TARGETS MISSED'}**",
+        "",
+        summary_table(figs),
+        "",
+        f"Secret scan of {len(scan_roots)} log locations: "
+        f"{'clean' if not leaks else 'LEAKS: ' + '; '.join(leaks[:10])}",
+        "",
+    ]
     if png:
         lines += [f"![timeline]({png.name})", ""]
     else:
         lines += ["(no timeline: matplotlib missing; `pip install -e '.[drill]'`)", ""]
     lines += ["## Steps", "", details(figs)]
     md.write_text("\n".join(lines))
-    (results / "steps.json").write_text(json.dumps(
-        [{"name": f.step.name, "start": f.step.start, "fault_end": f.step.fault_end,
-          "end": f.step.end, "facts": f.step.facts, "checks": f.checks,
-          "attempted": f.attempted, "failed": f.failed, "p50_ms": f.p50_ms,
-          "p99_ms": f.p99_ms, "max_ms": f.max_ms, "gap_s": f.gap_s,
-          "skipped": f.step.skipped} for f in figs], indent=2, default=str))
+    (results / "steps.json").write_text(
+        json.dumps(
+            [
+                {
+                    "name": f.step.name,
+                    "start": f.step.start,
+                    "fault_end": f.step.fault_end,
+                    "end": f.step.end,
+                    "facts": f.step.facts,
+                    "checks": f.checks,
+                    "attempted": f.attempted,
+                    "failed": f.failed,
+                    "p50_ms": f.p50_ms,
+                    "p99_ms": f.p99_ms,
+                    "max_ms": f.max_ms,
+                    "gap_s": f.gap_s,
+                    "skipped": f.step.skipped,
+                }
+                for f in figs
+            ],
+            indent=2,
+            default=str,
+        )
+    )
     return verdict

@@ -37,8 +37,8 @@ DRAIN_TARGET_S = 2.0
 class Step:
     name: str
     what: str
-    start: float = 0.0         # epoch seconds
-    fault_end: float = 0.0     # when the fault was undone (recovery began)
+    start: float = 0.0  # epoch seconds
+    fault_end: float = 0.0  # when the fault was undone (recovery began)
     end: float = 0.0
     facts: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
@@ -52,9 +52,12 @@ STATUS_FEED: Callable[[Topology, Step], None] | None = None
 
 def _wait_region_up(topo: Topology, region: Region) -> float:
     region.wait_ready()
-    return wait_until(lambda: all(topo.haproxy.server_up(region.name, p.name)
-                                  for p in region.processes), 20, f"{region.name} UP in HAProxy",
-                      step=0.1)
+    return wait_until(
+        lambda: all(topo.haproxy.server_up(region.name, p.name) for p in region.processes),
+        20,
+        f"{region.name} UP in HAProxy",
+        step=0.1,
+    )
 
 
 def region_loss(topo: Topology, step: Step, region_name: str, down_s: float) -> None:
@@ -106,8 +109,10 @@ def _edges_seen(topo: Topology, region: Region) -> list[str] | None:
     """The list one of ``region``'s processes answers now (alternating processes)."""
     lists = []
     for process in region.processes:
-        status, body = http_get(f"{process.url}/v1/clients/{callers.CLIENT}/edges"
-                                f"?country={DRAIN_PROBE_COUNTRY}", timeout=0.5)
+        status, body = http_get(
+            f"{process.url}/v1/clients/{callers.CLIENT}/edges?country={DRAIN_PROBE_COUNTRY}",
+            timeout=0.5,
+        )
         if status != 200:
             return None
         lists.append(json.loads(body)["edges"])
@@ -116,8 +121,9 @@ def _edges_seen(topo: Topology, region: Region) -> list[str] | None:
 
 def _propagation(topo: Topology, drained: bool, within: float) -> dict[str, float | None]:
     """Seconds until every process of each region hands out the list (3 polls in a row)."""
-    want = callers.expected_edges(DRAIN_PROBE_COUNTRY,
-                                  frozenset({DRAIN_EDGE}) if drained else frozenset())
+    want = callers.expected_edges(
+        DRAIN_PROBE_COUNTRY, frozenset({DRAIN_EDGE}) if drained else frozenset()
+    )
     started = time.monotonic()
     seen: dict[str, float | None] = {r.name: None for r in topo.regions}
     streak: dict[str, tuple[int, float]] = {r.name: (0, 0.0) for r in topo.regions}
@@ -146,28 +152,34 @@ def drain(topo: Topology, step: Step, hold_s: float) -> None:
     cli_s = time.monotonic() - issued
     step.facts["drain_cli_s"] = round(cli_s, 2)
     seen = _propagation(topo, True, DRAIN_TARGET_S)
-    step.facts["drain_seen_s"] = {k: None if v is None else round(v + cli_s, 3)
-                                  for k, v in seen.items()}
+    step.facts["drain_seen_s"] = {
+        k: None if v is None else round(v + cli_s, 3) for k, v in seen.items()
+    }
     step.checks["ops CLI drained every region"] = result.returncode == 0
     step.checks[f"drain seen by every region within {DRAIN_TARGET_S:g} s"] = all(
-        v is not None and v + cli_s <= DRAIN_TARGET_S for v in seen.values())
+        v is not None and v + cli_s <= DRAIN_TARGET_S for v in seen.values()
+    )
     time.sleep(hold_s)
     step.fault_end = step.facts["undrained_at"] = time.time()
     issued = time.monotonic()
     result = topo.ops("edges", "undrain", DRAIN_EDGE)
     cli_s = time.monotonic() - issued
     back = _propagation(topo, False, DRAIN_TARGET_S)
-    step.facts["undrain_seen_s"] = {k: None if v is None else round(v + cli_s, 3)
-                                    for k, v in back.items()}
+    step.facts["undrain_seen_s"] = {
+        k: None if v is None else round(v + cli_s, 3) for k, v in back.items()
+    }
     step.checks["ops CLI undrained every region"] = result.returncode == 0
     step.checks[f"undrain seen by every region within {DRAIN_TARGET_S:g} s"] = all(
-        v is not None and v + cli_s <= DRAIN_TARGET_S for v in back.values())
+        v is not None and v + cli_s <= DRAIN_TARGET_S for v in back.values()
+    )
 
 
 BROKEN_CONFIGS = {
     "comment-only": "# webphone: emptied by a bad merge\n# (nothing but comments)\n",
-    "wrong-typed": ("twilio: [not, a, mapping]\ntoken: {ttl_seconds: one hour}\n"
-                    "auth: {type: jwt}\nedges: {default: ashburn}\ndev: 'no'\n"),
+    "wrong-typed": (
+        "twilio: [not, a, mapping]\ntoken: {ttl_seconds: one hour}\n"
+        "auth: {type: jwt}\nedges: {default: ashburn}\ndev: 'no'\n"
+    ),
 }
 
 
@@ -186,8 +198,9 @@ class _Watch(threading.Thread):
         while not self.halt.is_set():
             for process in self.region.processes:
                 with contextlib.suppress(OSError):
-                    status, body = http_get(f"{process.url}/v1/clients/{callers.CLIENT}/edges"
-                                            "?country=IE", timeout=1.0)
+                    status, body = http_get(
+                        f"{process.url}/v1/clients/{callers.CLIENT}/edges?country=IE", timeout=1.0
+                    )
                     self.polls += 1
                     if status != 200 or json.loads(body).get("edges") != self.want:
                         self.bad.append(f"{process.name}: {status} {body[:120]!r}")
@@ -221,9 +234,12 @@ def broken_config(topo: Topology, step: Step, region_name: str) -> None:
             callers.write_atomic(region.config_dir / f"{callers.CLIENT}.yaml", text)
             try:
                 workers = 2 * len(region.processes)
-                took = wait_until(functools.partial(_rejected_by, region, before + workers),
-                                  RELOAD_INTERVAL * 6, f"{case} rejected by every worker",
-                                  step=0.25)
+                took = wait_until(
+                    functools.partial(_rejected_by, region, before + workers),
+                    RELOAD_INTERVAL * 6,
+                    f"{case} rejected by every worker",
+                    step=0.25,
+                )
                 step.facts[f"{case}_rejected_after_s"] = round(took, 2)
                 step.checks[f"{case} file refused by every worker"] = True
             except TimeoutError:
@@ -247,8 +263,12 @@ def rolling_restart(topo: Topology, step: Step, region_name: str) -> None:
         started = time.monotonic()
         if process.child is not None:
             process.child.signal(15)  # SIGTERM: /readyz 503 at once, listeners kept for the delay
-            wait_until(functools.partial(_out_of_lb, topo, region, process), 10,
-                       f"HAProxy takes {process.name} out", step=0.05)
+            wait_until(
+                functools.partial(_out_of_lb, topo, region, process),
+                10,
+                f"HAProxy takes {process.name} out",
+                step=0.05,
+            )
             out_s = time.monotonic() - started
             exit_code = process.child.wait(30)
             step.checks[f"{process.name} exited 0 after SIGTERM"] = exit_code == 0
@@ -256,10 +276,19 @@ def rolling_restart(topo: Topology, step: Step, region_name: str) -> None:
             out_s = 0.0
         process.start()
         process.wait_ready()
-        wait_until(functools.partial(topo.haproxy.server_up, region.name, process.name), 20,
-                   f"{process.name} back in HAProxy", step=0.1)
-        timings.append({"process": process.name, "out_of_lb_s": round(out_s, 2),
-                        "cycle_s": round(time.monotonic() - started, 2)})
+        wait_until(
+            functools.partial(topo.haproxy.server_up, region.name, process.name),
+            20,
+            f"{process.name} back in HAProxy",
+            step=0.1,
+        )
+        timings.append(
+            {
+                "process": process.name,
+                "out_of_lb_s": round(out_s, 2),
+                "cycle_s": round(time.monotonic() - started, 2),
+            }
+        )
     step.fault_end = time.time()
     step.facts["restarts"] = timings
 
@@ -287,32 +316,67 @@ class Plan:
 
 
 def full_plan() -> Plan:
-    return Plan(baseline_s=10, recover_s=8, steps=[
-        ("region_loss", "kill -9 every process of us-east, back after 10 s",
-         _act(lambda t, s: region_loss(t, s, "us-east", 10))),
-        ("redis_failover", "kill -9 eu-west's Redis primary",
-         _act(lambda t, s: redis_failover(t, s, "eu-west"))),
-        ("redis_partition", "SIGSTOP ap-southeast's Redis for 20 s",
-         _act(lambda t, s: redis_partition(t, s, "ap-southeast", 20))),
-        ("drain", f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 8 s",
-         _act(lambda t, s: drain(t, s, 8))),
-        ("broken_config", "comment-only, then wrong-typed client file in eu-west",
-         _act(lambda t, s: broken_config(t, s, "eu-west"))),
-        ("rolling_restart", "SIGTERM each ap-southeast process in turn",
-         _act(lambda t, s: rolling_restart(t, s, "ap-southeast"))),
-        ("status_feed", "fake Statuspage marks an edge major_outage", status_feed),
-    ])
+    return Plan(
+        baseline_s=10,
+        recover_s=8,
+        steps=[
+            (
+                "region_loss",
+                "kill -9 every process of us-east, back after 10 s",
+                _act(lambda t, s: region_loss(t, s, "us-east", 10)),
+            ),
+            (
+                "redis_failover",
+                "kill -9 eu-west's Redis primary",
+                _act(lambda t, s: redis_failover(t, s, "eu-west")),
+            ),
+            (
+                "redis_partition",
+                "SIGSTOP ap-southeast's Redis for 20 s",
+                _act(lambda t, s: redis_partition(t, s, "ap-southeast", 20)),
+            ),
+            (
+                "drain",
+                f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 8 s",
+                _act(lambda t, s: drain(t, s, 8)),
+            ),
+            (
+                "broken_config",
+                "comment-only, then wrong-typed client file in eu-west",
+                _act(lambda t, s: broken_config(t, s, "eu-west")),
+            ),
+            (
+                "rolling_restart",
+                "SIGTERM each ap-southeast process in turn",
+                _act(lambda t, s: rolling_restart(t, s, "ap-southeast")),
+            ),
+            ("status_feed", "fake Statuspage marks an edge major_outage", status_feed),
+        ],
+    )
 
 
 def short_plan() -> Plan:
-    return Plan(baseline_s=4, recover_s=5, steps=[
-        ("region_loss", "kill -9 every process of us-east, back after 6 s",
-         _act(lambda t, s: region_loss(t, s, "us-east", 6))),
-        ("redis_failover", "kill -9 eu-west's Redis primary",
-         _act(lambda t, s: redis_failover(t, s, "eu-west"))),
-        ("drain", f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 4 s",
-         _act(lambda t, s: drain(t, s, 4))),
-    ])
+    return Plan(
+        baseline_s=4,
+        recover_s=5,
+        steps=[
+            (
+                "region_loss",
+                "kill -9 every process of us-east, back after 6 s",
+                _act(lambda t, s: region_loss(t, s, "us-east", 6)),
+            ),
+            (
+                "redis_failover",
+                "kill -9 eu-west's Redis primary",
+                _act(lambda t, s: redis_failover(t, s, "eu-west")),
+            ),
+            (
+                "drain",
+                f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 4 s",
+                _act(lambda t, s: drain(t, s, 4)),
+            ),
+        ],
+    )
 
 
 def run(topo: Topology, plan: Plan, log: Callable[[str], None] = print) -> list[Step]:

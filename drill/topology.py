@@ -1,10 +1,10 @@
 """The whole deployment on loopback, started together and stopped together (always, by PID).
 
-    Topology(workdir).start()   3 Sentinel groups -> client files (checked) -> 6 tokensvc
-                                processes -> HAProxy -> every backend UP
-    .start_load(rate)           the Node start-up simulator writing startups.jsonl
-    .ops(*args)                 the real ops CLI (`tokensvc edges drain ...`) on every region
-    .stop()                     load, HAProxy, services, Redis; nothing left running
+Topology(workdir).start()   3 Sentinel groups -> client files (checked) -> 6 tokensvc
+                            processes -> HAProxy -> every backend UP
+.start_load(rate)           the Node start-up simulator writing startups.jsonl
+.ops(*args)                 the real ops CLI (`tokensvc edges drain ...`) on every region
+.stop()                     load, HAProxy, services, Redis; nothing left running
 """
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ class Topology:
         self.regions = [Region(spec, workdir, env) for spec in REGIONS]
         self.haproxy = HAProxy(self.regions, workdir, self.logs)
         self.ops_config = workdir / "ops.yaml"
-        self.ops_config.write_text(yaml.safe_dump(
-            {"regions": {r.name: r.redis.url for r in self.regions}}, sort_keys=False))
+        self.ops_config.write_text(
+            yaml.safe_dump(
+                {"regions": {r.name: r.redis.url for r in self.regions}}, sort_keys=False
+            )
+        )
         self.load: Child | None = None
         self.startups = workdir / "startups.jsonl"
 
@@ -67,41 +70,73 @@ class Topology:
 
     def check_config(self) -> None:
         """`tokensvc check-config` on one region's directory, as CI would before a deploy."""
-        subprocess.run([sys.executable, "-m", "tokensvc", "check-config",
-                        str(self.regions[0].config_dir)], check=True, env=self.env,
-                       stdout=subprocess.DEVNULL, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "tokensvc", "check-config", str(self.regions[0].config_dir)],
+            check=True,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
 
     def all_up(self) -> bool:
         stats = self.haproxy.stats()
-        return all(stats.get((r.name, p.name), "").startswith("UP")
-                   for r in self.regions for p in r.processes)
+        return all(
+            stats.get((r.name, p.name), "").startswith("UP")
+            for r in self.regions
+            for p in r.processes
+        )
 
     def ops(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         env = self.env | {"TOKENSVC_OPS_CONFIG": str(self.ops_config)}
-        result = subprocess.run([sys.executable, "-m", "tokensvc", *args],
-                                env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "tokensvc", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         with (self.logs / "ops-cli.log").open("a") as log:
             log.write(f"$ tokensvc {' '.join(args)}\n{result.stdout}{result.stderr}")
         return result
 
-    def start_load(self, rate: float, *, callers_per_country: int = 60,
-                   lifetime: float = 6 * 3600, global_share: float = 0.25) -> None:
+    def start_load(
+        self,
+        rate: float,
+        *,
+        callers_per_country: int = 60,
+        lifetime: float = 6 * 3600,
+        global_share: float = 0.25,
+    ) -> None:
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("node is not installed")
         countries = [c for spec in REGIONS for c in spec.countries]
-        apps = callers.population(self.creds, [(s.name, s.location) for s in REGIONS],
-                                  countries, self.urls, callers=callers_per_country,
-                                  lifetime=lifetime, global_share=global_share)
-        plan: dict[str, Any] = {"client": callers.CLIENT, "rate": rate,
-                                "attemptTimeoutMs": ATTEMPT_TIMEOUT_MS,
-                                "out": str(self.startups), "geoHeader": GEO_HEADER,
-                                "apps": apps}
+        apps = callers.population(
+            self.creds,
+            [(s.name, s.location) for s in REGIONS],
+            countries,
+            self.urls,
+            callers=callers_per_country,
+            lifetime=lifetime,
+            global_share=global_share,
+        )
+        plan: dict[str, Any] = {
+            "client": callers.CLIENT,
+            "rate": rate,
+            "attemptTimeoutMs": ATTEMPT_TIMEOUT_MS,
+            "out": str(self.startups),
+            "geoHeader": GEO_HEADER,
+            "apps": apps,
+        }
         plan_file = self.dir / "secrets" / "load-plan.json"  # holds JWTs: not a log
         plan_file.write_text(json.dumps(plan))
         plan_file.chmod(0o600)
-        self.load = Child("load", [node, str(REPO / "drill" / "load.mjs"), str(plan_file)],
-                          self.logs / "load.log", env=self.env).start()
+        self.load = Child(
+            "load",
+            [node, str(REPO / "drill" / "load.mjs"), str(plan_file)],
+            self.logs / "load.log",
+            env=self.env,
+        ).start()
 
     def stop_load(self) -> None:
         if self.load is not None:

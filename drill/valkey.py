@@ -44,8 +44,15 @@ class ValkeyNode:
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
-        base = [f"port {self.port}", f"bind {HOST}", f"dir {self.dir}", 'save ""',
-                "appendonly no", 'logfile ""', "daemonize no"]
+        base = [
+            f"port {self.port}",
+            f"bind {HOST}",
+            f"dir {self.dir}",
+            'save ""',
+            "appendonly no",
+            'logfile ""',
+            "daemonize no",
+        ]
         conf.write_text("\n".join(base + lines) + "\n")
         args = [str(get_binary_path()), str(conf)] + (["--sentinel"] if sentinel else [])
         self.child = Child(name, args, self.dir / "server.log", cwd=self.dir)
@@ -68,17 +75,27 @@ class SentinelGroup:
 
     def __init__(self, workdir: Path, region: str, down_after_ms: int = 1000) -> None:
         self.region = region
-        self.primary = ValkeyNode(workdir, f"{region}-valkey-a", ["repl-diskless-sync-delay 0"],
-                                  sentinel=False)
-        self.replica = ValkeyNode(workdir, f"{region}-valkey-b", [
-            "repl-diskless-sync-delay 0", f"replicaof {HOST} {self.primary.port}"], sentinel=False)
+        self.primary = ValkeyNode(
+            workdir, f"{region}-valkey-a", ["repl-diskless-sync-delay 0"], sentinel=False
+        )
+        self.replica = ValkeyNode(
+            workdir,
+            f"{region}-valkey-b",
+            ["repl-diskless-sync-delay 0", f"replicaof {HOST} {self.primary.port}"],
+            sentinel=False,
+        )
         self.sentinels = [
-            ValkeyNode(workdir, f"{region}-sentinel-{i}", [
-                f"sentinel monitor {SERVICE} {HOST} {self.primary.port} 2",
-                f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
-                f"sentinel failover-timeout {SERVICE} 2000",
-                f"sentinel parallel-syncs {SERVICE} 1",
-            ], sentinel=True)
+            ValkeyNode(
+                workdir,
+                f"{region}-sentinel-{i}",
+                [
+                    f"sentinel monitor {SERVICE} {HOST} {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} 2000",
+                    f"sentinel parallel-syncs {SERVICE} 1",
+                ],
+                sentinel=True,
+            )
             for i in range(3)
         ]
 
@@ -111,8 +128,9 @@ class SentinelGroup:
         for sentinel in self.sentinels:
             reply = _command(sentinel.port, "SENTINEL", "master", SERVICE).decode(errors="replace")
             lines = reply.split("\r\n")
-            fields = {lines[i]: lines[i + 2] for i in range(2, len(lines) - 2, 4)
-                      if i + 2 < len(lines)}
+            fields = {
+                lines[i]: lines[i + 2] for i in range(2, len(lines) - 2, 4) if i + 2 < len(lines)
+            }
             if int(fields.get("num-slaves", "0")) < 1:
                 return False
             if int(fields.get("num-other-sentinels", "0")) < 2:
@@ -141,6 +159,7 @@ class SentinelGroup:
             port = self.primary_port()
             node = next(n for n in self.data_nodes if n.port == port)
             return port != old_port and node.role() == "master"
+
         return wait_until(promoted, timeout, f"{self.region} sentinel failover", step=0.1)
 
     def stop(self) -> None:

@@ -21,8 +21,12 @@ BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 #: (id, name, group id or None, children) in page order, like Twilio's page.
 LAYOUT: list[tuple[str, str, str | None, list[str]]] = [
-    ("grpedges0001", "Voice Edge Locations", None,
-     ["ashburn00001", "dublin000001", "frankfurt001", "tokyo0000001", "sydney000001"]),
+    (
+        "grpedges0001",
+        "Voice Edge Locations",
+        None,
+        ["ashburn00001", "dublin000001", "frankfurt001", "tokyo0000001", "sydney000001"],
+    ),
     ("ashburn00001", "Ashburn (us1)", "grpedges0001", []),
     ("dublin000001", "Dublin (ie1)", "grpedges0001", []),
     ("frankfurt001", "Frankfurt (de1)", "grpedges0001", []),
@@ -58,27 +62,45 @@ class FakeStatuspage:
         components = []
         for position, (cid, name, group_id, children) in enumerate(LAYOUT):
             item: dict[str, Any] = {
-                "id": cid, "name": name, "status": self.statuses[cid],
-                "created_at": "2015-01-01T00:00:00.000Z", "updated_at": at,
-                "position": position + 1, "description": None, "showcase": False,
-                "start_date": None, "group_id": group_id, "page_id": "fakepage0001",
-                "group": bool(children), "only_show_if_degraded": False,
+                "id": cid,
+                "name": name,
+                "status": self.statuses[cid],
+                "created_at": "2015-01-01T00:00:00.000Z",
+                "updated_at": at,
+                "position": position + 1,
+                "description": None,
+                "showcase": False,
+                "start_date": None,
+                "group_id": group_id,
+                "page_id": "fakepage0001",
+                "group": bool(children),
+                "only_show_if_degraded": False,
             }
             if children:
                 item["components"] = list(children)
             components.append(item)
-        return {"page": {"id": "fakepage0001", "name": "Fake Twilio",
-                         "url": "https://status.example.com", "time_zone": "Etc/UTC",
-                         "updated_at": at},
-                "components": components}
+        return {
+            "page": {
+                "id": "fakepage0001",
+                "name": "Fake Twilio",
+                "url": "https://status.example.com",
+                "time_zone": "Etc/UTC",
+                "updated_at": at,
+            },
+            "components": components,
+        }
 
     def summary_doc(self) -> dict[str, Any]:
         doc = self.components_doc()
         worst = any(s != "operational" for s in self.statuses.values())
-        doc.update(incidents=[], scheduled_maintenances=[],
-                   status={"indicator": "minor" if worst else "none",
-                           "description": "Partial System Outage" if worst
-                           else "All Systems Operational"})
+        doc.update(
+            incidents=[],
+            scheduled_maintenances=[],
+            status={
+                "indicator": "minor" if worst else "none",
+                "description": "Partial System Outage" if worst else "All Systems Operational",
+            },
+        )
         return doc
 
     # -- the server ----------------------------------------------------------------------
@@ -117,8 +139,12 @@ class FakeStatuspage:
             self._send(handler, 404, b'{"error":"not found"}')
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
@@ -139,8 +165,9 @@ class FakeStatuspage:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -29,8 +29,12 @@ _CRED = re.compile(r"/v1/Credentials/(CR\w+)")
 
 
 def error_body(code: int, status: int, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
 
 
 @dataclass
@@ -89,7 +93,8 @@ class FakeTwilio:
         self._stopping = asyncio.Event()
         for region in REGIONS:
             server = await asyncio.start_server(
-                functools.partial(self._handle, region), "127.0.0.1", 0)
+                functools.partial(self._handle, region), "127.0.0.1", 0
+            )
             self._servers.append(server)
             self.ports[region] = server.sockets[0].getsockname()[1]
 
@@ -100,8 +105,9 @@ class FakeTwilio:
             server.close()
         await asyncio.sleep(0)
 
-    async def _handle(self, region: str, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, region: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:  # keep-alive: several requests per connection
                 try:
@@ -110,8 +116,10 @@ class FakeTwilio:
                     return
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in
-                           (line.split(":", 1) for line in lines[1:] if ":" in line)}
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+                }
                 user, secret = _basic(headers.get("authorization"))
                 path = target.split("?", 1)[0]
                 if self.mode == "hang":
@@ -122,16 +130,20 @@ class FakeTwilio:
                 self.requests.append(Request(region, method, path, user))
                 status, body = self._answer(region, method, path, user, secret)
                 data = json.dumps(body).encode()
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                             f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
+                )
                 await writer.drain()
         except (ConnectionError, TimeoutError):
             pass
         finally:
             writer.close()
 
-    def _answer(self, region: str, method: str, path: str, user: str | None,
-                secret: str | None) -> tuple[int, dict[str, Any]]:
+    def _answer(
+        self, region: str, method: str, path: str, user: str | None, secret: str | None
+    ) -> tuple[int, dict[str, Any]]:
         if self.mode == "fail":
             return 500, error_body(20500, 500, "An internal server error has occurred")
         if method != "GET":
@@ -143,21 +155,33 @@ class FakeTwilio:
         if (m := _APP.fullmatch(path)) is not None:
             if m.group(1) != self.account_sid or (region, m.group(2)) not in self.apps:
                 return 404, missing
-            return 200, {"sid": m.group(2), "account_sid": self.account_sid,
-                         "friendly_name": "voice", "voice_url": "https://example.com/voice"}
+            return 200, {
+                "sid": m.group(2),
+                "account_sid": self.account_sid,
+                "friendly_name": "voice",
+                "voice_url": "https://example.com/voice",
+            }
         if (m := _APPS.fullmatch(path)) is not None:
             if m.group(1) != self.account_sid:
                 return 404, missing
-            apps = [{"sid": sid, "account_sid": self.account_sid}
-                    for r, sid in sorted(self.apps) if r == region][:1]
+            apps = [
+                {"sid": sid, "account_sid": self.account_sid}
+                for r, sid in sorted(self.apps)
+                if r == region
+            ][:1]
             return 200, {"applications": apps, "page": 0, "page_size": 1}
         if (m := _CRED.fullmatch(path)) is not None:
             found = self.credentials.get((region, m.group(1)))
             if found is None:
                 return 404, missing
             kind, sandbox = found
-            return 200, {"sid": m.group(1), "account_sid": self.account_sid, "type": kind,
-                         "sandbox": "true" if sandbox else "false", "friendly_name": "push"}
+            return 200, {
+                "sid": m.group(1),
+                "account_sid": self.account_sid,
+                "type": kind,
+                "sandbox": "true" if sandbox else "false",
+                "friendly_name": "push",
+            }
         # Accounts/{AC}.json, Keys, anything else: a Standard key may not read them.
         return 401, error_body(20003, 401, "Authenticate")
 
@@ -176,6 +200,12 @@ def world() -> FakeTwilio:
     """Twilio as tests/support.py's base client expects it: its key, app and push credentials
     in us1 (CR_PROD production APNs, CR_SANDBOX sandbox APNs, CR_ANDROID FCM)."""
     return FakeTwilio(
-        ACCOUNT_SID, keys={API_KEY_SID: (API_KEY_SECRET, "us1")}, apps={("us1", APP_SID)},
-        credentials={("us1", CR_PROD): ("apn", False), ("us1", CR_SANDBOX): ("apn", True),
-                     ("us1", CR_ANDROID): ("fcm", False)})
+        ACCOUNT_SID,
+        keys={API_KEY_SID: (API_KEY_SECRET, "us1")},
+        apps={("us1", APP_SID)},
+        credentials={
+            ("us1", CR_PROD): ("apn", False),
+            ("us1", CR_SANDBOX): ("apn", True),
+            ("us1", CR_ANDROID): ("fcm", False),
+        },
+    )

@@ -62,8 +62,15 @@ class Node:
         self.dir.mkdir(parents=True)
         self.sentinel = sentinel
         self.conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
-        base = [f"port {self.port}", f"bind {HOST}", f"dir {self.dir}", "save \"\"",
-                "appendonly no", "logfile \"\"", "daemonize no"]
+        base = [
+            f"port {self.port}",
+            f"bind {HOST}",
+            f"dir {self.dir}",
+            'save ""',
+            "appendonly no",
+            'logfile ""',
+            "daemonize no",
+        ]
         self.conf.write_text("\n".join(base + lines) + "\n")
         self.log = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,8 +90,7 @@ class Node:
         if self.sentinel:
             args.append("--sentinel")
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.dir)
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
         self.paused = False
         try:
             wait_until(self._answers_ping, timeout, f"valkey on port {self.port}")
@@ -103,8 +109,13 @@ class Node:
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """A synchronous client for test set-up and checks (short timeouts, no retries)."""
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=timeout,
-                           socket_connect_timeout=timeout, retry=None)
+        return redis.Redis(
+            host=HOST,
+            port=self.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=None,
+        )
 
     def kill(self) -> None:
         """kill -9."""
@@ -223,8 +234,10 @@ class SentinelCluster:
                     state = client.sentinel_master(self.service)
                 finally:
                     client.close()
-                if (int(state["num-slaves"]) < want_replicas
-                        or int(state["num-other-sentinels"]) < want_sentinels):
+                if (
+                    int(state["num-slaves"]) < want_replicas
+                    or int(state["num-other-sentinels"]) < want_sentinels
+                ):
                     return False
             return True
 
@@ -266,12 +279,16 @@ def start_sentinel_cluster(
         quorum = sentinels // 2 + 1
         sentinel_nodes = []
         for _ in range(sentinels):
-            node = Node(workdir, [
-                f"sentinel monitor {SERVICE} {HOST} {primary.port} {quorum}",
-                f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
-                f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}",
-                f"sentinel parallel-syncs {SERVICE} {replicas or 1}",
-            ], sentinel=True).start()
+            node = Node(
+                workdir,
+                [
+                    f"sentinel monitor {SERVICE} {HOST} {primary.port} {quorum}",
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}",
+                    f"sentinel parallel-syncs {SERVICE} {replicas or 1}",
+                ],
+                sentinel=True,
+            ).start()
             started.append(node)
             sentinel_nodes.append(node)
         cluster = SentinelCluster(primary, replica_nodes, sentinel_nodes)

@@ -41,15 +41,26 @@ BASE_CLIENT: dict[str, Any] = {
         "outgoing_application_sid": APP_SID,
         "incoming_allow": True,
         "home_region": "us1",
-        "push_credentials": {"ios": {"production": "CR" + "a" * 32, "sandbox": "CR" + "b" * 32},
-                             "android": "CR" + "c" * 32},
+        "push_credentials": {
+            "ios": {"production": "CR" + "a" * 32, "sandbox": "CR" + "b" * 32},
+            "android": "CR" + "c" * 32,
+        },
     },
     "token": {"ttl_seconds": 3600},
-    "auth": {"type": "jwt", "algorithms": ["HS256"], "hs256_secret": HS_SECRET,
-             "issuer": ISSUER, "audience": AUDIENCE, "identity_claim": "sub"},
+    "auth": {
+        "type": "jwt",
+        "algorithms": ["HS256"],
+        "hs256_secret": HS_SECRET,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "identity_claim": "sub",
+    },
     "cors": {"allow_origins": [ORIGIN]},
-    "edges": {"default": ["ashburn", "umatilla", "roaming"],
-              "by_country": {"IE": ["dublin", "frankfurt", "ashburn"]}, "geo": True},
+    "edges": {
+        "default": ["ashburn", "umatilla", "roaming"],
+        "by_country": {"IE": ["dublin", "frankfurt", "ashburn"]},
+        "geo": True,
+    },
     "rate_limit": {"per_identity": "1000/minute", "per_ip": "10000/minute"},
     "dev": True,
 }
@@ -75,11 +86,22 @@ def write_client(directory: Path, client_id: str = "app", **changes: Any) -> Pat
     return path
 
 
-def assertion(sub: str = "alice", *, secret: str = HS_SECRET, alg: str = "HS256",
-              headers: dict[str, Any] | None = None, **claims: Any) -> str:
+def assertion(
+    sub: str = "alice",
+    *,
+    secret: str = HS_SECRET,
+    alg: str = "HS256",
+    headers: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
     now = int(time.time())
-    payload: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now,
-                               "exp": now + 300}
+    payload: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "iat": now,
+        "exp": now + 300,
+    }
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, secret, algorithm=alg, headers=headers)
@@ -105,8 +127,9 @@ def free_port() -> int:
 class Served:
     """A ``tokensvc serve`` process on loopback, stopped by its PID."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, admin_port: int | None,
-                 log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, admin_port: int | None, log_path: Path
+    ) -> None:
         self.process = process
         self.port = port
         self.admin_port = admin_port
@@ -138,8 +161,9 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None,
-               timeout: float = 15.0) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 15.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -154,22 +178,40 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None,
 
 
 @contextmanager
-def serve(config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None,
-          admin: bool = True) -> Iterator[Served]:
+def serve(
+    config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None, admin: bool = True
+) -> Iterator[Served]:
     port = free_port()
     admin_port = free_port() if admin else None
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    environ.update({"TOKENSVC_LOG_FORMAT": "json", "TOKENSVC_RELOAD_INTERVAL": "0.2",
-                    "TOKENSVC_TWILIO_VERIFY": "off"})  # no calls to the real Twilio
+    environ.update(
+        {
+            "TOKENSVC_LOG_FORMAT": "json",
+            "TOKENSVC_RELOAD_INTERVAL": "0.2",
+            "TOKENSVC_TWILIO_VERIFY": "off",
+        }
+    )  # no calls to the real Twilio
     if admin_port:
         environ["TOKENSVC_ADMIN_PORT"] = str(admin_port)
     environ.update(env or {})
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
-             "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=environ,
+            [
+                sys.executable,
+                "-m",
+                "tokensvc",
+                "serve",
+                "--config",
+                str(config_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
         )
     served = Served(process, port, admin_port, log_path)
     try:
@@ -182,8 +224,11 @@ def serve(config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None
 def make_client(config_dir: Path, **settings: object) -> TestClient:
     """The service over ASGI (enter it to run the lifespan), on in-memory state, with a
     fixed peer address; ``settings`` override the defaults."""
-    values: dict[str, object] = {"config_dir": config_dir, "reload_interval": 0.0,
-                                 "twilio_verify": "off"}  # no calls to the real Twilio
+    values: dict[str, object] = {
+        "config_dir": config_dir,
+        "reload_interval": 0.0,
+        "twilio_verify": "off",
+    }  # no calls to the real Twilio
     values.update(settings)
     app = create_app(Settings(**values))  # type: ignore[arg-type]
     return TestClient(app, base_url="http://127.0.0.1:8080", client=("203.0.113.9", 5555))

@@ -21,24 +21,42 @@ from tokensvc.jwks import JwksSource
 from tokensvc.secret import Secret
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+RSA_PUBLIC_PEM = (
+    RSA_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
-HS = AuthConfig(type="jwt", algorithms=("HS256",), hmac_secret=Secret(HS_SECRET),
-                issuer=ISSUER, audience=AUDIENCE)
-RS = AuthConfig(type="jwt", algorithms=("RS256",), public_keys=(RSA_PUBLIC_PEM,),
-                issuer=ISSUER, audience=AUDIENCE)
+HS = AuthConfig(
+    type="jwt",
+    algorithms=("HS256",),
+    hmac_secret=Secret(HS_SECRET),
+    issuer=ISSUER,
+    audience=AUDIENCE,
+)
+RS = AuthConfig(
+    type="jwt",
+    algorithms=("RS256",),
+    public_keys=(RSA_PUBLIC_PEM,),
+    issuer=ISSUER,
+    audience=AUDIENCE,
+)
 
 
-def rs_token(sub: str = "alice", key: Any = RSA_KEY, headers: dict[str, Any] | None = None,
-             **claims: Any) -> str:
+def rs_token(
+    sub: str = "alice", key: Any = RSA_KEY, headers: dict[str, Any] | None = None, **claims: Any
+) -> str:
     now = int(time.time())
     payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "exp": now + 300, **claims}
     return jwt.encode(payload, key, algorithm="RS256", headers=headers)
 
 
-def verify(config: AuthConfig, token: str | None, body_identity: str | None = None,
-           jwks: JwksSource | None = None) -> str:
+def verify(
+    config: AuthConfig,
+    token: str | None,
+    body_identity: str | None = None,
+    jwks: JwksSource | None = None,
+) -> str:
     auth = Authenticator.build(config, jwks)
     header = None if token is None else f"Bearer {token}"
     return asyncio.run(auth.verify(header, body_identity))
@@ -73,17 +91,22 @@ def test_non_bearer_scheme() -> None:
 
 def test_alg_none_is_refused() -> None:
     """An unsigned token (alg: none) is refused."""
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve",
-                        "exp": int(time.time()) + 60}, None,  # type: ignore[arg-type] # alg none: no key
-                       algorithm="none")
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "eve", "exp": int(time.time()) + 60},
+        None,  # type: ignore[arg-type] # alg none: no key
+        algorithm="none",
+    )
     assert "algorithm" == reason(HS, token)
 
 
 def test_hs_rs_confusion_is_refused() -> None:
     """An HS256 token signed with the RSA public key (as a secret) is refused for an RS client."""
     header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = base64.urlsafe_b64encode(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve",
-                                                "exp": int(time.time()) + 60}).encode())
+    body = base64.urlsafe_b64encode(
+        json.dumps(
+            {"iss": ISSUER, "aud": AUDIENCE, "sub": "eve", "exp": int(time.time()) + 60}
+        ).encode()
+    )
     import hashlib
     import hmac
 
@@ -103,8 +126,16 @@ def test_small_clock_skew_is_tolerated() -> None:
     assert "alice" == verify(HS, assertion(exp=int(time.time()) - 5))
 
 
-@pytest.mark.parametrize("claims", [{"aud": "someone-else"}, {"iss": "https://evil/"},
-                                    {"exp": None}, {"iss": None}, {"aud": None}])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"aud": "someone-else"},
+        {"iss": "https://evil/"},
+        {"exp": None},
+        {"iss": None},
+        {"aud": None},
+    ],
+)
 def test_wrong_or_missing_registered_claims(claims: dict[str, Any]) -> None:
     """Wrong audience or issuer, or a missing exp/iss/aud, is refused."""
     assert "claims" == reason(HS, assertion(**claims))
@@ -144,20 +175,31 @@ def test_api_key_client_takes_identity_from_body() -> None:
 def test_es256_key_cannot_verify_rs256_pinned_client() -> None:
     """A token signed with an EC key and alg ES256 is refused by an RS256-pinned client."""
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve",
-                        "exp": int(time.time()) + 60}, ec_key, algorithm="ES256")
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "eve", "exp": int(time.time()) + 60},
+        ec_key,
+        algorithm="ES256",
+    )
     assert "algorithm" == reason(RS, token)
 
 
 WEAK_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
-WEAK_PUBLIC_PEM = WEAK_RSA_KEY.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+WEAK_PUBLIC_PEM = (
+    WEAK_RSA_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def test_pem_rsa_key_under_2048_bits_is_refused() -> None:
     """A token signed by a configured 1024-bit RSA key is refused: the key is not used."""
-    weak = AuthConfig(type="jwt", algorithms=("RS256",), public_keys=(WEAK_PUBLIC_PEM,),
-                      issuer=ISSUER, audience=AUDIENCE)
+    weak = AuthConfig(
+        type="jwt",
+        algorithms=("RS256",),
+        public_keys=(WEAK_PUBLIC_PEM,),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+    )
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):  # pyjwt only warns when signing
         token = rs_token(key=WEAK_RSA_KEY)
     assert "unknown_key" == reason(weak, token)
@@ -165,9 +207,13 @@ def test_pem_rsa_key_under_2048_bits_is_refused() -> None:
 
 def test_weak_pem_key_does_not_disable_a_strong_one() -> None:
     """Beside a refused 1024-bit key, the client's 2048-bit key still verifies."""
-    both = AuthConfig(type="jwt", algorithms=("RS256",),
-                      public_keys=(WEAK_PUBLIC_PEM, RSA_PUBLIC_PEM),
-                      issuer=ISSUER, audience=AUDIENCE)
+    both = AuthConfig(
+        type="jwt",
+        algorithms=("RS256",),
+        public_keys=(WEAK_PUBLIC_PEM, RSA_PUBLIC_PEM),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+    )
     assert "bob" == verify(both, rs_token("bob"))
 
 
@@ -191,8 +237,14 @@ def test_fractional_numeric_date_is_accepted() -> None:
     assert "alice" == verify(HS, assertion(exp=time.time() + 300.5))
 
 
-LIMITED = AuthConfig(type="jwt", algorithms=("HS256",), hmac_secret=Secret(HS_SECRET),
-                     issuer=ISSUER, audience=AUDIENCE, max_token_lifetime=600)
+LIMITED = AuthConfig(
+    type="jwt",
+    algorithms=("HS256",),
+    hmac_secret=Secret(HS_SECRET),
+    issuer=ISSUER,
+    audience=AUDIENCE,
+    max_token_lifetime=600,
+)
 
 
 def test_token_within_the_lifetime_bound_passes() -> None:
@@ -214,7 +266,7 @@ def test_token_valid_further_ahead_than_the_bound_is_refused() -> None:
 
 def test_huge_exp_is_refused_by_the_lifetime_bound() -> None:
     """An exp too large for a float is a lifetime refusal, not an overflow."""
-    assert "lifetime" == reason(LIMITED, assertion(exp=10 ** 400))
+    assert "lifetime" == reason(LIMITED, assertion(exp=10**400))
 
 
 def test_lifetime_bound_is_off_by_default() -> None:

@@ -29,25 +29,31 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return code, out.out + out.err
 
 
-def test_all_good_exits_0(fake: FakeTwilio, tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_good_exits_0(
+    fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every check passed: exit 0 and the client reported ok."""
     write_client(tmp_path, "app")
     assert (0, "app: ok (1 key(s), 4 check(s))\n") == run(capsys, "--config", str(tmp_path))
 
 
 def test_a_wrong_secret_exits_1_naming_client_and_key_but_not_the_secret(
-        fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Exit 1; the line names client, key SID and failed check; the secret is not printed."""
     write_client(tmp_path, "app", twilio={"api_key_secret": "wrong-secret-value"})
     code, out = run(capsys, "--config", str(tmp_path))
     first = out.splitlines()[0]
-    assert (1, f"FAIL app key {API_KEY_SID}: application AP{'3' * 32}: rejected (401/20003)",
-            False) == (code, first, "wrong-secret-value" in out)
+    assert (
+        1,
+        f"FAIL app key {API_KEY_SID}: application AP{'3' * 32}: rejected (401/20003)",
+        False,
+    ) == (code, first, "wrong-secret-value" in out)
 
 
-def test_a_missing_app_exits_1_in_json(fake: FakeTwilio, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_app_exits_1_in_json(
+    fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--json: ok false, the client's status missing."""
     fake.apps.clear()
     write_client(tmp_path, "app")
@@ -58,20 +64,28 @@ def test_a_missing_app_exits_1_in_json(fake: FakeTwilio, tmp_path: Path,
 
 
 def test_an_unreachable_twilio_exits_0_listing_the_undecided(
-        fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """500s everywhere decide nothing: exit 0, each undecided check listed."""
     fake.mode = "fail"
     write_client(tmp_path, "app", twilio={"push_credentials": None})
     code, out = run(capsys, "--config", str(tmp_path))
-    assert (0, [f"UNDECIDED app key {API_KEY_SID}: application AP{'3' * 32}: HTTP 500/20500",
-                "app: unknown (1 key(s), 1 check(s))"]) == (code, out.splitlines())
+    assert (
+        0,
+        [
+            f"UNDECIDED app key {API_KEY_SID}: application AP{'3' * 32}: HTTP 500/20500",
+            "app: unknown (1 key(s), 1 check(s))",
+        ],
+    ) == (code, out.splitlines())
 
 
 def test_client_selects_one_and_an_unknown_one_exits_2(
-        fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeTwilio, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--client checks only that client; an unknown id exits 2."""
     write_client(tmp_path, "app", auth={"identity_prefix": "a"})
-    write_client(tmp_path, "other", twilio={"api_key_secret": "wrong"},
-                 auth={"identity_prefix": "o"})
+    write_client(
+        tmp_path, "other", twilio={"api_key_secret": "wrong"}, auth={"identity_prefix": "o"}
+    )
     assert 0 == run(capsys, "--config", str(tmp_path), "--client", "app")[0]
     assert 2 == run(capsys, "--config", str(tmp_path), "--client", "nope")[0]

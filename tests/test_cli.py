@@ -19,8 +19,9 @@ def test_check_config_accepts_the_bundled_example(capsys: pytest.CaptureFixture[
     assert '"client": "example"' in capsys.readouterr().out
 
 
-def test_check_config_names_file_and_field(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_names_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """check-config exits 1 and prints the file and the field of each problem."""
     write_client(tmp_path, "app", edges={"default": ["frankfort"]})
     assert 1 == main(["check-config", str(tmp_path)])
@@ -30,24 +31,27 @@ def test_check_config_names_file_and_field(tmp_path: Path,
 
 def test_mint_prints_a_token(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """mint prints a token for the identity, signed with the client's key."""
-    assert 0 == main(["mint", "--config", str(config_dir), "--client", "app",
-                      "--identity", "alice"])
+    assert 0 == main(
+        ["mint", "--config", str(config_dir), "--client", "app", "--identity", "alice"]
+    )
     token = capsys.readouterr().out.strip()
-    assert "alice" == jwt.decode(token, API_KEY_SECRET, algorithms=["HS256"])["grants"][
-        "identity"]
+    assert "alice" == jwt.decode(token, API_KEY_SECRET, algorithms=["HS256"])["grants"]["identity"]
 
 
 def test_mint_unknown_client(config_dir: Path) -> None:
     """mint for an unknown client exits 2."""
-    assert 2 == main(["mint", "--config", str(config_dir), "--client", "nope",
-                      "--identity", "alice"])
+    assert 2 == main(
+        ["mint", "--config", str(config_dir), "--client", "nope", "--identity", "alice"]
+    )
 
 
 def test_dev_assertion_is_accepted_by_the_dev_client(
-        config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """dev-assertion signs a caller JWT the dev client verifies."""
-    assert 0 == main(["dev-assertion", "--config", str(config_dir), "--client", "app",
-                      "--identity", "bob"])
+    assert 0 == main(
+        ["dev-assertion", "--config", str(config_dir), "--client", "app", "--identity", "bob"]
+    )
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, HS_SECRET, algorithms=["HS256"], audience="tokensvc")
     assert "bob" == claims["sub"]
@@ -55,8 +59,13 @@ def test_dev_assertion_is_accepted_by_the_dev_client(
 
 def test_dev_assertion_refuses_non_dev_client(tmp_path: Path) -> None:
     """dev-assertion refuses a client without dev: true."""
-    write_client(tmp_path, "app", dev=False, twilio={"api_key_secret": {"env": "HOME"}},
-                 auth={"hs256_secret": {"env": "TEST_HS"}})
+    write_client(
+        tmp_path,
+        "app",
+        dev=False,
+        twilio={"api_key_secret": {"env": "HOME"}},
+        auth={"hs256_secret": {"env": "TEST_HS"}},
+    )
     import os
 
     os.environ["TEST_HS"] = HS_SECRET
@@ -71,8 +80,20 @@ def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> N
     write_client(tmp_path, "one", edges={"default": ["frankfort"]})
     write_client(tmp_path, "two", token={"ttl_seconds": 999999})
     result = subprocess.run(
-        [sys.executable, "-m", "tokensvc", "serve", "--config", str(tmp_path),
-         "--port", str(free_port())], capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-m",
+            "tokensvc",
+            "serve",
+            "--config",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert 1 == result.returncode
     assert "one.yaml: edges.default[0]" in result.stderr
     assert "two.yaml: token.ttl_seconds" in result.stderr
@@ -84,9 +105,23 @@ def test_serve_refuses_dev_client_on_public_address(config_dir: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
     result = subprocess.run(
-        [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
-         "--host", "0.0.0.0", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=30, env=env)
+        [
+            sys.executable,
+            "-m",
+            "tokensvc",
+            "serve",
+            "--config",
+            str(config_dir),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert 1 == result.returncode
     assert "TOKENSVC_ALLOW_DEV" in result.stderr
 
@@ -99,16 +134,29 @@ def serve_refused(config_dir: Path, env: dict[str, str]) -> subprocess.Completed
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
     environ.update({"TOKENSVC_LOG_FORMAT": "json", **env})
     return subprocess.run(
-        [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
-         "--port", str(free_port())],
-        capture_output=True, text=True, timeout=30, env=environ)
+        [
+            sys.executable,
+            "-m",
+            "tokensvc",
+            "serve",
+            "--config",
+            str(config_dir),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=environ,
+    )
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_bad_redis_url_before_binding(config_dir: Path, workers: str) -> None:
     """A bad TOKENSVC_REDIS_URL: exit 1 naming it, no traceback, never "listening"."""
-    result = serve_refused(config_dir, {"TOKENSVC_REDIS_URL": "http://127.0.0.1:6379/0",
-                                        "TOKENSVC_WORKERS": workers})
+    result = serve_refused(
+        config_dir, {"TOKENSVC_REDIS_URL": "http://127.0.0.1:6379/0", "TOKENSVC_WORKERS": workers}
+    )
     output = result.stdout + result.stderr
     assert (1, False, False) == (result.returncode, "Traceback" in output, "listening" in output)
     assert "environment: TOKENSVC_REDIS_URL: must start with redis://" in result.stderr
@@ -118,19 +166,28 @@ def test_serve_names_a_misspelled_variable(config_dir: Path) -> None:
     """TOKENSVC_REDIS_ULR is refused at start-up with the name it probably meant."""
     result = serve_refused(config_dir, {"TOKENSVC_REDIS_ULR": "redis://127.0.0.1:6379/0"})
     assert 1 == result.returncode
-    assert ("environment: TOKENSVC_REDIS_ULR: unknown setting; did you mean TOKENSVC_REDIS_URL?"
-            in result.stderr)
+    assert (
+        "environment: TOKENSVC_REDIS_ULR: unknown setting; did you mean TOKENSVC_REDIS_URL?"
+        in result.stderr
+    )
 
 
 def test_serve_lists_setting_redis_and_client_problems_together(tmp_path: Path) -> None:
     """Bad values, both Redis URLs, a missing TLS file and a bad client file: one report."""
     write_client(tmp_path, "one", edges={"default": ["frankfort"]})
-    result = serve_refused(tmp_path, {
-        "TOKENSVC_WORKERS": "zero",
-        "TOKENSVC_REDIS_URL": f"rediss://127.0.0.1:6380/0?ssl_ca_certs={tmp_path / 'no-ca.pem'}",
-        "TOKENSVC_REDIS_READ_URL": "redis+sentinel://127.0.0.1:26379",
-    })
+    result = serve_refused(
+        tmp_path,
+        {
+            "TOKENSVC_WORKERS": "zero",
+            "TOKENSVC_REDIS_URL": (
+                f"rediss://127.0.0.1:6380/0?ssl_ca_certs={tmp_path / 'no-ca.pem'}"
+            ),
+            "TOKENSVC_REDIS_READ_URL": "redis+sentinel://127.0.0.1:26379",
+        },
+    )
     fields = {line.split(": ")[1] for line in result.stderr.splitlines()[1:]}
-    assert (1, {"TOKENSVC_WORKERS", "TOKENSVC_REDIS_URL", "TOKENSVC_REDIS_READ_URL",
-                "edges.default[0]"}) == (result.returncode, fields)
+    assert (
+        1,
+        {"TOKENSVC_WORKERS", "TOKENSVC_REDIS_URL", "TOKENSVC_REDIS_READ_URL", "edges.default[0]"},
+    ) == (result.returncode, fields)
     assert "ssl_ca_certs: cannot read file" in result.stderr

@@ -27,28 +27,31 @@ def test_valid_client_loads_with_resolved_fields(config_dir: Path) -> None:
     assert ("ashburn", "umatilla", "roaming") == clients["app"].edges.default
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"edges": {"default": ["frankfort"]}}, "edges.default[0]"),
-    ({"edges": {"by_country": {"IE": ["dublin", "frankfrt"]}}}, "edges.by_country.IE[1]"),
-    ({"edges": {"by_country": {"XX": ["dublin"]}}}, "edges.by_country.XX"),
-    ({"edges": {"default": ["sao-paulo-ix"]}}, "edges.default[0]"),
-    ({"twilio": {"account_sid": "AC123"}}, "twilio.account_sid"),
-    ({"twilio": {"api_key_sid": "XX" + "0" * 32}}, "twilio.api_key_sid"),
-    ({"twilio": {"home_region": "us2"}}, "twilio.home_region"),
-    ({"twilio": {"push_credentials": {"android": "nope"}}}, "twilio.push_credentials.android"),
-    ({"token": {"ttl_seconds": 90000}}, "token.ttl_seconds"),
-    ({"token": {"ttl_seconds": 30}}, "token.ttl_seconds"),
-    ({"auth": {"algorithms": ["none"]}}, "auth.algorithms[0]"),
-    ({"auth": {"algorithms": ["HS256", "RS256"]}}, "auth.algorithms[1]"),
-    ({"auth": {"issuer": None}}, "auth.issuer"),
-    ({"auth": {"audience": None}}, "auth.audience"),
-    ({"auth": {"hs256_secret": "short"}}, "auth.hs256_secret"),
-    ({"cors": {"allow_origins": ["*"]}}, "cors.allow_origins[0]"),
-    ({"cors": {"allow_origins": ["https://app.example.com/path"]}}, "cors.allow_origins[0]"),
-    ({"rate_limit": {"per_identity": "30 per minute"}}, "rate_limit.per_identity"),
-    ({"colour": "blue"}, "colour"),
-    ({"twilio": {"api_key": "x"}}, "twilio.api_key"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"edges": {"default": ["frankfort"]}}, "edges.default[0]"),
+        ({"edges": {"by_country": {"IE": ["dublin", "frankfrt"]}}}, "edges.by_country.IE[1]"),
+        ({"edges": {"by_country": {"XX": ["dublin"]}}}, "edges.by_country.XX"),
+        ({"edges": {"default": ["sao-paulo-ix"]}}, "edges.default[0]"),
+        ({"twilio": {"account_sid": "AC123"}}, "twilio.account_sid"),
+        ({"twilio": {"api_key_sid": "XX" + "0" * 32}}, "twilio.api_key_sid"),
+        ({"twilio": {"home_region": "us2"}}, "twilio.home_region"),
+        ({"twilio": {"push_credentials": {"android": "nope"}}}, "twilio.push_credentials.android"),
+        ({"token": {"ttl_seconds": 90000}}, "token.ttl_seconds"),
+        ({"token": {"ttl_seconds": 30}}, "token.ttl_seconds"),
+        ({"auth": {"algorithms": ["none"]}}, "auth.algorithms[0]"),
+        ({"auth": {"algorithms": ["HS256", "RS256"]}}, "auth.algorithms[1]"),
+        ({"auth": {"issuer": None}}, "auth.issuer"),
+        ({"auth": {"audience": None}}, "auth.audience"),
+        ({"auth": {"hs256_secret": "short"}}, "auth.hs256_secret"),
+        ({"cors": {"allow_origins": ["*"]}}, "cors.allow_origins[0]"),
+        ({"cors": {"allow_origins": ["https://app.example.com/path"]}}, "cors.allow_origins[0]"),
+        ({"rate_limit": {"per_identity": "30 per minute"}}, "rate_limit.per_identity"),
+        ({"colour": "blue"}, "colour"),
+        ({"twilio": {"api_key": "x"}}, "twilio.api_key"),
+    ],
+)
 def test_bad_field_is_named(tmp_path: Path, changes: dict[str, Any], field: str) -> None:
     """Each kind of mistake is reported with the file and the exact field."""
     write_client(tmp_path, "app", **changes)
@@ -76,9 +79,13 @@ def test_secrets_resolve_from_env_and_file(tmp_path: Path) -> None:
     """{env: NAME} and {file: path} references are read; the values stay masked."""
     secret_file = tmp_path / "key"
     secret_file.write_text("file-secret-0123456789abcdef0123456789\n")
-    write_client(tmp_path / "c", "app", dev=False,
-                 twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
-                 auth={"hs256_secret": {"file": str(secret_file)}})
+    write_client(
+        tmp_path / "c",
+        "app",
+        dev=False,
+        twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
+        auth={"hs256_secret": {"file": str(secret_file)}},
+    )
     clients = load_clients(tmp_path / "c", {"TWILIO_SECRET": "env-secret-value"})
     app = clients["app"]
     assert "env-secret-value" == app.twilio.api_keys[0].secret.reveal()
@@ -108,8 +115,13 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 def test_auth_none_requires_dev(tmp_path: Path) -> None:
     """auth.type none is refused outside dev, and warns loudly inside dev."""
-    write_client(tmp_path / "prod", "app", dev=False, auth={"type": "none"},
-                 twilio={"api_key_secret": {"env": "S"}})
+    write_client(
+        tmp_path / "prod",
+        "app",
+        dev=False,
+        auth={"type": "none"},
+        twilio={"api_key_secret": {"env": "S"}},
+    )
     assert ("app.yaml", "auth.type") in problems_of(tmp_path / "prod", {"S": "x"})
     write_client(tmp_path / "dev", "app", auth=merge({}, {"type": "none"}))
     assert any("ANY caller" in w for w in scan_clients(tmp_path / "dev", {}).warnings)
@@ -117,10 +129,13 @@ def test_auth_none_requires_dev(tmp_path: Path) -> None:
 
 def test_api_keys_list_for_rotation(tmp_path: Path) -> None:
     """api_keys lists several keys in order; the first signs."""
-    keys = [{"sid": "SK" + "4" * 32, "secret": "s" * 32}, {"sid": "SK" + "5" * 32,
-                                                            "secret": "t" * 32}]
-    write_client(tmp_path, "app", twilio={"api_key_sid": None, "api_key_secret": None,
-                                          "api_keys": keys})
+    keys = [
+        {"sid": "SK" + "4" * 32, "secret": "s" * 32},
+        {"sid": "SK" + "5" * 32, "secret": "t" * 32},
+    ]
+    write_client(
+        tmp_path, "app", twilio={"api_key_sid": None, "api_key_secret": None, "api_keys": keys}
+    )
     sids = [k.sid for k in load_clients(tmp_path, {})["app"].twilio.api_keys]
     assert ["SK" + "4" * 32, "SK" + "5" * 32] == sids
 
@@ -133,13 +148,23 @@ def test_empty_directory_is_a_problem(tmp_path: Path) -> None:
 def test_clients_sharing_an_account_need_distinct_prefixes(tmp_path: Path) -> None:
     """Two clients on one Twilio account without identity prefixes are a problem in both."""
     write_client(tmp_path, "web")
-    write_client(tmp_path, "backend", auth={"type": "api_key", "keys": ["k" * 40],
-                                            "algorithms": None, "hs256_secret": None,
-                                            "issuer": None, "audience": None,
-                                            "identity_claim": None})
+    write_client(
+        tmp_path,
+        "backend",
+        auth={
+            "type": "api_key",
+            "keys": ["k" * 40],
+            "algorithms": None,
+            "hs256_secret": None,
+            "issuer": None,
+            "audience": None,
+            "identity_claim": None,
+        },
+    )
     found = problems_of(tmp_path)
     assert {("web.yaml", "auth.identity_prefix"), ("backend.yaml", "auth.identity_prefix")} <= set(
-        found)
+        found
+    )
 
 
 def test_prefixes_that_nest_are_refused(tmp_path: Path) -> None:
@@ -159,15 +184,23 @@ def test_distinct_prefixes_on_a_shared_account_load(tmp_path: Path) -> None:
 def _pem(key: object) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    return key.public_key().public_bytes(  # type: ignore[attr-defined, no-any-return]
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(  # type: ignore[attr-defined, no-any-return]
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        .decode()
+    )
 
 
 def test_unparseable_pem_is_a_config_problem(tmp_path: Path) -> None:
     """A PEM with the right marker but garbage inside is caught by check-config."""
     pem = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"
-    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
-                                        "public_keys": [{"pem": pem}]})
+    write_client(
+        tmp_path,
+        "app",
+        auth={"algorithms": ["RS256"], "hs256_secret": None, "public_keys": [{"pem": pem}]},
+    )
     assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
 
 
@@ -175,9 +208,15 @@ def test_pem_key_type_must_match_algorithms(tmp_path: Path) -> None:
     """An EC key configured for RS256 is a config problem, not a 401 for every caller."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
-                                        "public_keys": [{"pem": _pem(ec.generate_private_key(
-                                            ec.SECP256R1()))}]})
+    write_client(
+        tmp_path,
+        "app",
+        auth={
+            "algorithms": ["RS256"],
+            "hs256_secret": None,
+            "public_keys": [{"pem": _pem(ec.generate_private_key(ec.SECP256R1()))}],
+        },
+    )
     assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
 
 
@@ -186,17 +225,27 @@ def test_a_pem_rsa_key_under_2048_bits_is_refused_at_load(tmp_path: Path) -> Non
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the point
-    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
-                                        "public_keys": [{"pem": _pem(weak)}]})
+    write_client(
+        tmp_path,
+        "app",
+        auth={"algorithms": ["RS256"], "hs256_secret": None, "public_keys": [{"pem": _pem(weak)}]},
+    )
     assert ("app.yaml", "auth.public_keys[0]") in problems_of(tmp_path)
 
 
-@pytest.mark.parametrize(("algorithms", "length", "refused"), [
-    (["HS256"], 32, False), (["HS384"], 47, True), (["HS384"], 48, False),
-    (["HS256", "HS512"], 63, True), (["HS512"], 64, False),
-])
+@pytest.mark.parametrize(
+    ("algorithms", "length", "refused"),
+    [
+        (["HS256"], 32, False),
+        (["HS384"], 47, True),
+        (["HS384"], 48, False),
+        (["HS256", "HS512"], 63, True),
+        (["HS512"], 64, False),
+    ],
+)
 def test_the_hmac_secret_is_as_long_as_the_longest_allowed_hash(
-        tmp_path: Path, algorithms: list[str], length: int, refused: bool) -> None:
+    tmp_path: Path, algorithms: list[str], length: int, refused: bool
+) -> None:
     """RFC 7518: an HS secret at least as long as the hash output, per allowed algorithm."""
     write_client(tmp_path, "app", auth={"algorithms": algorithms, "hs256_secret": "s" * length})
     assert refused == (("app.yaml", "auth.hs256_secret") in problems_of(tmp_path))
@@ -224,7 +273,9 @@ def test_empty_or_comment_only_file_is_a_problem(tmp_path: Path, text: str) -> N
     (tmp_path / "app.yaml").write_text(text)
     result = scan_clients(tmp_path, {})
     assert ({}, [("app.yaml", "")]) == (
-        result.clients, [(Path(p.source).name, p.field) for p in result.problems])
+        result.clients,
+        [(Path(p.source).name, p.field) for p in result.problems],
+    )
     assert "empty or holds only comments" in result.problems[0].message
 
 
@@ -233,29 +284,39 @@ def test_a_file_that_is_not_a_mapping_is_a_problem(tmp_path: Path, text: str) ->
     """A list or a scalar at the top of a file is one problem naming the file."""
     (tmp_path / "app.yaml").write_text(text)
     [problem] = scan_clients(tmp_path, {}).problems
-    assert ("app.yaml", "", True) == (Path(problem.source).name, problem.field,
-                                      problem.message.startswith("the file must be a mapping"))
+    assert ("app.yaml", "", True) == (
+        Path(problem.source).name,
+        problem.field,
+        problem.message.startswith("the file must be a mapping"),
+    )
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"edges": {"default": [["dublin"]]}}, "edges.default[0]"),
-    ({"edges": {"by_country": {"IE": [["dublin"]]}}}, "edges.by_country.IE[0]"),
-    ({"edges": {"by_country": [1]}}, "edges.by_country"),
-    ({"twilio": {"api_keys": [["x"]], "api_key_sid": None, "api_key_secret": None}},
-     "twilio.api_keys[0]"),
-    ({"auth": {"algorithms": [{"HS256": 1}]}}, "auth.algorithms[0]"),
-    ({"auth": {"hs256_secret": {"env": ["X"]}}}, "auth.hs256_secret"),
-    ({"auth": {"public_keys": [{"file": 1}], "hs256_secret": None,
-               "algorithms": ["RS256"]}}, "auth.public_keys[0]"),
-    ({"cors": {"allow_origins": [{"a": 1}]}}, "cors.allow_origins[0]"),
-    ({"rate_limit": {"per_ip": 30}}, "rate_limit.per_ip"),
-    ({"token": {"ttl_seconds": True}}, "token.ttl_seconds"),
-    ({"dev": "yes"}, "dev"),
-    ({"blocked_subjects": "mallory"}, "blocked_subjects"),
-])
-def test_a_wrong_type_anywhere_is_a_problem_at_its_field(tmp_path: Path,
-                                                         changes: dict[str, Any],
-                                                         field: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"edges": {"default": [["dublin"]]}}, "edges.default[0]"),
+        ({"edges": {"by_country": {"IE": [["dublin"]]}}}, "edges.by_country.IE[0]"),
+        ({"edges": {"by_country": [1]}}, "edges.by_country"),
+        (
+            {"twilio": {"api_keys": [["x"]], "api_key_sid": None, "api_key_secret": None}},
+            "twilio.api_keys[0]",
+        ),
+        ({"auth": {"algorithms": [{"HS256": 1}]}}, "auth.algorithms[0]"),
+        ({"auth": {"hs256_secret": {"env": ["X"]}}}, "auth.hs256_secret"),
+        (
+            {"auth": {"public_keys": [{"file": 1}], "hs256_secret": None, "algorithms": ["RS256"]}},
+            "auth.public_keys[0]",
+        ),
+        ({"cors": {"allow_origins": [{"a": 1}]}}, "cors.allow_origins[0]"),
+        ({"rate_limit": {"per_ip": 30}}, "rate_limit.per_ip"),
+        ({"token": {"ttl_seconds": True}}, "token.ttl_seconds"),
+        ({"dev": "yes"}, "dev"),
+        ({"blocked_subjects": "mallory"}, "blocked_subjects"),
+    ],
+)
+def test_a_wrong_type_anywhere_is_a_problem_at_its_field(
+    tmp_path: Path, changes: dict[str, Any], field: str
+) -> None:
     """A value of the wrong type (a list inside an edge list, say) is a problem naming the
     file and field, not an exception."""
     write_client(tmp_path, "app", **changes)
@@ -263,7 +324,8 @@ def test_a_wrong_type_anywhere_is_a_problem_at_its_field(tmp_path: Path,
 
 
 def test_check_config_reports_a_wrong_type_without_a_traceback(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`tokensvc check-config` on `default: [[dublin]]` exits 1 naming the field."""
     from tokensvc.__main__ import main
 
@@ -273,8 +335,9 @@ def test_check_config_reports_a_wrong_type_without_a_traceback(
     assert (1, True, False) == (code, "app.yaml: edges.default[0]" in err, "Traceback" in err)
 
 
-def test_check_config_refuses_a_comment_only_file(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_refuses_a_comment_only_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`tokensvc check-config` on a directory holding only `# x` exits 1, not `ok: 0`."""
     from tokensvc.__main__ import main
 
@@ -292,8 +355,10 @@ def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path: Path) -> N
     with (tmp_path / "app.yaml").open("wb") as handle:
         handle.truncate(8 * 1024**3)
     [problem] = scan_clients(tmp_path, {}).problems
-    assert ("app.yaml", True) == (Path(problem.source).name,
-                                  f"over the {MAX_FILE_BYTES} byte limit" in problem.message)
+    assert ("app.yaml", True) == (
+        Path(problem.source).name,
+        f"over the {MAX_FILE_BYTES} byte limit" in problem.message,
+    )
 
 
 def test_yaml_aliases_cannot_blow_up_validation(tmp_path: Path) -> None:
@@ -312,14 +377,29 @@ def test_non_string_keys_and_bad_timestamps_are_problems(tmp_path: Path) -> None
     assert [("one.yaml", ""), ("two.yaml", "")] == problems_of(tmp_path)
 
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                     st.text(max_size=12), st.sampled_from(["dublin", "HS256", "jwt", "env",
-                                                            "file", "30/minute", "IE"]))
-_values = st.recursive(_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(
-        ["env", "file", "pem", "sid", "secret", "default", "IE"])), inner, max_size=4)),
-    max_leaves=12)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["dublin", "HS256", "jwt", "env", "file", "30/minute", "IE"]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(
+                st.text(max_size=8),
+                st.sampled_from(["env", "file", "pem", "sid", "secret", "default", "IE"]),
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
 
 
 def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -333,12 +413,13 @@ def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
     return out
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data(), value=_values)
-def test_any_value_in_any_position_gives_problems_or_a_config(tmp_path: Path,
-                                                              data: st.DataObject,
-                                                              value: object) -> None:
+def test_any_value_in_any_position_gives_problems_or_a_config(
+    tmp_path: Path, data: st.DataObject, value: object
+) -> None:
     """Replacing any node of a valid file (or adding a key anywhere) with any YAML value tree
     gives either a valid client or problems naming app.yaml, never an exception."""
     doc = merge(BASE_CLIENT, {})
@@ -356,13 +437,14 @@ def test_any_value_in_any_position_gives_problems_or_a_config(tmp_path: Path,
     (tmp_path / "app.yaml").write_text(yaml.safe_dump(doc))
     result = scan_clients(tmp_path, {})
     assert (["app"] == list(result.clients) and not result.problems) or (
-        result.problems and all(Path(p.source).name == "app.yaml" for p in result.problems))
+        result.problems and all(Path(p.source).name == "app.yaml" for p in result.problems)
+    )
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@`,? \n\t0.")),
-                    max_size=60))
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@`,? \n\t0.")), max_size=60))
 def test_any_text_gives_problems_or_a_config(tmp_path: Path, text: str) -> None:
     """Arbitrary YAML-ish text in a client file never raises."""
     (tmp_path / "app.yaml").write_text(text)
@@ -378,35 +460,49 @@ def test_blocked_identities_is_refused_saying_what_to_write(tmp_path: Path) -> N
     write_client(tmp_path, "app", blocked_identities=["mallory"])
     [problem] = scan_clients(tmp_path, {}).problems
     assert ("blocked_identities", True, True) == (
-        problem.field, "blocked_subjects" in problem.message,
-        "blocked_twilio_identities" in problem.message)
+        problem.field,
+        "blocked_subjects" in problem.message,
+        "blocked_twilio_identities" in problem.message,
+    )
 
 
 def test_blocks_keeps_subjects_and_twilio_identities_apart(tmp_path: Path) -> None:
     """blocks() matches raw subjects against blocked_subjects only and Twilio identities
     against blocked_twilio_identities only."""
-    write_client(tmp_path, "app", blocked_subjects=["auth0|1"],
-                 blocked_twilio_identities=["web_bob"])
+    write_client(
+        tmp_path, "app", blocked_subjects=["auth0|1"], blocked_twilio_identities=["web_bob"]
+    )
     app = load_clients(tmp_path, {})["app"]
     assert [True, True, False, False] == [
-        app.blocks("auth0|1", "auth0_7c1"), app.blocks("bob", "web_bob"),
-        app.blocks("web_bob", "web_web__bob"), app.blocks("x", "auth0|1")]
+        app.blocks("auth0|1", "auth0_7c1"),
+        app.blocks("bob", "web_bob"),
+        app.blocks("web_bob", "web_web__bob"),
+        app.blocks("x", "auth0|1"),
+    ]
 
 
 def test_max_token_lifetime_is_optional(tmp_path: Path) -> None:
     """auth.max_token_lifetime_seconds loads as AuthConfig.max_token_lifetime; unset is None."""
     write_client(tmp_path / "a", "app", auth={"max_token_lifetime_seconds": 900})
     write_client(tmp_path / "b", "app")
-    assert (900, None) == (load_clients(tmp_path / "a", {})["app"].auth.max_token_lifetime,
-                           load_clients(tmp_path / "b", {})["app"].auth.max_token_lifetime)
+    assert (900, None) == (
+        load_clients(tmp_path / "a", {})["app"].auth.max_token_lifetime,
+        load_clients(tmp_path / "b", {})["app"].auth.max_token_lifetime,
+    )
 
 
-def test_env_secrets_come_from_the_mapping_passed_in(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_secrets_come_from_the_mapping_passed_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """{env: NAME} is looked up in the given mapping, not in the process environment."""
     monkeypatch.setenv("TWILIO_SECRET", "from-the-process")
-    write_client(tmp_path, "app", dev=False, twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
-                 auth={"hs256_secret": {"env": "TWILIO_SECRET"}})
+    write_client(
+        tmp_path,
+        "app",
+        dev=False,
+        twilio={"api_key_secret": {"env": "TWILIO_SECRET"}},
+        auth={"hs256_secret": {"env": "TWILIO_SECRET"}},
+    )
     assert ("app.yaml", "twilio.api_key_secret.env") in problems_of(tmp_path, {"OTHER": "x"})
 
 

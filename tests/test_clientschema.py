@@ -78,9 +78,20 @@ def test_field_paths_read_as_written() -> None:
 
 def test_errors_name_field_and_say_why() -> None:
     """Errors carry the field path and the schema's message, not a raw JSON Schema dump."""
-    found = schema_problems({"twilio": {"account_sid": "AC1"}, "auth": {"type": "jwt"},
-                             "edges": {"default": ["frankfort"]}})
-    assert {"twilio.account_sid", "auth.algorithms", "auth.issuer", "auth.audience",
-            "edges.default[0]"} <= {f for f, _ in found}
-    assert ("edges.default[0]", True) in {(f, m.startswith("unknown edge 'frankfort'"))
-                                          for f, m in found}
+    found = schema_problems(
+        {
+            "twilio": {"account_sid": "AC1"},
+            "auth": {"type": "jwt"},
+            "edges": {"default": ["frankfort"]},
+        }
+    )
+    assert {
+        "twilio.account_sid",
+        "auth.algorithms",
+        "auth.issuer",
+        "auth.audience",
+        "edges.default[0]",
+    } <= {f for f, _ in found}
+    assert ("edges.default[0]", True) in {
+        (f, m.startswith("unknown edge 'frankfort'")) for f, m in found
+    }

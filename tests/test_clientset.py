@@ -40,10 +40,12 @@ def _touch(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
 
-@pytest.mark.parametrize("content", ["# x\n", "", "edges:\n  default: [[dublin]]\n",
-                                     "- not\n- a mapping\n"])
+@pytest.mark.parametrize(
+    "content", ["# x\n", "", "edges:\n  default: [[dublin]]\n", "- not\n- a mapping\n"]
+)
 async def test_a_broken_file_is_refused_and_the_last_good_set_serves(
-        live: tuple[ClientSet, list[str]], config_dir: Path, content: str) -> None:
+    live: tuple[ClientSet, list[str]], config_dir: Path, content: str
+) -> None:
     """Comment-only, empty, wrong-typed or non-mapping content is refused: the old client
     keeps serving, the status says refused with the file named, the metric counts an error."""
     clientset, results = live
@@ -51,11 +53,17 @@ async def test_a_broken_file_is_refused_and_the_last_good_set_serves(
     outcome = await clientset.reload()
     status = clientset.reload_status
     assert ("error", ["app"], "refused", True, ["error"]) == (
-        outcome, sorted(clientset.clients), status.status, "app.yaml" in status.reason, results)
+        outcome,
+        sorted(clientset.clients),
+        status.status,
+        "app.yaml" in status.reason,
+        results,
+    )
 
 
-async def test_deleting_every_client_is_refused(live: tuple[ClientSet, list[str]],
-                                                config_dir: Path) -> None:
+async def test_deleting_every_client_is_refused(
+    live: tuple[ClientSet, list[str]], config_dir: Path
+) -> None:
     """A reload that would leave no client keeps the last good set."""
     clientset, _ = live
     (config_dir / "app.yaml").unlink()
@@ -72,13 +80,16 @@ async def test_deleting_one_client_of_two_is_applied(config_dir: Path) -> None:
     (config_dir / "other.yaml").unlink()
     outcome = await clientset.reload()
     await clientset.stop()
-    assert ("ok", ["app"], "ok") == (outcome, sorted(clientset.clients),
-                                     clientset.reload_status.status)
+    assert ("ok", ["app"], "ok") == (
+        outcome,
+        sorted(clientset.clients),
+        clientset.reload_status.status,
+    )
 
 
 async def test_a_refusal_is_logged_once_per_distinct_failure(
-        live: tuple[ClientSet, list[str]], config_dir: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    live: tuple[ClientSet, list[str]], config_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The same problems seen again (the file touched) count again but log no second line;
     different problems log a new line; `since` keeps the start of the unchanged failure."""
     clientset, results = live
@@ -96,7 +107,8 @@ async def test_a_refusal_is_logged_once_per_distinct_failure(
 
 
 async def test_a_fixed_file_reloads_and_clears_the_refusal(
-        live: tuple[ClientSet, list[str]], config_dir: Path) -> None:
+    live: tuple[ClientSet, list[str]], config_dir: Path
+) -> None:
     """After a refusal, a good edit is applied and the status is ok again."""
     clientset, results = live
     path = write_client(config_dir, edges={"default": [["dublin"]]})
@@ -105,8 +117,12 @@ async def test_a_fixed_file_reloads_and_clears_the_refusal(
     _touch(path)
     outcome = await clientset.reload()
     assert ("ok", ("tokyo",), "ok", "", ["error", "ok"]) == (
-        outcome, clientset.clients["app"].config.edges.default,
-        clientset.reload_status.status, clientset.reload_status.reason, results)
+        outcome,
+        clientset.clients["app"].config.edges.default,
+        clientset.reload_status.status,
+        clientset.reload_status.reason,
+        results,
+    )
 
 
 def test_readyz_shows_a_refused_reload_and_stays_ready(config_dir: Path) -> None:
@@ -114,12 +130,19 @@ def test_readyz_shows_a_refused_reload_and_stays_ready(config_dir: Path) -> None
     reason and since when."""
     with make_client(config_dir, reload_interval=0.05) as c:
         (config_dir / "app.yaml").write_text("# x\n")
-        asyncio.run(eventually(lambda: c.get("/readyz").json()["checks"]["config_reload"][
-            "status"] == "refused", within=10))
+        asyncio.run(
+            eventually(
+                lambda: c.get("/readyz").json()["checks"]["config_reload"]["status"] == "refused",
+                within=10,
+            )
+        )
         r = c.get("/readyz")
     reload = r.json()["checks"]["config_reload"]
-    assert (200, True, True) == (r.status_code, "app.yaml" in reload["reason"],
-                                 reload["since"].endswith("Z"))
+    assert (200, True, True) == (
+        r.status_code,
+        "app.yaml" in reload["reason"],
+        reload["since"].endswith("Z"),
+    )
 
 
 def _huge_client_file(path: Path, megabytes: int) -> None:
@@ -136,8 +159,9 @@ def _max_livez_latency(c: TestClient, until: float) -> float:
     return worst
 
 
-def test_parsing_a_5_mb_file_never_delays_livez(config_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parsing_a_5_mb_file_never_delays_livez(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the size cap lifted, a 5 MB file is read and parsed on reload while /livez keeps
     answering within 0.25 s (on the event loop it stalled for seconds); then it is refused."""
     import tokensvc.clients
@@ -148,15 +172,20 @@ def test_parsing_a_5_mb_file_never_delays_livez(config_dir: Path,
         started = time.monotonic()
         worst = _max_livez_latency(c, started + 1.0)
         assert worst < 0.25, f"/livez took {worst:.2f}s while the file was parsed"
-        asyncio.run(eventually(lambda: c.get("/readyz").json()["checks"]["config_reload"][
-            "status"] == "refused", within=30))
+        asyncio.run(
+            eventually(
+                lambda: c.get("/readyz").json()["checks"]["config_reload"]["status"] == "refused",
+                within=30,
+            )
+        )
         reason = c.get("/readyz").json()["checks"]["config_reload"]["reason"]
     assert "huge.yaml" in reason
 
 
 @pytest.mark.slow
-def test_a_real_service_refuses_a_5_mb_file_and_keeps_serving(config_dir: Path,
-                                                              tmp_path: Path) -> None:
+def test_a_real_service_refuses_a_5_mb_file_and_keeps_serving(
+    config_dir: Path, tmp_path: Path
+) -> None:
     """`tokensvc serve` fed a 5 MB client file keeps answering, shows the size refusal in
     /readyz and counts it in the reload metric."""
     with serve(config_dir, tmp_path) as served:
@@ -167,15 +196,24 @@ def test_a_real_service_refuses_a_5_mb_file_and_keeps_serving(config_dir: Path,
             reload = json.loads(get(served.url + "/readyz")[1])["checks"]["config_reload"]
         edges = get(served.url + "/v1/clients/app/edges")[0]
         metrics = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
-    assert ("refused", True, 200) == (reload.get("status"),
-                                      "byte limit" in reload.get("reason", ""), edges)
+    assert ("refused", True, 200) == (
+        reload.get("status"),
+        "byte limit" in reload.get("reason", ""),
+        edges,
+    )
     assert 'tokensvc_config_reloads_total{result="error"} 1.0' in metrics
 
 
 def _post_token(url: str) -> int:
-    request = urllib.request.Request(url + "/v1/clients/app/token", method="POST", data=b"{}",
-                                     headers={"Authorization": f"Bearer {assertion('alice')}",
-                                              "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/v1/clients/app/token",
+        method="POST",
+        data=b"{}",
+        headers={
+            "Authorization": f"Bearer {assertion('alice')}",
+            "Content-Type": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             return int(r.status)
@@ -191,8 +229,10 @@ def test_two_workers_survive_every_bad_push(config_dir: Path, tmp_path: Path) ->
     good = (config_dir / "app.yaml").read_text()
     pushes: list[tuple[str, Callable[[Path], object]]] = [
         ("empty or holds only comments", lambda p: p.write_text("# x\n")),
-        ("edges.default[0]", lambda p: p.write_text(good.replace(
-            "- ashburn\n", "- - ashburn\n", 1))),
+        (
+            "edges.default[0]",
+            lambda p: p.write_text(good.replace("- ashburn\n", "- - ashburn\n", 1)),
+        ),
         ("no client files", lambda p: p.unlink()),
         ("byte limit", lambda p: _huge_client_file(p, 5)),
     ]
@@ -203,10 +243,13 @@ def test_two_workers_survive_every_bad_push(config_dir: Path, tmp_path: Path) ->
             deadline = time.monotonic() + 10
             reasons: set[str] = set()
             while time.monotonic() < deadline and not (
-                    len(reasons) == 1 and expected in next(iter(reasons))):
+                len(reasons) == 1 and expected in next(iter(reasons))
+            ):
                 # Both workers must have refused: sample several answers.
-                reasons = {json.loads(get(served.url + "/readyz")[1])["checks"][
-                    "config_reload"]["reason"] for _ in range(6)}
+                reasons = {
+                    json.loads(get(served.url + "/readyz")[1])["checks"]["config_reload"]["reason"]
+                    for _ in range(6)
+                }
             codes = [_post_token(served.url) for _ in range(10)]
             seen.append((expected, any(expected in r for r in reasons), codes))
             (config_dir / "app.yaml").write_text(good)

@@ -48,9 +48,14 @@ def test_alert_rules_cover_the_required_conditions() -> None:
     reload failures and a down scrape target."""
     doc = yaml.safe_load((DEPLOY / "alerts.yaml").read_text())
     names = {rule["alert"] for group in doc["groups"] for rule in group["rules"]}
-    assert {"TokensvcTokenErrorRatioHigh", "TokensvcLatencyP99High", "TokensvcRedisDegraded",
-            "TokensvcAllEdgesDrained", "TokensvcConfigReloadFailing",
-            "TokensvcTargetDown"} <= names
+    assert {
+        "TokensvcTokenErrorRatioHigh",
+        "TokensvcLatencyP99High",
+        "TokensvcRedisDegraded",
+        "TokensvcAllEdgesDrained",
+        "TokensvcConfigReloadFailing",
+        "TokensvcTargetDown",
+    } <= names
 
 
 def test_dashboard_queries_are_valid_promql() -> None:

@@ -25,6 +25,7 @@ def _missing() -> str | None:
     if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
         try:
             from drill.haproxy import ensure_installed
+
             ensure_installed()
         except (OSError, subprocess.SubprocessError) as exc:
             return f"haproxy is missing and could not be installed: {exc}"
@@ -40,9 +41,23 @@ def test_short_drill_meets_every_target(tmp_path: Path) -> None:
         pytest.skip(f"SKIPPED LOUDLY: the drill needs {missing}")
     results = tmp_path / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "drill", "run", "--short", "--rate", "40", "--no-browser",
-         "--results", str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "drill",
+            "run",
+            "--short",
+            "--rate",
+            "40",
+            "--no-browser",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     steps = json.loads((results / "steps.json").read_text())
     assert ["baseline", "region_loss", "redis_failover", "drain"] == [s["name"] for s in steps]
     assert 0 == run.returncode, run.stdout[-3000:] + run.stderr[-2000:]

@@ -12,8 +12,11 @@ from tokensvc.edges import (
     without_drained,
 )
 
-POLICY = EdgePolicy(default=("ashburn", "umatilla", "roaming"),
-                    by_country={"IE": ("dublin", "frankfurt", "ashburn")}, geo=True)
+POLICY = EdgePolicy(
+    default=("ashburn", "umatilla", "roaming"),
+    by_country={"IE": ("dublin", "frankfurt", "ashburn")},
+    geo=True,
+)
 
 
 def test_catalogue_is_the_16_sdk_edges() -> None:
@@ -27,8 +30,10 @@ def test_geo_table_covers_every_country() -> None:
     """Every country in the data file has an entry of 3 public edges then roaming."""
     table = geo_table()
     assert set(country_locations()) == set(table)
-    assert all(len(v) == 4 and v[-1] == "roaming" and set(v[:3]) <= set(PUBLIC_EDGES)
-               for v in table.values())
+    assert all(
+        len(v) == 4 and v[-1] == "roaming" and set(v[:3]) <= set(PUBLIC_EDGES)
+        for v in table.values()
+    )
 
 
 def test_geo_orders_by_distance() -> None:
@@ -58,8 +63,9 @@ def test_default_without_country_or_geo() -> None:
 
 def test_drained_edges_are_removed_in_order() -> None:
     """Drained edges disappear; the rest keep their order."""
-    assert ["dublin", "ashburn"] == without_drained(("dublin", "frankfurt", "ashburn"),
-                                                    frozenset({"frankfurt"}))
+    assert ["dublin", "ashburn"] == without_drained(
+        ("dublin", "frankfurt", "ashburn"), frozenset({"frankfurt"})
+    )
 
 
 def test_all_drained_falls_back_to_roaming() -> None:
@@ -69,11 +75,19 @@ def test_all_drained_falls_back_to_roaming() -> None:
 
 def test_country_normalization() -> None:
     """Country hints are upper-cased ISO alpha-2 or ignored."""
-    assert ("IE", None, None, None) == (normalize_country(" ie "), normalize_country("IRL"),
-                                        normalize_country("1E"), normalize_country(""))
+    assert ("IE", None, None, None) == (
+        normalize_country(" ie "),
+        normalize_country("IRL"),
+        normalize_country("1E"),
+        normalize_country(""),
+    )
 
 
 def test_only_table_countries_are_countries() -> None:
     """Two letters that are no ISO 3166-1 code are not a country; XK (in the table) is."""
-    assert (None, None, "XK", "JP") == (normalize_country("ZZ"), normalize_country("QX"),
-                                        normalize_country("xk"), normalize_country("JP"))
+    assert (None, None, "XK", "JP") == (
+        normalize_country("ZZ"),
+        normalize_country("QX"),
+        normalize_country("xk"),
+        normalize_country("JP"),
+    )

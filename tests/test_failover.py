@@ -48,9 +48,14 @@ class Stream:
         while not self._stop.is_set():
             i += 1
             request = urllib.request.Request(
-                self.url + TOKEN, method="POST", data=b"{}",
-                headers={"Authorization": f"Bearer {assertion(f'caller{i % 50}')}",
-                         "Content-Type": "application/json"})
+                self.url + TOKEN,
+                method="POST",
+                data=b"{}",
+                headers={
+                    "Authorization": f"Bearer {assertion(f'caller{i % 50}')}",
+                    "Content-Type": "application/json",
+                },
+            )
             start = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=5) as r:
@@ -72,20 +77,24 @@ def edges(served: Served) -> list[str]:
 
 
 def ops(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tokensvc", *args, "--ops-config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tokensvc", *args, "--ops-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
 def clients(tmp_path: Path) -> Path:
     directory = tmp_path / "clients"
-    write_client(directory, rate_limit={"per_identity": "100000/minute",
-                                        "per_ip": "100000/minute"})
+    write_client(directory, rate_limit={"per_identity": "100000/minute", "per_ip": "100000/minute"})
     return directory
 
 
 def test_kill_9_primary_under_load_fails_no_token_request(
-        sentinel_cluster: SentinelCluster, clients: Path, tmp_path: Path) -> None:
+    sentinel_cluster: SentinelCluster, clients: Path, tmp_path: Path
+) -> None:
     """kill -9 of the Sentinel primary during a stream of token requests: zero failures, the
     new primary is used, and a drain written after the failover reaches the service."""
     env = {"TOKENSVC_REDIS_URL": sentinel_cluster.sentinel_url, "TOKENSVC_REDIS_REFRESH": "0.5"}
@@ -96,20 +105,27 @@ def test_kill_9_primary_under_load_fails_no_token_request(
         time.sleep(2.0)
         ops_config = tmp_path / "ops.yaml"
         ops_config.write_text(f"regions:\n  local: {sentinel_cluster.sentinel_url}\n")
-        assert 0 == ops("edges", "drain", "dublin", "--for", "5m", "--reason", "test",
-                        config=ops_config).returncode
+        assert (
+            0
+            == ops(
+                "edges", "drain", "dublin", "--for", "5m", "--reason", "test", config=ops_config
+            ).returncode
+        )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and "dublin" in edges(served):
             time.sleep(0.05)
         drained = "dublin" not in edges(served)
-    print(f"\n[figures] http_kill_primary: sent={len(stream.latencies)} "
-          f"failed={len(stream.failures)} p99_ms={stream.p99() * 1000:.1f}")
+    print(
+        f"\n[figures] http_kill_primary: sent={len(stream.latencies)} "
+        f"failed={len(stream.failures)} p99_ms={stream.p99() * 1000:.1f}"
+    )
     assert ([], True) == (stream.failures, drained)
     assert new.port != old.port and len(stream.latencies) > 50
 
 
 def test_paused_primary_fails_no_token_request(
-        sentinel_cluster: SentinelCluster, clients: Path, tmp_path: Path) -> None:
+    sentinel_cluster: SentinelCluster, clients: Path, tmp_path: Path
+) -> None:
     """A SIGSTOPped primary (a partition), later resumed: no failure, no hang."""
     env = {"TOKENSVC_REDIS_URL": sentinel_cluster.sentinel_url}
     with serve(clients, tmp_path, env) as served, Stream(served.url) as stream:
@@ -121,8 +137,10 @@ def test_paused_primary_fails_no_token_request(
         finally:
             primary.resume()
         time.sleep(1.0)
-    print(f"\n[figures] http_paused_primary: sent={len(stream.latencies)} "
-          f"failed={len(stream.failures)} p99_ms={stream.p99() * 1000:.1f}")
+    print(
+        f"\n[figures] http_paused_primary: sent={len(stream.latencies)} "
+        f"failed={len(stream.failures)} p99_ms={stream.p99() * 1000:.1f}"
+    )
     assert [] == stream.failures
     assert max(stream.latencies) < 1.0
 
@@ -137,8 +155,10 @@ def test_redis_down_then_back(redis_node: Node, clients: Path, tmp_path: Path) -
         ready_while_down = get(served.url + "/readyz")
         redis_node.restart()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and json.loads(get(
-                served.url + "/readyz")[1])["checks"]["state"]["status"] != "ok":
+        while (
+            time.monotonic() < deadline
+            and json.loads(get(served.url + "/readyz")[1])["checks"]["state"]["status"] != "ok"
+        ):
             time.sleep(0.1)
         recovered = json.loads(get(served.url + "/readyz")[1])["checks"]["state"]["status"]
     body = json.loads(ready_while_down[1])
@@ -147,20 +167,24 @@ def test_redis_down_then_back(redis_node: Node, clients: Path, tmp_path: Path) -
 
 
 def test_black_holed_redis_does_not_raise_token_latency(
-        black_hole_factory: Callable[[str], BlackHole], clients: Path, tmp_path: Path) -> None:
+    black_hole_factory: Callable[[str], BlackHole], clients: Path, tmp_path: Path
+) -> None:
     """A Redis that accepts connections and never answers costs requests at most the budget."""
     hole = black_hole_factory("accept")
     env = {"TOKENSVC_REDIS_URL": hole.url, "TOKENSVC_REDIS_BUDGET_MS": "20"}
     with serve(clients, tmp_path, env) as served, Stream(served.url) as stream:
         time.sleep(3.0)
-    print(f"\n[figures] http_black_hole: sent={len(stream.latencies)} "
-          f"p99_ms={stream.p99() * 1000:.1f}")
+    print(
+        f"\n[figures] http_black_hole: sent={len(stream.latencies)} "
+        f"p99_ms={stream.p99() * 1000:.1f}"
+    )
     assert [] == stream.failures
     assert stream.p99() < 0.25  # budget 20 ms per Redis wait; loose for a loaded 2-core CI
 
 
 def test_drain_reaches_two_regions_and_sync_repairs_one_that_was_down(
-        node_factory: Callable[[], Node], clients: Path, tmp_path: Path) -> None:
+    node_factory: Callable[[], Node], clients: Path, tmp_path: Path
+) -> None:
     """One `tokensvc edges drain` reaches both regions within 2 s; with one region's Redis
     down the tooling says so (exit 1), and `edges sync` later brings that region up to date."""
     eu_redis, us_redis = node_factory(), node_factory()
@@ -170,14 +194,19 @@ def test_drain_reaches_two_regions_and_sync_repairs_one_that_was_down(
     us_env = {"TOKENSVC_REDIS_URL": us_redis.url, "TOKENSVC_REGION": "us"}
     with serve(clients, tmp_path, eu_env) as eu, serve(clients, tmp_path, us_env) as us:
         start = time.monotonic()
-        assert 0 == ops("edges", "drain", "dublin", "--for", "10m", "--reason", "test",
-                        config=ops_config).returncode
+        assert (
+            0
+            == ops(
+                "edges", "drain", "dublin", "--for", "10m", "--reason", "test", config=ops_config
+            ).returncode
+        )
         while time.monotonic() - start < 5 and ("dublin" in edges(eu) or "dublin" in edges(us)):
             time.sleep(0.02)
         propagation = time.monotonic() - start
         us_redis.stop()
-        partial = ops("edges", "drain", "frankfurt", "--for", "10m", "--reason", "test",
-                      config=ops_config)
+        partial = ops(
+            "edges", "drain", "frankfurt", "--for", "10m", "--reason", "test", config=ops_config
+        )
         us_redis.restart()
         time.sleep(0.5)
         repaired = ops("edges", "sync", config=ops_config)

@@ -32,8 +32,16 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
 def answer(status: str, body: bytes, extra: bytes = b"") -> Handler:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 " + status.encode() + b"\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body)
+        writer.write(
+            b"HTTP/1.1 "
+            + status.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n"
+            + extra
+            + b"\r\n"
+            + body
+        )
         await writer.drain()
         writer.close()
 
@@ -41,7 +49,8 @@ def answer(status: str, body: bytes, extra: bytes = b"") -> Handler:
 
 
 async def test_a_complete_answer_is_returned_with_its_status(
-        serve: Callable[..., Awaitable[str]]) -> None:
+    serve: Callable[..., Awaitable[str]],
+) -> None:
     """A 404 is an answer, not an error: the caller decides what it means."""
     url = await serve(answer("404 Not Found", b'{"code":20404}'))
     fetcher = Fetcher()
@@ -53,7 +62,8 @@ async def test_a_complete_answer_is_returned_with_its_status(
 
 
 async def test_a_drip_fed_body_is_cut_at_the_total_deadline(
-        serve: Callable[..., Awaitable[str]]) -> None:
+    serve: Callable[..., Awaitable[str]],
+) -> None:
     """One byte every 0.2 s never trips a per-read timeout; the total deadline ends it and
     closes the connection (the server sees its writes fail)."""
     closed = asyncio.Event()

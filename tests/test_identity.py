@@ -28,7 +28,8 @@ def test_auth0_style_subject_is_escaped() -> None:
 def test_underscore_is_doubled_so_escapes_cannot_collide() -> None:
     """A literal 'auth0_7c12345' subject does not collide with the escaped 'auth0|12345'."""
     assert to_twilio_identity("auth0_7c12345", "escape") != to_twilio_identity(
-        "auth0|12345", "escape")
+        "auth0|12345", "escape"
+    )
 
 
 @given(st.text(min_size=1, max_size=30))

@@ -31,17 +31,23 @@ from tokensvc.jwks import (
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
-RS = AuthConfig(type="jwt", algorithms=("RS256",), jwks_url="set-per-test",
-                issuer=ISSUER, audience=AUDIENCE)
-ES = AuthConfig(type="jwt", algorithms=("ES256",), jwks_url="set-per-test",
-                issuer=ISSUER, audience=AUDIENCE)
+RS = AuthConfig(
+    type="jwt", algorithms=("RS256",), jwks_url="set-per-test", issuer=ISSUER, audience=AUDIENCE
+)
+ES = AuthConfig(
+    type="jwt", algorithms=("ES256",), jwks_url="set-per-test", issuer=ISSUER, audience=AUDIENCE
+)
 
 
 def token(key: Any, kid: str, sub: str = "alice") -> str:
     now = int(time.time())
     alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-    return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now,
-                       "exp": now + 300}, key, algorithm=alg, headers={"kid": kid})
+    return jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 300},
+        key,
+        algorithm=alg,
+        headers={"kid": kid},
+    )
 
 
 def jwk(key: Any, kid: str) -> dict[str, Any]:
@@ -75,8 +81,7 @@ class Idp:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = outer.raw if outer.raw is not None else json.dumps(
-                    outer.document).encode()
+                body = outer.raw if outer.raw is not None else json.dumps(outer.document).encode()
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -163,7 +168,8 @@ async def test_keys_survive_an_idp_outage(idp: Idp, fetcher: Fetcher) -> None:
 
 
 async def test_restarted_pod_uses_shared_jwks_cache_when_idp_is_down(
-        idp: Idp, fetcher: Fetcher) -> None:
+    idp: Idp, fetcher: Fetcher
+) -> None:
     """A new JwksSource loads keys from the shared cache when the IdP is unreachable."""
     idp.publish(RSA_KEY, "k1")
     cache = SharedCache()
@@ -172,8 +178,10 @@ async def test_restarted_pod_uses_shared_jwks_cache_when_idp_is_down(
     idp.status = 500
     second = await started(idp.url, fetcher, cache_get=cache.get, cache_put=cache.put)
     try:
-        assert ("cache", "alice") == (second.last_result,
-                                      await verify(second, token(RSA_KEY, "k1")))
+        assert ("cache", "alice") == (
+            second.last_result,
+            await verify(second, token(RSA_KEY, "k1")),
+        )
     finally:
         await second.stop()
 
@@ -236,7 +244,8 @@ async def test_weak_rsa_jwk_is_not_used(idp: Idp, fetcher: Fetcher) -> None:
 
 
 async def test_document_over_one_mib_is_refused_keeping_old_keys(
-        idp: Idp, fetcher: Fetcher) -> None:
+    idp: Idp, fetcher: Fetcher
+) -> None:
     """A JWKS body over 1 MiB fails the refresh (cut while it arrives); old keys stay."""
     idp.publish(RSA_KEY, "k1")
     source = await started(idp.url, fetcher)
@@ -276,8 +285,7 @@ async def max_loop_lag(work: Any) -> float:
     return lag
 
 
-async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(
-        idp: Idp, fetcher: Fetcher) -> None:
+async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(idp: Idp, fetcher: Fetcher) -> None:
     """Parsing and key building run in a thread: while 4,500 keys are parsed (the cap raised
     to let them in), the loop is late by less than half of what parsing inline costs it. What
     lag remains is ``json.loads``, one C call that holds the GIL (about 25 ms for this 0.8 MB
@@ -287,8 +295,9 @@ async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(
     assert 4500 == len(parse_jwks(document, max_keys=5000))
     inline = time.perf_counter() - started_at
     idp.publish(EC_KEY, "warm-up")
-    source = JwksSource(idp.url, fetcher=fetcher, refresh=300, max_stale=3600, timeout=5,
-                        max_keys=5000)
+    source = JwksSource(
+        idp.url, fetcher=fetcher, refresh=300, max_stale=3600, timeout=5, max_keys=5000
+    )
     assert await source.refresh()  # a first request pays one-time costs (imports, pools)
     idp.raw = document
     lag = await max_loop_lag(source.refresh())
@@ -298,7 +307,8 @@ async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(
 
 
 async def test_jwks_with_more_than_100_keys_is_refused_keeping_old_keys(
-        idp: Idp, fetcher: Fetcher) -> None:
+    idp: Idp, fetcher: Fetcher
+) -> None:
     """Over JWKS_MAX_KEYS entries the refresh fails (too_many_keys) and old keys verify on."""
     idp.publish(EC_KEY, "k1")
     source = await started(idp.url, fetcher)
@@ -312,7 +322,8 @@ async def test_jwks_with_more_than_100_keys_is_refused_keeping_old_keys(
 
 
 async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
-        idp: Idp, fetcher: Fetcher) -> None:
+    idp: Idp, fetcher: Fetcher
+) -> None:
     """Made-up kids before and during a rotation delay the new key by at most one forced
     interval plus a fetch, and fetch the IdP at most once per interval."""
     idp.publish(RSA_KEY, "k1")
@@ -352,7 +363,8 @@ async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
 
 
 async def test_dripping_idp_never_delays_another_clients_rotation(
-        idp: Idp, fetcher: Fetcher) -> None:
+    idp: Idp, fetcher: Fetcher
+) -> None:
     """One IdP drips a byte every 100 ms on every connection for the whole test, while
     another rotates its key every 0.6 s: each rotation is picked up within a refresh, every
     caller of the healthy client verifies throughout, and every dripping transfer is cut at
@@ -383,8 +395,12 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
 
     drip_server = await asyncio.start_server(drip, "127.0.0.1", 0)
     drip_url = f"http://127.0.0.1:{drip_server.sockets[0].getsockname()[1]}/jwks.json"
-    quick: dict[str, Any] = {"refresh": 0.3, "timeout": 0.5, "failure_retry": 0.3,
-                             "max_stale": 3600}
+    quick: dict[str, Any] = {
+        "refresh": 0.3,
+        "timeout": 0.5,
+        "failure_retry": 0.3,
+        "max_stale": 3600,
+    }
     keys = [ec.generate_private_key(ec.SECP256R1())]
     idp.publish(keys[0], "k0")
     slow = JwksSource(drip_url, fetcher=fetcher, **quick)
@@ -412,6 +428,7 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
             n = len(keys)
             keys.append(ec.generate_private_key(ec.SECP256R1()))
             idp.publish(keys[n], f"k{n}")
+
             def holds(kid: str = f"k{n}") -> bool:
                 return kid in healthy.keys
 
@@ -424,8 +441,10 @@ async def test_dripping_idp_never_delays_another_clients_rotation(
         await asyncio.gather(slow.stop(), healthy.stop())
         drip_server.close()
     await eventually(lambda: closed == opened, within=2)
-    print(f"pickups {[round(p, 2) for p in pickups]} s, {opened} dripping fetches cut, "
-          f"{verified} verified")
+    print(
+        f"pickups {[round(p, 2) for p in pickups]} s, {opened} dripping fetches cut, "
+        f"{verified} verified"
+    )
     assert (0, "timeout", False) == (failed, slow.last_error, slow.usable)
     assert opened >= 12
     assert max(pickups) < 0.3 + 0.5 + 0.5
@@ -480,7 +499,8 @@ def wait_until(check: Any, within: float) -> float:
 
 @pytest.mark.slow
 def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
-        idp: Idp, tmp_path: Path) -> None:
+    idp: Idp, tmp_path: Path
+) -> None:
     """The real app (two JWKS clients, one shared Fetcher): while client ``slow``'s IdP drips
     bytes through ten refresh deadlines, client ``app``'s IdP rotates its key again and
     again; every token request of ``app`` signed with its current key is served, and each new
@@ -489,16 +509,17 @@ def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
     keys = [ec.generate_private_key(ec.SECP256R1())]
     idp.publish(keys[0], "k0")
     jwks_auth = {"algorithms": ["ES256"], "hs256_secret": None}
-    write_client(tmp_path, "app", auth={**jwks_auth, "jwks_url": idp.url,
-                                        "identity_prefix": "a_"})
-    write_client(tmp_path, "slow", auth={**jwks_auth, "jwks_url": drip.url,
-                                         "identity_prefix": "s_"})
+    write_client(tmp_path, "app", auth={**jwks_auth, "jwks_url": idp.url, "identity_prefix": "a_"})
+    write_client(
+        tmp_path, "slow", auth={**jwks_auth, "jwks_url": drip.url, "identity_prefix": "s_"}
+    )
     statuses: list[int] = []
     pickups: list[float] = []
 
     def post(client: TestClient, n: int) -> int:
-        response = client.post("/v1/clients/app/token",
-                               headers={"Authorization": f"Bearer {token(keys[n], f'k{n}')}"})
+        response = client.post(
+            "/v1/clients/app/token", headers={"Authorization": f"Bearer {token(keys[n], f'k{n}')}"}
+        )
         return response.status_code
 
     try:
@@ -507,6 +528,7 @@ def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
                 n = len(keys)
                 keys.append(ec.generate_private_key(ec.SECP256R1()))
                 idp.publish(keys[n], f"k{n}")
+
                 def served(n: int = n) -> bool:
                     """Callers keep using the old key until the new one is served."""
                     statuses.append(post(client, n - 1))
@@ -514,20 +536,26 @@ def test_service_keeps_rotating_one_clients_keys_while_another_idp_drips(
 
                 pickups.append(wait_until(served, within=3))
                 idp.withdraw(f"k{n - 1}")
-            slow_status = client.post("/v1/clients/slow/token", headers={
-                "Authorization": f"Bearer {token(keys[0], 'k0')}"}).status_code
+            slow_status = client.post(
+                "/v1/clients/slow/token",
+                headers={"Authorization": f"Bearer {token(keys[0], 'k0')}"},
+            ).status_code
     finally:
         drip.close()
     wait_until(lambda: drip.closed == drip.opened, within=2)
-    print(f"service: pickups max {max(pickups):.2f} s over {len(pickups)} rotations, "
-          f"{drip.opened} dripping fetches cut")
+    print(
+        f"service: pickups max {max(pickups):.2f} s over {len(pickups)} rotations, "
+        f"{drip.opened} dripping fetches cut"
+    )
     assert ({200}, 503) == (set(statuses), slow_status)
     assert drip.opened >= 10
     assert max(pickups) < 0.3 + 0.5 + 0.5
 
 
-@pytest.mark.parametrize(("bits", "accepted"), [(1024, False), (2047, False), (2048, True),
-                                                (16384, True), (16385, False)])
+@pytest.mark.parametrize(
+    ("bits", "accepted"),
+    [(1024, False), (2047, False), (2048, True), (16384, True), (16385, False)],
+)
 def test_rsa_key_size_policy(bits: int, accepted: bool) -> None:
     """RSA moduli of 2048..16384 bits are accepted; smaller are weak, larger only slow."""
     modulus = (1 << (bits - 1)) | 1  # an odd number of exactly ``bits`` bits

@@ -20,8 +20,14 @@ OPTIONS = {"require": ["exp", "iss", "aud"]}
 
 def outcome(decoder: jwt.PyJWT, token: str) -> object:
     try:
-        return decoder.decode(token, HS_SECRET, algorithms=["HS256"], audience=AUDIENCE,
-                              issuer=ISSUER, options=OPTIONS)  # type: ignore[arg-type]
+        return decoder.decode(
+            token,
+            HS_SECRET,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options=OPTIONS,
+        )  # type: ignore[arg-type]
     except jwt.PyJWTError as exc:
         return type(exc)
 
@@ -31,10 +37,15 @@ def test_verifier_uses_the_regex_segment_check() -> None:
     assert isinstance(VERIFIER._jws, _RegexSegmentJWS)
 
 
-@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.!+/ ",
-               max_size=60))
+@given(
+    st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=.!+/ ",
+        max_size=60,
+    )
+)
 def test_segment_decoding_agrees_with_stock(segment: str) -> None:
     """Any segment is decoded, or refused, exactly as stock pyjwt does."""
+
     def run(decode: object) -> object:
         try:
             return decode(segment.encode(), "header")  # type: ignore[operator]
@@ -42,17 +53,21 @@ def test_segment_decoding_agrees_with_stock(segment: str) -> None:
             return "refused"
 
     assert run(jwt.api_jws.PyJWS._decode_base64url_segment) == run(
-        _RegexSegmentJWS._decode_base64url_segment)
+        _RegexSegmentJWS._decode_base64url_segment
+    )
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t,
-    lambda t: t + "=",
-    lambda t: t[:-1],
-    lambda t: t.replace(".", "!.", 1),
-    lambda t: t[:10] + "=" + t[11:],
-    lambda t: t + "==",
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t,
+        lambda t: t + "=",
+        lambda t: t[:-1],
+        lambda t: t.replace(".", "!.", 1),
+        lambda t: t[:10] + "=" + t[11:],
+        lambda t: t + "==",
+    ],
+)
 def test_whole_token_outcome_agrees_with_stock(mutate: object) -> None:
     """Valid and tampered tokens get the same answer from both decoders."""
     token = mutate(assertion("alice"))  # type: ignore[operator]
@@ -61,14 +76,15 @@ def test_whole_token_outcome_agrees_with_stock(mutate: object) -> None:
 
 def test_expired_token_still_refused() -> None:
     """The tuned verifier still checks exp."""
-    assert jwt.ExpiredSignatureError == outcome(VERIFIER, assertion(
-        exp=int(time.time()) - 3600))
+    assert jwt.ExpiredSignatureError == outcome(VERIFIER, assertion(exp=int(time.time()) - 3600))
 
 
 def test_memoized_hmac_still_refuses_asymmetric_keys() -> None:
     """A PEM public key is refused as an HMAC secret, also the second time (from the memo)."""
-    pem = (b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
-           b"-----END PUBLIC KEY-----")
+    pem = (
+        b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+        b"-----END PUBLIC KEY-----"
+    )
     alg = MemoizedHMAC(MemoizedHMAC.SHA256)
     for _ in range(2):
         with pytest.raises(jwt.InvalidKeyError):
@@ -80,11 +96,16 @@ _RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _HMAC = "h" * 64  # 64 bytes: no pyjwt short-key warning even for HS512
 SIGNING_KEYS: dict[str, tuple[Any, Any]] = {
     **{alg: (_HMAC, _HMAC) for alg in ("HS256", "HS384", "HS512")},
-    **{alg: (_RSA, _RSA.public_key()) for alg in
-       ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
+    **{
+        alg: (_RSA, _RSA.public_key())
+        for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+    },
 }
-for _alg, _curve in (("ES256", ec.SECP256R1()), ("ES384", ec.SECP384R1()),
-                     ("ES512", ec.SECP521R1())):
+for _alg, _curve in (
+    ("ES256", ec.SECP256R1()),
+    ("ES384", ec.SECP384R1()),
+    ("ES512", ec.SECP521R1()),
+):
     _key = ec.generate_private_key(_curve)
     SIGNING_KEYS[_alg] = (_key, _key.public_key())
 _ED = ed25519.Ed25519PrivateKey.generate()
@@ -111,7 +132,7 @@ def _claims(now: int) -> dict[str, dict[str, Any]]:
         "exp_garbage": {**base, "exp": "soon"},
         "iat_string": {**base, "iat": str(now)},
         "nbf_string": {**base, "nbf": str(now)},
-        "exp_huge": {**base, "exp": 10 ** 400},
+        "exp_huge": {**base, "exp": 10**400},
         "exp_float": {**base, "exp": now + 300.5},
     }
 
@@ -119,9 +140,15 @@ def _claims(now: int) -> dict[str, dict[str, Any]]:
 def service_outcome(decoder: jwt.PyJWT, token: str, alg: str, key: Any) -> object:
     """Decode with the options auth.py uses."""
     try:
-        return decoder.decode(token, key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER,
-                              leeway=30, options={"require": ["exp", "iss", "aud"],
-                                                  "verify_signature": True})
+        return decoder.decode(
+            token,
+            key,
+            algorithms=[alg],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            leeway=30,
+            options={"require": ["exp", "iss", "aud"], "verify_signature": True},
+        )
     except jwt.PyJWTError as exc:
         return type(exc)
 
@@ -137,7 +164,8 @@ def test_every_algorithm_and_claim_rule_agrees_with_stock(alg: str, case: str) -
     tampered = f"{head}.{body}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
     for token in (good, tampered):
         assert service_outcome(STOCK, token, alg, public) == service_outcome(
-            VERIFIER, token, alg, public)
+            VERIFIER, token, alg, public
+        )
 
 
 def test_pyjwt_reads_a_string_exp_as_a_number() -> None:

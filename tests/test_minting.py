@@ -17,8 +17,10 @@ PUSH = PushCredentials("CR" + "a" * 32, "CR" + "b" * 32, "CR" + "c" * 32)
 
 
 def twilio(region: str = "us1", keys: int = 1) -> TwilioConfig:
-    api_keys = tuple(ApiKey(f"SK{i:032x}" if i else API_KEY_SID, Secret(API_KEY_SECRET + str(i)))
-                     for i in range(keys))
+    api_keys = tuple(
+        ApiKey(f"SK{i:032x}" if i else API_KEY_SID, Secret(API_KEY_SECRET + str(i)))
+        for i in range(keys)
+    )
     return TwilioConfig(ACCOUNT_SID, api_keys, APP_SID, True, region, PUSH)
 
 
@@ -49,9 +51,10 @@ def test_claims_follow_twilio_access_token_format() -> None:
     assert claims["sub"] == ACCOUNT_SID
     assert claims["jti"].startswith(API_KEY_SID + "-")
     assert before + 600 <= claims["exp"] == minted.expires_at <= int(time.time()) + 600
-    assert {"identity": "alice", "voice": {"incoming": {"allow": True},
-                                           "outgoing": {"application_sid": APP_SID}}} == (
-        claims["grants"])
+    assert {
+        "identity": "alice",
+        "voice": {"incoming": {"allow": True}, "outgoing": {"application_sid": APP_SID}},
+    } == (claims["grants"])
 
 
 def test_nbf_is_omitted_so_a_slow_twilio_clock_accepts_the_token() -> None:
@@ -73,15 +76,19 @@ def test_first_api_key_signs() -> None:
     assert API_KEY_SID == claims["iss"]
 
 
-@pytest.mark.parametrize(("platform", "apns", "expected"), [
-    ("ios", None, "CR" + "a" * 32),
-    ("ios", "production", "CR" + "a" * 32),
-    ("ios", "sandbox", "CR" + "b" * 32),
-    ("android", None, "CR" + "c" * 32),
-    ("browser", None, None),
-])
+@pytest.mark.parametrize(
+    ("platform", "apns", "expected"),
+    [
+        ("ios", None, "CR" + "a" * 32),
+        ("ios", "production", "CR" + "a" * 32),
+        ("ios", "sandbox", "CR" + "b" * 32),
+        ("android", None, "CR" + "c" * 32),
+        ("browser", None, None),
+    ],
+)
 def test_push_credential_follows_platform_and_apns_environment(
-        platform: str, apns: str | None, expected: str | None) -> None:
+    platform: str, apns: str | None, expected: str | None
+) -> None:
     """iOS picks the APNs environment's credential, Android its FCM one, browsers none."""
     _, claims = decode(Minter(twilio(), 600).mint("alice", platform, apns).token)
     assert expected == claims["grants"]["voice"].get("push_credential_sid")

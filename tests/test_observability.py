@@ -30,10 +30,15 @@ from tokensvc.observability import (
 TOKEN = "/v1/clients/app/token"
 
 
-def call(url: str, headers: dict[str, str], body: bytes = b"{}",
-         path: str = TOKEN) -> tuple[int, bytes]:
-    request = urllib.request.Request(url + path, method="POST", data=body,
-                                     headers={"Content-Type": "application/json", **headers})
+def call(
+    url: str, headers: dict[str, str], body: bytes = b"{}", path: str = TOKEN
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url + path,
+        method="POST",
+        data=body,
+        headers={"Content-Type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             return r.status, r.read()
@@ -44,8 +49,12 @@ def call(url: str, headers: dict[str, str], body: bytes = b"{}",
 
 
 def minted_total(metrics_text: str) -> float:
-    return sum(float(m) for m in re.findall(
-        r'^tokensvc_tokens_minted_total\{[^}]*\} ([0-9.e+]+)$', metrics_text, re.M))
+    return sum(
+        float(m)
+        for m in re.findall(
+            r"^tokensvc_tokens_minted_total\{[^}]*\} ([0-9.e+]+)$", metrics_text, re.M
+        )
+    )
 
 
 def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
@@ -54,13 +63,26 @@ def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     Authorization header, JWKS private key or raw identity appears in logs or /metrics."""
     config = tmp_path / "clients"
     api_key = "backend-api-key-0123456789abcdef-secret"
-    write_client(config, blocked_subjects=["blocked_user"],
-                 rate_limit={"per_identity": "2/minute", "per_ip": "40/minute"},
-                 auth={"identity_prefix": "web_"})
-    write_client(config, "backend", auth={"type": "api_key", "keys": [api_key],
-                                          "identity_prefix": "be_", "algorithms": None,
-                                          "hs256_secret": None, "issuer": None,
-                                          "audience": None, "identity_claim": None})
+    write_client(
+        config,
+        blocked_subjects=["blocked_user"],
+        rate_limit={"per_identity": "2/minute", "per_ip": "40/minute"},
+        auth={"identity_prefix": "web_"},
+    )
+    write_client(
+        config,
+        "backend",
+        auth={
+            "type": "api_key",
+            "keys": [api_key],
+            "identity_prefix": "be_",
+            "algorithms": None,
+            "hs256_secret": None,
+            "issuer": None,
+            "audience": None,
+            "identity_claim": None,
+        },
+    )
     secrets_seen: list[str] = [API_KEY_SECRET, HS_SECRET, api_key]
     with serve(config, tmp_path) as served:
         for sub in ["person@example.com"] * 3 + ["blocked_user"]:
@@ -69,30 +91,46 @@ def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
             status, body = call(served.url, {"Authorization": f"Bearer {a}"})
             if status == 200:
                 secrets_seen.append(json.loads(body)["token"])
-        status, body = call(served.url, {"Authorization": f"Bearer {api_key}"},
-                            b'{"identity": "person@example.com"}', "/v1/clients/backend/token")
+        status, body = call(
+            served.url,
+            {"Authorization": f"Bearer {api_key}"},
+            b'{"identity": "person@example.com"}',
+            "/v1/clients/backend/token",
+        )
         secrets_seen.append(json.loads(body)["token"])
-        call(served.url, {"Authorization": "Bearer wrong-api-key-0123456789"}, b"{}",
-             "/v1/clients/backend/token")
-        bad = [assertion(secret="wrong-secret-wrong-secret-wrong-secret"),
-               assertion(exp=int(time.time()) - 3600), "garbage-credential-xyz"]
+        call(
+            served.url,
+            {"Authorization": "Bearer wrong-api-key-0123456789"},
+            b"{}",
+            "/v1/clients/backend/token",
+        )
+        bad = [
+            assertion(secret="wrong-secret-wrong-secret-wrong-secret"),
+            assertion(exp=int(time.time()) - 3600),
+            "garbage-credential-xyz",
+        ]
         secrets_seen += bad
         for credential in bad:
             call(served.url, {"Authorization": f"Bearer {credential}"})
         good = assertion("x")
         secrets_seen.append(good)
         call(served.url, {"Authorization": f"Bearer {good}"}, b"{not json")
-        call(served.url, {"Authorization": f"Bearer {good}", "Content-Type": "text/plain"},
-             b"hello")
+        call(
+            served.url, {"Authorization": f"Bearer {good}", "Content-Type": "text/plain"}, b"hello"
+        )
         call(served.url, {"Authorization": f"Bearer {good}"}, b"{" + b" " * 10000 + b"}")
         call(served.url, {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="})
         secrets_seen.append("dXNlcjpwYXNzd29yZA==")
         for i in range(40):  # exhaust the per-IP limit
             call(served.url, {"Authorization": f"Bearer {assertion(f'ip{i}')}"})
         # A rejected reload: a literal secret in a file without dev: true.
-        write_client(config, "leaky", dev=False,
-                     twilio={"api_key_secret": "literal-leaky-secret-0123456789"},
-                     auth={"identity_prefix": "lk_"})
+        write_client(
+            config,
+            "leaky",
+            dev=False,
+            twilio={"api_key_secret": "literal-leaky-secret-0123456789"},
+            auth={"identity_prefix": "lk_"},
+        )
         secrets_seen.append("literal-leaky-secret-0123456789")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and "leaky.yaml" not in served.log():
@@ -111,18 +149,28 @@ def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: 
     """Each token request logs one JSON line with request id, client, status, code, latency,
     region and identity fingerprint."""
     with serve(config_dir, tmp_path, {"TOKENSVC_REGION": "eu-west"}) as served:
-        call(served.url, {"Authorization": f"Bearer {assertion('alice')}",
-                          "X-Request-Id": "req-1"})
+        call(served.url, {"Authorization": f"Bearer {assertion('alice')}", "X-Request-Id": "req-1"})
         call(served.url, {"X-Request-Id": "req-2"})
         served.stop()
-        lines = [json.loads(line) for line in served.log().splitlines()
-                 if line.startswith("{") and '"msg":"request"' in line]
+        lines = [
+            json.loads(line)
+            for line in served.log().splitlines()
+            if line.startswith("{") and '"msg":"request"' in line
+        ]
     ok, denied = lines
-    assert ("req-1", "app", 200, "eu-west") == (ok["request_id"], ok["client"], ok["status"],
-                                                ok["region"])
+    assert ("req-1", "app", 200, "eu-west") == (
+        ok["request_id"],
+        ok["client"],
+        ok["status"],
+        ok["region"],
+    )
     assert 16 == len(ok["identity_fp"]) and ok["latency_ms"] > 0
     assert ("req-2", 401, "unauthenticated", "missing") == (
-        denied["request_id"], denied["status"], denied["code"], denied["reason"])
+        denied["request_id"],
+        denied["status"],
+        denied["code"],
+        denied["reason"],
+    )
 
 
 def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path) -> None:
@@ -132,11 +180,18 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
         pids: set[int] = set()
         while len(pids) < 2 and sent < 400:
             with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda i: call(served.url, {
-                    "Authorization": f"Bearer {assertion(f'u{i}')}"}), range(sent, sent + 16)))
+                list(
+                    pool.map(
+                        lambda i: call(
+                            served.url, {"Authorization": f"Bearer {assertion(f'u{i}')}"}
+                        ),
+                        range(sent, sent + 16),
+                    )
+                )
             sent += 16
-            lines = [json.loads(line) for line in served.log().splitlines()
-                              if '"msg":"request"' in line]
+            lines = [
+                json.loads(line) for line in served.log().splitlines() if '"msg":"request"' in line
+            ]
             pids = {line["pid"] for line in lines}
         time.sleep(0.6)  # access lines are flushed every 0.5 s; metrics are immediate
         text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
@@ -145,8 +200,9 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
     assert 'tokensvc_build_info{region="local"' in text
 
 
-def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(config_dir: Path,
-                                                              tmp_path: Path) -> None:
+def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(
+    config_dir: Path, tmp_path: Path
+) -> None:
     """tokensvc_redis_up (min over live workers) is 1 when state is healthy."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
         time.sleep(1.0)  # every worker refreshes its gauges on start and every 5 s
@@ -163,8 +219,9 @@ def test_fingerprint_is_keyed_and_stable() -> None:
 def test_text_log_escapes_control_characters() -> None:
     """In the text format a newline (or any control character) in a field or the message is
     escaped, so a %0a in a path cannot write a forged second line."""
-    record = logging.LogRecord("tokensvc.request", logging.INFO, __file__, 1, "req\nuest",
-                               None, None)
+    record = logging.LogRecord(
+        "tokensvc.request", logging.INFO, __file__, 1, "req\nuest", None, None
+    )
     record.path = "/v1/clients/app/token\n12:00:00 INFO    request status=200\x1b[2J"
     line = TextFormatter().format(record)
     assert 1 == len(line.splitlines())
@@ -177,24 +234,62 @@ def test_telemetry_emits_every_request_metric_from_the_facts() -> None:
     minted and first-edge series from the request's facts."""
     metrics = Metrics()
     telemetry = Telemetry(metrics, AccessLog(logging.getLogger("test.access")), "eu")
-    telemetry.request(RequestFacts("r1", "POST", "/v1/clients/app/token", "token", status=200,
-                                   client="app", identity_fp="f", home_region="ie1",
-                                   country="IE", edge="dublin", local_rate_checks=2), 0.01)
-    telemetry.request(RequestFacts("r2", "POST", "/v1/clients/app/token", "token", status=401,
-                                   client="app", code="unauthenticated", reason="missing"),
-                      0.01)
-    telemetry.request(RequestFacts("r3", "POST", "/v1/clients/app/token", "token", status=429,
-                                   client="app", code="rate_limited", limited="ip"), 0.01)
+    telemetry.request(
+        RequestFacts(
+            "r1",
+            "POST",
+            "/v1/clients/app/token",
+            "token",
+            status=200,
+            client="app",
+            identity_fp="f",
+            home_region="ie1",
+            country="IE",
+            edge="dublin",
+            local_rate_checks=2,
+        ),
+        0.01,
+    )
+    telemetry.request(
+        RequestFacts(
+            "r2",
+            "POST",
+            "/v1/clients/app/token",
+            "token",
+            status=401,
+            client="app",
+            code="unauthenticated",
+            reason="missing",
+        ),
+        0.01,
+    )
+    telemetry.request(
+        RequestFacts(
+            "r3",
+            "POST",
+            "/v1/clients/app/token",
+            "token",
+            status=429,
+            client="app",
+            code="rate_limited",
+            limited="ip",
+        ),
+        0.01,
+    )
     r = metrics.registry.get_sample_value
     assert [1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0] == [
         r("tokensvc_token_requests_total", {"client": "app", "outcome": "ok", "status": "200"}),
-        r("tokensvc_token_requests_total",
-          {"client": "app", "outcome": "unauthenticated", "status": "401"}),
+        r(
+            "tokensvc_token_requests_total",
+            {"client": "app", "outcome": "unauthenticated", "status": "401"},
+        ),
         r("tokensvc_auth_failures_total", {"client": "app", "reason": "missing"}),
         r("tokensvc_rate_limited_total", {"client": "app", "scope": "ip"}),
         r("tokensvc_tokens_minted_total", {"client": "app", "home_region": "ie1"}),
         r("tokensvc_rate_limit_local_total", {}),
-        r("tokensvc_edges_returned_total",
-          {"client": "app", "country": "IE", "first_edge": "dublin"}),
+        r(
+            "tokensvc_edges_returned_total",
+            {"client": "app", "country": "IE", "first_edge": "dublin"},
+        ),
         r("tokensvc_request_duration_seconds_count", {"route": "token"}),
     ]

@@ -34,25 +34,31 @@ def test_document_is_valid_openapi_3_1() -> None:
 
 def test_token_response_matches_its_schema(client: TestClient) -> None:
     """A 200 token response validates against TokenResponse."""
-    body = client.post("/v1/clients/app/token",
-                       headers={"Authorization": f"Bearer {assertion()}"}).json()
+    body = client.post(
+        "/v1/clients/app/token", headers={"Authorization": f"Bearer {assertion()}"}
+    ).json()
     jsonschema.validate(body, schema("TokenResponse"))
 
 
 def test_problem_responses_match_their_schema(client: TestClient) -> None:
     """401, 404 and 400 problem documents validate against Problem."""
-    for r in (client.post("/v1/clients/app/token"),
-              client.post("/v1/clients/nope/token"),
-              client.post("/v1/clients/app/token", content=b"{",
-                          headers={"Authorization": f"Bearer {assertion()}",
-                                   "Content-Type": "application/json"})):
+    for r in (
+        client.post("/v1/clients/app/token"),
+        client.post("/v1/clients/nope/token"),
+        client.post(
+            "/v1/clients/app/token",
+            content=b"{",
+            headers={"Authorization": f"Bearer {assertion()}", "Content-Type": "application/json"},
+        ),
+    ):
         jsonschema.validate(r.json(), schema("Problem"))
 
 
 def test_edges_response_matches_its_schema(client: TestClient) -> None:
     """The edges endpoint's answer validates against EdgesResponse."""
-    jsonschema.validate(client.get("/v1/clients/app/edges?country=JP").json(),
-                        schema("EdgesResponse"))
+    jsonschema.validate(
+        client.get("/v1/clients/app/edges?country=JP").json(), schema("EdgesResponse")
+    )
 
 
 def test_enums_come_from_the_code() -> None:
@@ -62,11 +68,12 @@ def test_enums_come_from_the_code() -> None:
     request = schemas["TokenRequest"]["properties"]
     codes = {cls.code for cls in api_errors()}
     assert {"internal", "headers_too_large", "method_not_allowed"} <= codes
-    assert (sorted(codes), [*PLATFORMS, None], [*APNS_ENVIRONMENTS, None],
-            list(HOME_REGIONS)) == (
+    assert (sorted(codes), [*PLATFORMS, None], [*APNS_ENVIRONMENTS, None], list(HOME_REGIONS)) == (
         sorted(schemas["Problem"]["properties"]["code"]["enum"]),
-        request["platform"]["enum"], request["apns_environment"]["enum"],
-        schemas["TokenResponse"]["properties"]["home_region"]["enum"])
+        request["platform"]["enum"],
+        request["apns_environment"]["enum"],
+        schemas["TokenResponse"]["properties"]["home_region"]["enum"],
+    )
     client = OPENAPI["paths"][TOKEN_PATH]["post"]["parameters"][0]["schema"]["pattern"]
     assert f"^{CLIENT_ID.pattern}$" == client
 
@@ -89,8 +96,9 @@ def test_preflights_are_documented() -> None:
 def test_country_pattern_is_exactly_the_country_table() -> None:
     """The documented country pattern accepts every table code in either case and nothing
     else of two letters."""
-    pattern = re.compile(OPENAPI["components"]["schemas"]["TokenRequest"]["properties"][
-        "country"]["pattern"])
+    pattern = re.compile(
+        OPENAPI["components"]["schemas"]["TokenRequest"]["properties"]["country"]["pattern"]
+    )
     pairs = [a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
     accepted = {p for p in pairs if pattern.fullmatch(p) and pattern.fullmatch(p.lower())}
     assert set(country_locations()) == accepted
@@ -121,17 +129,31 @@ def test_schemathesis_finds_nothing(tmp_path: Path, credential: bool) -> None:
     serve`, the client id pinned to a real client, with a valid caller credential and
     without one: zero failures. Bounded to about half a minute per run."""
     config = tmp_path / "clients"
-    write_client(config, rate_limit={"per_identity": "100000000/hour",
-                                     "per_ip": "100000000/hour"})
+    write_client(config, rate_limit={"per_identity": "100000000/hour", "per_ip": "100000000/hour"})
     (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)
     st = Path(sys.executable).with_name("st")
     with serve(config, tmp_path) as served:
-        command = [str(st), "--config-file", str(tmp_path / "schemathesis.toml"), "--no-color",
-                   "run", f"{served.url}/openapi.json", "--checks", "all",
-                   "--max-examples", "40", "--workers", "1", "--seed", "13",
-                   "--request-timeout", "5"]
+        command = [
+            str(st),
+            "--config-file",
+            str(tmp_path / "schemathesis.toml"),
+            "--no-color",
+            "run",
+            f"{served.url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "40",
+            "--workers",
+            "1",
+            "--seed",
+            "13",
+            "--request-timeout",
+            "5",
+        ]
         if credential:
             command += ["--header", f"Authorization: Bearer {assertion('alice', exp=2**31)}"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                                cwd=tmp_path, check=False)
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False
+        )
     assert (0, "") == (result.returncode, result.stderr), result.stdout[-6000:]

@@ -56,17 +56,43 @@ async def pods() -> AsyncIterator[Callable[[str], Awaitable[SharedState]]]:
 # -- pure -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+    ],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     """Durations are seconds, or numbers with s/m/h/d units, combinable."""
     assert seconds == parse_duration(text)
 
 
-@pytest.mark.parametrize("text", ["", "0", "0m", "-5m", "5x", "m5", "1h 30m", "1.5h",
-                                  "\uff11h", "\u0661\u0662", "1\uff10m", "99999999999d",
-                                  "366d", "9" * 400, "+5m", "1_0m"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "0",
+        "0m",
+        "-5m",
+        "5x",
+        "m5",
+        "1h 30m",
+        "1.5h",
+        "\uff11h",
+        "\u0661\u0662",
+        "1\uff10m",
+        "99999999999d",
+        "366d",
+        "9" * 400,
+        "+5m",
+        "1_0m",
+    ],
+)
 def test_parse_duration_rejects(text: str) -> None:
     """Empty, zero, negative, malformed, non-ASCII-digit (full-width, Arabic-Indic) and
     over-the-maximum (365d by default) durations are refused with ValueError."""
@@ -77,7 +103,9 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_format_duration_shows_two_largest_units() -> None:
     """Durations print compactly."""
     assert ["1h30m", "7d", "45s", "0s"] == [
-        format_duration(5400), format_duration(7 * 86400), format_duration(45),
+        format_duration(5400),
+        format_duration(7 * 86400),
+        format_duration(45),
         format_duration(-3),
     ]
 
@@ -93,7 +121,8 @@ def test_merge_tombstone_beats_older_drain() -> None:
     """An undrain issued after a drain wins over it, in whatever order regions are read."""
     drain, undo = Entry(100.0, 2000.0), Entry.tombstone(150.0)
     assert [undo, undo] == [
-        merge([{"x": drain}, {"x": undo}])["x"], merge([{"x": undo}, {"x": drain}])["x"]
+        merge([{"x": drain}, {"x": undo}])["x"],
+        merge([{"x": undo}, {"x": drain}])["x"],
     ]
 
 
@@ -109,35 +138,44 @@ def test_ops_config_forms_and_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
     )
     regions = load_ops_config(config, os.environ).regions
     assert (["us-east", "eu-west"], "s3cret") == (
-        [r.name for r in regions], regions[1].password.reveal() if regions[1].password else ""
+        [r.name for r in regions],
+        regions[1].password.reveal() if regions[1].password else "",
     )
 
 
 def test_ops_config_reports_every_problem_without_secrets(tmp_path: Path) -> None:
     """Every bad region is reported at once; URLs (which may hold passwords) are not echoed."""
-    config = write_ops_config(tmp_path / "ops.yaml", {
-        "a": "http://:hunter2@x", "b": "redis+sentinel://h:1", "c d": "redis://x",
-    })
+    config = write_ops_config(
+        tmp_path / "ops.yaml",
+        {
+            "a": "http://:hunter2@x",
+            "b": "redis+sentinel://h:1",
+            "c d": "redis://x",
+        },
+    )
     with pytest.raises(ConfigError) as info:
         load_ops_config(config, {})
     assert (3, False) == (len(info.value.problems), "hunter2" in str(info.value))
 
 
-@pytest.mark.parametrize("argv", [
-    ["edges", "drain", "dublin", "--for", "99999999999d"],
-    ["edges", "drain", "dublin", "--for", "\uff11h"],
-    ["edges", "drain", "frankfort"],
-    ["edges", "drain", "roaming"],
-    ["edges", "drain", "dublin", "--for", "soon"],
-    ["edges", "drain", "dublin", "--for", "8d"],
-    ["identities", "block", "Bad Client", "alice", "--for", "1h"],
-    ["identities", "block", "acme", "", "--for", "1h"],
-    ["identities", "block", "acme", "alice"],
-    ["identities", "block", "acme", "alice", "--for", "99999999999d"],
-    ["identities", "block", "acme", "alice", "--for", "\uff11h"],
-    ["identities", "block", "acme", "alice", "--for", "366d"],
-    ["identities", "block", "acme", "alice", "--for", "1h", "--permanent"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["edges", "drain", "dublin", "--for", "99999999999d"],
+        ["edges", "drain", "dublin", "--for", "\uff11h"],
+        ["edges", "drain", "frankfort"],
+        ["edges", "drain", "roaming"],
+        ["edges", "drain", "dublin", "--for", "soon"],
+        ["edges", "drain", "dublin", "--for", "8d"],
+        ["identities", "block", "Bad Client", "alice", "--for", "1h"],
+        ["identities", "block", "acme", "", "--for", "1h"],
+        ["identities", "block", "acme", "alice"],
+        ["identities", "block", "acme", "alice", "--for", "99999999999d"],
+        ["identities", "block", "acme", "alice", "--for", "\uff11h"],
+        ["identities", "block", "acme", "alice", "--for", "366d"],
+        ["identities", "block", "acme", "alice", "--for", "1h", "--permanent"],
+    ],
+)
 def test_bad_input_exits_2_before_connecting(argv: list[str], tmp_path: Path) -> None:
     """Unknown edges, roaming, bad durations and bad names exit 2 (nothing is contacted: the
     ops config points at a port nobody listens on)."""
@@ -156,7 +194,9 @@ def test_no_ops_config_and_no_redis_url_exits_2(monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_drain_reaches_both_regions_within_2s(
-    node_factory: Callable[[], Node], pods: Callable[[str], Awaitable[SharedState]], tmp_path: Path,
+    node_factory: Callable[[], Node],
+    pods: Callable[[str], Awaitable[SharedState]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """One `edges drain`, two regions each with its own Redis: both pods drop the edge
@@ -166,11 +206,20 @@ async def test_drain_reaches_both_regions_within_2s(
     config = write_ops_config(tmp_path / "ops.yaml", {"us-east": us.url, "eu-west": eu.url})
     started = time.monotonic()
     status = await asyncio.to_thread(
-        cli, "edges", "drain", "dublin", "--for", "30m", "--reason", "test",
-        "--ops-config", str(config),
+        cli,
+        "edges",
+        "drain",
+        "dublin",
+        "--for",
+        "30m",
+        "--reason",
+        "test",
+        "--ops-config",
+        str(config),
     )
-    await eventually(lambda: all("dublin" in p.snapshot.drained(time.time())
-                                 for p in (pod_us, pod_eu)), 2.0)
+    await eventually(
+        lambda: all("dublin" in p.snapshot.drained(time.time()) for p in (pod_us, pod_eu)), 2.0
+    )
     took = time.monotonic() - started
     out = capsys.readouterr().out
     with capsys.disabled():
@@ -180,7 +229,9 @@ async def test_drain_reaches_both_regions_within_2s(
 
 
 async def test_region_down_is_reported_and_sync_catches_it_up(
-    node_factory: Callable[[], Node], pods: Callable[[str], Awaitable[SharedState]], tmp_path: Path,
+    node_factory: Callable[[], Node],
+    pods: Callable[[str], Awaitable[SharedState]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """With one region's Redis down, drain exits 1 naming that region; once it is back
@@ -198,12 +249,16 @@ async def test_region_down_is_reported_and_sync_catches_it_up(
     status_sync = await asyncio.to_thread(cli, "edges", "sync", "--ops-config", str(config))
     await eventually(lambda: "tokyo" in pod_eu.snapshot.drained(time.time()), 2.0)
     assert (1, True, frozenset(), 0) == (
-        status_down, "eu-west  FAILED" in out_down.out, before, status_sync
+        status_down,
+        "eu-west  FAILED" in out_down.out,
+        before,
+        status_sync,
     )
 
 
 async def test_sync_does_not_resurrect_an_undrain(
-    node_factory: Callable[[], Node], pods: Callable[[str], Awaitable[SharedState]],
+    node_factory: Callable[[], Node],
+    pods: Callable[[str], Awaitable[SharedState]],
 ) -> None:
     """A region that missed an undrain (paused) keeps its stale drain until sync, which
     applies the undrain there instead of copying the drain back to the others."""
@@ -221,7 +276,9 @@ async def test_sync_does_not_resurrect_an_undrain(
     synced = await ops.sync(DRAINS)
     await eventually(lambda: "dublin" not in pod_eu.snapshot.drained(time.time()), 2.0)
     assert ([True, False], True, [True, True]) == (
-        [r.ok for r in undrain], stale, [r.ok for r in synced]
+        [r.ok for r in undrain],
+        stale,
+        [r.ok for r in synced],
     )
     assert frozenset() == pod_us.snapshot.drained(time.time())
 
@@ -240,7 +297,9 @@ async def test_commands_are_idempotent(node_factory: Callable[[], Node]) -> None
 
 
 async def test_identities_block_list_unblock(
-    node_factory: Callable[[], Node], pods: Callable[[str], Awaitable[SharedState]], tmp_path: Path,
+    node_factory: Callable[[], Node],
+    pods: Callable[[str], Awaitable[SharedState]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """block makes the identity blocked in every region's pod, list shows it (JSON), and
@@ -254,15 +313,27 @@ async def test_identities_block_list_unblock(
     def blocked() -> list[bool]:
         return [p.snapshot.is_blocked("acme", "mallory", time.time()) for p in (pod_us, pod_eu)]
 
-    block = await asyncio.to_thread(cli, "identities", "block", "acme", "mallory", "--permanent",
-                                    "--reason", "fraud", "--ops-config", config,
-                                    "--config", clients)
+    block = await asyncio.to_thread(
+        cli,
+        "identities",
+        "block",
+        "acme",
+        "mallory",
+        "--permanent",
+        "--reason",
+        "fraud",
+        "--ops-config",
+        config,
+        "--config",
+        clients,
+    )
     await eventually(lambda: all(blocked()), 2.0)
     capsys.readouterr()
     listed = await asyncio.to_thread(cli, "identities", "list", "--json", "--ops-config", config)
     doc = json.loads(capsys.readouterr().out)
-    unblock = await asyncio.to_thread(cli, "identities", "unblock", "acme", "mallory",
-                                      "--ops-config", config, "--config", clients)
+    unblock = await asyncio.to_thread(
+        cli, "identities", "unblock", "acme", "mallory", "--ops-config", config, "--config", clients
+    )
     await eventually(lambda: not any(blocked()), 2.0)
     entries = doc["regions"]["eu"]["entries"]
     assert (0, 0, 0) == (block, listed, unblock)

@@ -52,9 +52,14 @@ def clients(tmp_path: Path) -> Path:
 def token(url: str, subject: str) -> tuple[int, dict[str, object]]:
     """POST a token request for caller ``subject``; (status, JSON body)."""
     request = urllib.request.Request(
-        url + "/v1/clients/app/token", data=b"{}", method="POST",
-        headers={"authorization": f"Bearer {assertion(subject)}",
-                 "content-type": "application/json"})
+        url + "/v1/clients/app/token",
+        data=b"{}",
+        method="POST",
+        headers={
+            "authorization": f"Bearer {assertion(subject)}",
+            "content-type": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             return r.status, json.loads(r.read())
@@ -75,8 +80,9 @@ async def test_block_by_subject_stops_that_caller_only(
     config = ops_config(tmp_path / "ops.yaml", {"solo": redis_node.url}, clients_dir="clients")
     with serve(clients, tmp_path, env={"TOKENSVC_REDIS_URL": redis_node.url}) as served:
         before, issued = await asyncio.to_thread(token, served.url, "auth0|777")
-        status = await asyncio.to_thread(cli, "identities", "block", "app", "auth0|777",
-                                         "--for", "1h", "--ops-config", config)
+        status = await asyncio.to_thread(
+            cli, "identities", "block", "app", "auth0|777", "--for", "1h", "--ops-config", config
+        )
         out = capsys.readouterr().out
 
         # The check makes a blocking request; nothing else runs on this event loop.
@@ -91,12 +97,15 @@ async def test_block_by_subject_stops_that_caller_only(
 # -- what a block stores ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("subject", "twilio", "expected"), [
-    ("auth0|777", None, PREFIX + "auth0_7c777"),
-    ("alice", None, PREFIX + "alice"),
-    ("a_b", None, PREFIX + "a__b"),
-    (None, PREFIX + "auth0_7c777", PREFIX + "auth0_7c777"),
-])
+@pytest.mark.parametrize(
+    ("subject", "twilio", "expected"),
+    [
+        ("auth0|777", None, PREFIX + "auth0_7c777"),
+        ("alice", None, PREFIX + "alice"),
+        ("a_b", None, PREFIX + "a__b"),
+        (None, PREFIX + "auth0_7c777", PREFIX + "auth0_7c777"),
+    ],
+)
 def test_block_identity_is_what_the_token_path_issues(
     clients: Path, subject: str | None, twilio: str | None, expected: str
 ) -> None:
@@ -105,16 +114,19 @@ def test_block_identity_is_what_the_token_path_issues(
     assert expected == block_identity(client, subject, twilio)
 
 
-@pytest.mark.parametrize(("subject", "twilio"), [
-    (None, "auth0_7c777"),             # lacks the client's prefix: never issued
-    (None, "auth0|777"),               # not a Twilio identity at all
-    (None, PREFIX + "auth0_7C777"),    # upper-case escape: the encoding never writes it
-    (None, PREFIX + "a_zz"),           # not a valid escape
-    (None, PREFIX + "a_"),
-    ("alice", PREFIX + "alice"),       # both
-    (None, None),                      # neither
-    ("x" * 200, None),                 # too long once encoded
-])
+@pytest.mark.parametrize(
+    ("subject", "twilio"),
+    [
+        (None, "auth0_7c777"),  # lacks the client's prefix: never issued
+        (None, "auth0|777"),  # not a Twilio identity at all
+        (None, PREFIX + "auth0_7C777"),  # upper-case escape: the encoding never writes it
+        (None, PREFIX + "a_zz"),  # not a valid escape
+        (None, PREFIX + "a_"),
+        ("alice", PREFIX + "alice"),  # both
+        (None, None),  # neither
+        ("x" * 200, None),  # too long once encoded
+    ],
+)
 def test_block_identity_refuses_what_is_never_issued(
     clients: Path, subject: str | None, twilio: str | None
 ) -> None:
@@ -128,40 +140,62 @@ def test_block_identity_refuses_what_is_never_issued(
 # -- refusals: exit 2, a message, nothing contacted ------------------------------------------
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["identities", "block", "ap", "auth0|777", "--for", "1h"],
-     "error: unknown client 'ap' in "),
-    (["identities", "unblock", "ap", "auth0|777"], "did you mean app? known: app"),
-    (["identities", "block", "app", "auth0|777"],
-     "error: a block must say how long it lasts: --for DURATION (at most 365d) or --permanent"),
-    (["identities", "block", "app", "auth0|777", "--for", "99999999999d"],
-     "error: 99999999999d is longer than the maximum, 365d"),
-    (["edges", "drain", "dublin", "--for", "99999999999d"],
-     "error: 99999999999d is longer than the maximum, 7d"),
-    (["identities", "block", "app", "auth0|777", "--for", "\uff11h"],
-     "error: not a duration: '\uff11h' (ASCII digits"),
-    (["identities", "block", "app", "--twilio-identity", "auth0_7c777", "--permanent"],
-     "error: every Twilio identity of client 'app' starts with 'acme_'"),
-    (["identities", "block", "app", "--permanent"],
-     "error: give the caller's SUBJECT, or --twilio-identity NAME (not both)"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["identities", "block", "ap", "auth0|777", "--for", "1h"],
+            "error: unknown client 'ap' in ",
+        ),
+        (["identities", "unblock", "ap", "auth0|777"], "did you mean app? known: app"),
+        (
+            ["identities", "block", "app", "auth0|777"],
+            "error: a block must say how long it lasts: "
+            "--for DURATION (at most 365d) or --permanent",
+        ),
+        (
+            ["identities", "block", "app", "auth0|777", "--for", "99999999999d"],
+            "error: 99999999999d is longer than the maximum, 365d",
+        ),
+        (
+            ["edges", "drain", "dublin", "--for", "99999999999d"],
+            "error: 99999999999d is longer than the maximum, 7d",
+        ),
+        (
+            ["identities", "block", "app", "auth0|777", "--for", "\uff11h"],
+            "error: not a duration: '\uff11h' (ASCII digits",
+        ),
+        (
+            ["identities", "block", "app", "--twilio-identity", "auth0_7c777", "--permanent"],
+            "error: every Twilio identity of client 'app' starts with 'acme_'",
+        ),
+        (
+            ["identities", "block", "app", "--permanent"],
+            "error: give the caller's SUBJECT, or --twilio-identity NAME (not both)",
+        ),
+    ],
+)
 def test_refusals_name_the_problem(
-    argv: list[str], message: str, clients: Path, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str]
+    argv: list[str], message: str, clients: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Misspelled clients (with the known ids), blocks without --for/--permanent, durations
     over the maximum or in non-ASCII digits, identities the client never issues: exit 2 with
     one error line, before any region is contacted."""
     config = ops_config(tmp_path / "ops.yaml", {"x": UNREACHABLE})
-    status = cli(*argv, "--ops-config", config, "--config", str(clients)) if argv[0] == \
-        "identities" else cli(*argv, "--ops-config", config)
+    status = (
+        cli(*argv, "--ops-config", config, "--config", str(clients))
+        if argv[0] == "identities"
+        else cli(*argv, "--ops-config", config)
+    )
     err = capsys.readouterr().err
     assert (2, True, False) == (status, message in err, "Traceback" in err)
 
 
 def test_client_dir_defaults_to_tokensvc_config_dir(
-    clients: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    clients: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without --config or clients_dir, the client files are those of TOKENSVC_CONFIG_DIR."""
     monkeypatch.setenv("TOKENSVC_CONFIG_DIR", str(clients))
@@ -171,10 +205,13 @@ def test_client_dir_defaults_to_tokensvc_config_dir(
     assert (1, f"twilio identity: {PREFIX}bob") == (status, out.splitlines()[0].split(" (")[0])
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe\x00", b"regions: [", b"clients_dir: 5\n"
-                                     b"regions: {x: 'redis://127.0.0.1:1/0'}"])
-def test_bad_ops_config_exits_2(content: bytes, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00", b"regions: [", b"clients_dir: 5\nregions: {x: 'redis://127.0.0.1:1/0'}"],
+)
+def test_bad_ops_config_exits_2(
+    content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An ops config that is not UTF-8, not YAML, or has a wrong-typed clients_dir: exit 2."""
     path = tmp_path / "ops.yaml"
     path.write_bytes(content)
@@ -194,8 +231,7 @@ def test_listing_that_read_no_region_says_so(
     config = ops_config(tmp_path / "ops.yaml", {"us": UNREACHABLE, "eu": UNREACHABLE})
     status = cli(group, "list", "--ops-config", config)
     out, err = capsys.readouterr()
-    assert (1, False, True) == (status, "no active" in out,
-                                "could not read any region" in err)
+    assert (1, False, True) == (status, "no active" in out, "could not read any region" in err)
 
 
 def test_listing_with_one_region_down_reports_per_region(
@@ -222,14 +258,15 @@ def test_parse_duration_returns_bounded_seconds_or_value_error(text: str) -> Non
     assert (True, True) == (0 < seconds <= MAX_BLOCK_SECONDS, text.strip(" \t").isascii())
 
 
-ARG = st.text(max_size=20) | \
-    st.sampled_from(["app", "1h", "99999999999d", "\uff11h", "-", "--permanent", "\udcff"])
+ARG = st.text(max_size=20) | st.sampled_from(
+    ["app", "1h", "99999999999d", "\uff11h", "-", "--permanent", "\udcff"]
+)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(command=st.sampled_from(["block", "unblock"]), args=st.lists(ARG, max_size=4),
-       duration=ARG)
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(command=st.sampled_from(["block", "unblock"]), args=st.lists(ARG, max_size=4), duration=ARG)
 def test_identity_commands_never_raise(
     command: str, args: list[str], duration: str, clients: Path, tmp_path: Path
 ) -> None:
@@ -238,8 +275,9 @@ def test_identity_commands_never_raise(
     config = ops_config(tmp_path / "ops.yaml", {"x": UNREACHABLE})
     extra = ["--for", duration] if command == "block" else []
     try:
-        status = cli("identities", command, *args, *extra, "--ops-config", config,
-                     "--config", str(clients))
+        status = cli(
+            "identities", command, *args, *extra, "--ops-config", config, "--config", str(clients)
+        )
     except SystemExit as exc:  # argparse refusing the arguments
         status = int(exc.code or 0)
     assert status in (0, 1, 2)

@@ -48,7 +48,8 @@ def test_keys_and_windows_count_separately() -> None:
     counter = RateCounter(clock=FakeClock())
     counter.check("a", 1, 60)
     assert [True, True, False] == [
-        counter.check("b", 1, 60).allowed, counter.check("a", 1, 3600).allowed,
+        counter.check("b", 1, 60).allowed,
+        counter.check("a", 1, 3600).allowed,
         counter.check("a", 1, 60).allowed,
     ]
 
@@ -145,7 +146,9 @@ def test_decisions_report_whether_counts_are_shared() -> None:
     before = counter.check("k", 1, 60).shared
     counter.shared = False
     assert (True, False, False) == (
-        before, counter.check("j", 1, 60).shared, counter.check("k", 1, 60).shared
+        before,
+        counter.check("j", 1, 60).shared,
+        counter.check("k", 1, 60).shared,
     )
 
 

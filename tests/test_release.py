@@ -135,14 +135,25 @@ def test_release_dry_run_plans_build_push_digest_and_chart() -> None:
     """--dry-run lists docker build/push, lint, package and OCI push, and ends with the
     image.digest line for the chart values."""
     result = _release(
-        "--image-repo", "registry.example.com/tokensvc",
-        "--chart-repo", "oci://registry.example.com/charts",
+        "--image-repo",
+        "registry.example.com/tokensvc",
+        "--chart-repo",
+        "oci://registry.example.com/charts",
         "--dry-run",
     )
     steps = [line.split()[1:3] for line in result.stderr.splitlines() if line.startswith("+ ")]
     steps = [[Path(s[0]).name, s[1]] for s in steps]
-    assert (0, [["docker", "build"], ["docker", "push"], ["helm", "lint"],
-                ["helm", "package"], ["helm", "push"]], True) == (
+    assert (
+        0,
+        [
+            ["docker", "build"],
+            ["docker", "push"],
+            ["helm", "lint"],
+            ["helm", "package"],
+            ["helm", "push"],
+        ],
+        True,
+    ) == (
         result.returncode,
         steps,
         result.stdout.strip().splitlines()[-1].startswith("image.digest=sha256:"),

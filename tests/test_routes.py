@@ -31,7 +31,9 @@ class Answer(Protocol):
 
 def assert_problem(response: Answer, status: int, code: str) -> dict[str, Any]:
     assert (status, "application/problem+json") == (
-        response.status_code, response.headers["content-type"])
+        response.status_code,
+        response.headers["content-type"],
+    )
     body: dict[str, Any] = response.json()
     assert (code, status) == (body["code"], body["status"])
     assert {"type", "title", "detail"} <= set(body)
@@ -43,10 +45,22 @@ def test_token_response_shape(client: TestClient) -> None:
     r = client.post(TOKEN, headers=auth())
     assert 200 == r.status_code
     body = r.json()
-    assert {"token", "identity", "ttl", "expires_at", "refresh_in", "edges", "region",
-            "home_region"} == set(body)
-    assert ("alice", 3600, "us1", "local") == (body["identity"], body["ttl"],
-                                               body["home_region"], body["region"])
+    assert {
+        "token",
+        "identity",
+        "ttl",
+        "expires_at",
+        "refresh_in",
+        "edges",
+        "region",
+        "home_region",
+    } == set(body)
+    assert ("alice", 3600, "us1", "local") == (
+        body["identity"],
+        body["ttl"],
+        body["home_region"],
+        body["region"],
+    )
     assert 0.75 * 3600 <= body["refresh_in"] <= 0.85 * 3600
     assert body["expires_at"].endswith("Z")
     assert "no-store" == r.headers["cache-control"]
@@ -73,8 +87,9 @@ def test_country_hint_orders_edges(client: TestClient) -> None:
 def test_trusted_country_header_wins_over_hint(config_dir: Path) -> None:
     """With TOKENSVC_COUNTRY_HEADER set, the load balancer's header beats the body hint."""
     with make_client(config_dir, country_header="cloudfront-viewer-country") as c:
-        r = c.post(TOKEN, headers={**auth(), "CloudFront-Viewer-Country": "IE"},
-                   json={"country": "JP"})
+        r = c.post(
+            TOKEN, headers={**auth(), "CloudFront-Viewer-Country": "IE"}, json={"country": "JP"}
+        )
     assert "dublin" == r.json()["edges"][0]
 
 
@@ -94,8 +109,7 @@ def test_unauthenticated_has_www_authenticate(client: TestClient) -> None:
 
 def test_unknown_client_is_404(client: TestClient) -> None:
     """An unknown client id is 404 unknown_client."""
-    assert_problem(client.post("/v1/clients/nope/token", headers=auth()), 404,
-                   "unknown_client")
+    assert_problem(client.post("/v1/clients/nope/token", headers=auth()), 404, "unknown_client")
 
 
 def test_unknown_path_and_method(client: TestClient) -> None:
@@ -106,8 +120,11 @@ def test_unknown_path_and_method(client: TestClient) -> None:
 
 def test_body_too_large_is_413(client: TestClient) -> None:
     """A body over the cap is 413 before it is parsed."""
-    r = client.post(TOKEN, headers={**auth(), "content-type": "application/json"},
-                    content=b'{"country": "' + b"x" * 10000 + b'"}')
+    r = client.post(
+        TOKEN,
+        headers={**auth(), "content-type": "application/json"},
+        content=b'{"country": "' + b"x" * 10000 + b'"}',
+    )
     assert_problem(r, 413, "payload_too_large")
 
 
@@ -117,12 +134,20 @@ def test_non_json_body_is_415(client: TestClient) -> None:
     assert_problem(r, 415, "unsupported_media_type")
 
 
-@pytest.mark.parametrize("body", [b"{", b"[]", b'{"platform": "fax"}', b'{"extra": 1}',
-                                  b'{"country": 5}', b'{"apns_environment": "x"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"[]",
+        b'{"platform": "fax"}',
+        b'{"extra": 1}',
+        b'{"country": 5}',
+        b'{"apns_environment": "x"}',
+    ],
+)
 def test_invalid_body_is_400(client: TestClient, body: bytes) -> None:
     """Malformed JSON, a non-object, bad values and unknown fields are 400."""
-    r = client.post(TOKEN, headers={**auth(), "content-type": "application/json"},
-                    content=body)
+    r = client.post(TOKEN, headers={**auth(), "content-type": "application/json"}, content=body)
     assert_problem(r, 400, "invalid_request")
 
 
@@ -156,16 +181,16 @@ def test_per_ip_rate_limit(tmp_path: Path) -> None:
 
 def test_preflight_allows_configured_origin(client: TestClient) -> None:
     """OPTIONS from an allowed origin answers 204 with that origin, never a wildcard."""
-    r = client.options(TOKEN, headers={"Origin": ORIGIN,
-                                       "Access-Control-Request-Method": "POST"})
+    r = client.options(TOKEN, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
     assert (204, ORIGIN) == (r.status_code, r.headers["access-control-allow-origin"])
     assert "authorization" in r.headers["access-control-allow-headers"]
 
 
 def test_preflight_refuses_other_origin(client: TestClient) -> None:
     """OPTIONS from an origin not in cors.allow_origins is 403."""
-    r = client.options(TOKEN, headers={"Origin": "https://evil.example",
-                                       "Access-Control-Request-Method": "POST"})
+    r = client.options(
+        TOKEN, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert_problem(r, 403, "forbidden")
 
 
@@ -179,10 +204,13 @@ def test_cors_header_on_token_response(client: TestClient) -> None:
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     """A valid incoming X-Request-Id is echoed; otherwise one is generated."""
-    assert "abc-123" == client.get("/livez", headers={"X-Request-Id": "abc-123"}).headers[
-        "x-request-id"]
-    assert 16 == len(client.get("/livez", headers={"X-Request-Id": "bad id!"}).headers[
-        "x-request-id"])
+    assert (
+        "abc-123"
+        == client.get("/livez", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"]
+    )
+    assert 16 == len(
+        client.get("/livez", headers={"X-Request-Id": "bad id!"}).headers["x-request-id"]
+    )
 
 
 def test_probes(client: TestClient) -> None:
@@ -264,8 +292,15 @@ def test_deeply_nested_token_header_is_401_not_500(client: TestClient) -> None:
 
 def test_client_without_usable_idp_keys_is_503_so_callers_fail_over(tmp_path: Path) -> None:
     """A JWKS client whose keys could not be fetched answers 503 not_ready, not 401."""
-    write_client(tmp_path, "app", auth={"algorithms": ["RS256"], "hs256_secret": None,
-                                        "jwks_url": "http://127.0.0.1:9/jwks.json"})
+    write_client(
+        tmp_path,
+        "app",
+        auth={
+            "algorithms": ["RS256"],
+            "hs256_secret": None,
+            "jwks_url": "http://127.0.0.1:9/jwks.json",
+        },
+    )
     with make_client(tmp_path, http_timeout=0.5) as c:
         r = c.post(TOKEN, headers=auth())
     assert_problem(r, 503, "not_ready")
@@ -279,34 +314,43 @@ def test_repeated_forwarded_for_lines_are_one_list(tmp_path: Path) -> None:
     per-IP limit: repeated lines are joined (RFC 9110 §5.3) and the proxy's entry is used."""
     write_client(tmp_path, "app", rate_limit={"per_ip": "2/minute", "per_identity": None})
     with make_client(tmp_path, client_ip_header="x-forwarded-for", trusted_hops=1) as c:
-        codes = [c.post(TOKEN, headers=[("authorization", f"Bearer {assertion(f'u{i}')}"),
-                                        ("x-forwarded-for", f"10.0.0.{i}"),
-                                        ("x-forwarded-for", "198.51.100.7")]).status_code
-                 for i in range(3)]
+        codes = [
+            c.post(
+                TOKEN,
+                headers=[
+                    ("authorization", f"Bearer {assertion(f'u{i}')}"),
+                    ("x-forwarded-for", f"10.0.0.{i}"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ],
+            ).status_code
+            for i in range(3)
+        ]
     assert [200, 200, 429] == codes
 
 
 def test_repeated_country_header_takes_the_proxys_last_line(config_dir: Path) -> None:
     """Of a repeated trusted country header, the last line (the proxy's) decides."""
     with make_client(config_dir, country_header="x-country") as c:
-        headers = [("authorization", f"Bearer {assertion()}"), ("x-country", "JP"),
-                   ("x-country", "IE")]
+        headers = [
+            ("authorization", f"Bearer {assertion()}"),
+            ("x-country", "JP"),
+            ("x-country", "IE"),
+        ]
         token_edges = c.post(TOKEN, headers=headers).json()["edges"]
         listed = c.get("/v1/clients/app/edges", headers=headers[1:]).json()
-    assert ("dublin", "dublin", "IE") == (token_edges[0], listed["edges"][0],
-                                          listed["country"])
+    assert ("dublin", "dublin", "IE") == (token_edges[0], listed["edges"][0], listed["country"])
 
 
 @pytest.mark.parametrize("path", ["/livez/", "/v1/clients/app/edges/", TOKEN + "/"])
 def test_trailing_slash_is_404_not_a_redirect(client: TestClient, path: str) -> None:
     """A trailing slash answers 404 problem+json, never a redirect to the Host header."""
     assert_problem(client.get(path, follow_redirects=False), 404, "not_found")
-    assert_problem(client.post(path, headers=auth(), follow_redirects=False), 404,
-                   "not_found")
+    assert_problem(client.post(path, headers=auth(), follow_redirects=False), 404, "not_found")
 
 
-@pytest.mark.parametrize("path", ["/v1/clients/app%2Ftoken", "/v1/clients/app%2Fedges",
-                                  "/v1/clients%2Fapp/token"])
+@pytest.mark.parametrize(
+    "path", ["/v1/clients/app%2Ftoken", "/v1/clients/app%2Fedges", "/v1/clients%2Fapp/token"]
+)
 def test_encoded_slash_is_not_a_path_separator(client: TestClient, path: str) -> None:
     """Routing uses the raw path: %2F inside a segment is not a slash (404)."""
     assert 404 == client.post(path, headers=auth()).status_code
@@ -317,10 +361,12 @@ def test_encoded_slash_is_not_a_path_separator(client: TestClient, path: str) ->
 def test_country_hint_that_is_not_a_country_is_400(client: TestClient, hint: str) -> None:
     """A caller-supplied country that is not an ISO 3166-1 code is 400, in the token body and
     in the edges query."""
-    assert_problem(client.post(TOKEN, headers=auth(), json={"country": hint}), 400,
-                   "invalid_request")
-    assert_problem(client.get("/v1/clients/app/edges", params={"country": hint}), 400,
-                   "invalid_request")
+    assert_problem(
+        client.post(TOKEN, headers=auth(), json={"country": hint}), 400, "invalid_request"
+    )
+    assert_problem(
+        client.get("/v1/clients/app/edges", params={"country": hint}), 400, "invalid_request"
+    )
 
 
 def test_kosovo_is_a_country(client: TestClient) -> None:
@@ -343,8 +389,7 @@ def test_header_country_that_is_not_a_country_is_unknown(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("body", [b"{", b'{"identity": "mallory"}', b'{"country": "ZZ"}'])
-def test_missing_credential_is_reported_before_the_body(client: TestClient,
-                                                        body: bytes) -> None:
+def test_missing_credential_is_reported_before_the_body(client: TestClient, body: bytes) -> None:
     """Documented order: no credential is a 401 whatever the body (not its 400)."""
     r = client.post(TOKEN, content=body, headers={"content-type": "application/json"})
     assert_problem(r, 401, "unauthenticated")
@@ -352,8 +397,11 @@ def test_missing_credential_is_reported_before_the_body(client: TestClient,
 
 def test_invalid_credential_with_a_bad_body_reports_the_body(client: TestClient) -> None:
     """Documented order: a present credential is verified after the body (400, not 401)."""
-    r = client.post(TOKEN, content=b"{", headers={"content-type": "application/json",
-                                                  "authorization": "Bearer not-a-jwt"})
+    r = client.post(
+        TOKEN,
+        content=b"{",
+        headers={"content-type": "application/json", "authorization": "Bearer not-a-jwt"},
+    )
     assert_problem(r, 400, "invalid_request")
 
 
@@ -414,13 +462,22 @@ def test_real_server_refuses_prior_knowledge_http2(config_dir: Path, tmp_path: P
     import h2.connection
     import h2.events
 
-    with serve(config_dir, tmp_path) as served, socket.create_connection(
-            ("127.0.0.1", served.port), timeout=5) as sock:
+    with (
+        serve(config_dir, tmp_path) as served,
+        socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock,
+    ):
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
-        conn.send_headers(1, [(":method", "GET"), (":path", "/v1/clients/app/edges"),
-                              (":scheme", "http"), (":authority", "127.0.0.1")],
-                          end_stream=True)
+        conn.send_headers(
+            1,
+            [
+                (":method", "GET"),
+                (":path", "/v1/clients/app/edges"),
+                (":scheme", "http"),
+                (":authority", "127.0.0.1"),
+            ],
+            end_stream=True,
+        )
         sock.sendall(conn.data_to_send())
         status = None
         for _ in range(50):  # bounded: frames until the response headers arrive

@@ -21,8 +21,12 @@ TOKEN = "/v1/clients/app/token"
 
 
 def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url + TOKEN, method="POST", data=b"{}", headers={
-        "Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + TOKEN,
+        method="POST",
+        data=b"{}",
+        headers={"Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return r.status, json.loads(r.read())
@@ -54,9 +58,12 @@ def test_in_flight_request_finishes_after_sigterm(config_dir: Path, tmp_path: Pa
     with serve(config_dir, tmp_path) as served:
         body = b'{"country": "IE"}'
         with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
-            s.sendall(f"POST {TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      f"Authorization: Bearer {assertion()}\r\nContent-Length: {len(body)}\r\n"
-                      f"Connection: close\r\n\r\n".encode() + body[:5])
+            s.sendall(
+                f"POST {TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {assertion()}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n".encode()
+                + body[:5]
+            )
             time.sleep(0.3)
             served.process.send_signal(signal.SIGTERM)
             time.sleep(0.3)
@@ -68,13 +75,16 @@ def test_in_flight_request_finishes_after_sigterm(config_dir: Path, tmp_path: Pa
     assert (b"HTTP/1.1 200", 0) == (response[:12], code)
 
 
-def test_drip_fed_body_gets_408_within_the_body_timeout(config_dir: Path,
-                                                         tmp_path: Path) -> None:
+def test_drip_fed_body_gets_408_within_the_body_timeout(config_dir: Path, tmp_path: Path) -> None:
     """A body sent one byte at a time is cut off with 408 once TOKENSVC_BODY_TIMEOUT passes."""
-    with serve(config_dir, tmp_path, {"TOKENSVC_BODY_TIMEOUT": "1"}) as served, \
-            socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
-        s.sendall(f"POST {TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: 100\r\n\r\n".encode())
+    with (
+        serve(config_dir, tmp_path, {"TOKENSVC_BODY_TIMEOUT": "1"}) as served,
+        socket.create_connection(("127.0.0.1", served.port), timeout=10) as s,
+    ):
+        s.sendall(
+            f"POST {TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100\r\n\r\n".encode()
+        )
         start = time.monotonic()
         s.settimeout(0.2)
         response = b""
@@ -91,8 +101,10 @@ def test_drip_fed_body_gets_408_within_the_body_timeout(config_dir: Path,
 
 def test_oversized_headers_are_refused(config_dir: Path, tmp_path: Path) -> None:
     """A request head over TOKENSVC_MAX_HEADER_BYTES is refused by the server."""
-    with serve(config_dir, tmp_path, {"TOKENSVC_MAX_HEADER_BYTES": "4096"}) as served, \
-            socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+    with (
+        serve(config_dir, tmp_path, {"TOKENSVC_MAX_HEADER_BYTES": "4096"}) as served,
+        socket.create_connection(("127.0.0.1", served.port), timeout=10) as s,
+    ):
         s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
         response = s.recv(65536)
     assert b"HTTP/1.1 431" == response[:12]
@@ -110,8 +122,9 @@ def test_reload_picks_up_a_changed_file(config_dir: Path, tmp_path: Path) -> Non
     assert ["tokyo"] == edges
 
 
-def test_broken_reload_keeps_last_good_config_and_says_why(config_dir: Path,
-                                                           tmp_path: Path) -> None:
+def test_broken_reload_keeps_last_good_config_and_says_why(
+    config_dir: Path, tmp_path: Path
+) -> None:
     """A broken edit is rejected: the old config keeps serving and the log names the field."""
     with serve(config_dir, tmp_path) as served:
         write_client(config_dir, edges={"default": ["frankfort"]})
@@ -151,8 +164,7 @@ def test_supervisor_restarts_a_worker_that_dies(config_dir: Path, tmp_path: Path
     assert [200] * 10 == statuses
 
 
-@pytest.mark.parametrize(("workers", "taken"), [("1", "public"), ("2", "public"),
-                                                ("1", "admin")])
+@pytest.mark.parametrize(("workers", "taken"), [("1", "public"), ("2", "public"), ("1", "admin")])
 def test_port_in_use_is_one_line(config_dir: Path, workers: str, taken: str) -> None:
     """A port another process listens on: one line naming host and port, exit 1, no
     traceback, whatever the worker count (no SO_REUSEPORT sharing either)."""
@@ -164,7 +176,22 @@ def test_port_in_use_is_one_line(config_dir: Path, workers: str, taken: str) -> 
         holder.bind(("127.0.0.1", busy))
         holder.listen()
         result = subprocess.run(
-            [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir),
-             "--port", str(port)], capture_output=True, text=True, timeout=30, env=environ)
+            [
+                sys.executable,
+                "-m",
+                "tokensvc",
+                "serve",
+                "--config",
+                str(config_dir),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=environ,
+        )
     assert (1, [f"error: cannot listen on 127.0.0.1:{busy}: Address already in use"]) == (
-        result.returncode, result.stderr.splitlines())
+        result.returncode,
+        result.stderr.splitlines(),
+    )

@@ -17,26 +17,44 @@ README = Path(__file__).parent.parent / "README.md"
 def test_defaults_without_environment() -> None:
     """With no variables set, the documented defaults apply."""
     s = Settings.from_env({})
-    assert ("127.0.0.1", 8080, "local", None, None) == (s.host, s.port, s.region,
-                                                        s.admin_port, s.redis_url)
+    assert ("127.0.0.1", 8080, "local", None, None) == (
+        s.host,
+        s.port,
+        s.region,
+        s.admin_port,
+        s.redis_url,
+    )
 
 
 def test_values_are_parsed() -> None:
     """Numbers, choices and header names are parsed and normalized."""
-    s = Settings.from_env({"TOKENSVC_PORT": "9000", "TOKENSVC_REGION": "eu-west",
-                           "TOKENSVC_COUNTRY_HEADER": "CloudFront-Viewer-Country",
-                           "TOKENSVC_WORKERS": "2", "TOKENSVC_WORKER_CLASS": "asyncio"})
+    s = Settings.from_env(
+        {
+            "TOKENSVC_PORT": "9000",
+            "TOKENSVC_REGION": "eu-west",
+            "TOKENSVC_COUNTRY_HEADER": "CloudFront-Viewer-Country",
+            "TOKENSVC_WORKERS": "2",
+            "TOKENSVC_WORKER_CLASS": "asyncio",
+        }
+    )
     assert (9000, "eu-west", "cloudfront-viewer-country", 2, "asyncio") == (
-        s.port, s.region, s.country_header, s.workers, s.worker_class)
+        s.port,
+        s.region,
+        s.country_header,
+        s.workers,
+        s.worker_class,
+    )
 
 
 def test_every_bad_variable_is_reported_at_once() -> None:
     """Three bad variables give three problems, each naming its variable."""
     with pytest.raises(ConfigError) as info:
-        Settings.from_env({"TOKENSVC_PORT": "99999", "TOKENSVC_WORKERS": "zero",
-                           "TOKENSVC_LOG_LEVEL": "loud"})
+        Settings.from_env(
+            {"TOKENSVC_PORT": "99999", "TOKENSVC_WORKERS": "zero", "TOKENSVC_LOG_LEVEL": "loud"}
+        )
     assert {"TOKENSVC_PORT", "TOKENSVC_WORKERS", "TOKENSVC_LOG_LEVEL"} == {
-        p.field for p in info.value.problems}
+        p.field for p in info.value.problems
+    }
 
 
 def test_password_from_file_is_masked(tmp_path: Path) -> None:
@@ -78,7 +96,8 @@ def test_unknown_variable_names_the_closest_known_one() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"TOKENSVC_REDIS_ULR": "redis://127.0.0.1:6379/0"})
     assert [("TOKENSVC_REDIS_ULR", "unknown setting; did you mean TOKENSVC_REDIS_URL?")] == [
-        (p.field, p.message) for p in info.value.problems]
+        (p.field, p.message) for p in info.value.problems
+    ]
 
 
 def test_unknown_variable_without_a_close_name() -> None:
@@ -86,7 +105,8 @@ def test_unknown_variable_without_a_close_name() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"TOKENSVC_ZZZ": "1"})
     assert ["unknown setting (see `tokensvc settings --markdown`)"] == [
-        p.message for p in info.value.problems]
+        p.message for p in info.value.problems
+    ]
 
 
 def test_service_link_variable_says_how_to_stop_it() -> None:
@@ -102,8 +122,11 @@ def test_file_variants_of_secrets_are_known(tmp_path: Path) -> None:
     s = Settings.from_env({"TOKENSVC_FINGERPRINT_KEY_FILE": str(tmp_path / "key")})
     assert s.fingerprint_key is not None
     assert "fingerprint-key" == s.fingerprint_key.reveal()
-    assert {"TOKENSVC_REDIS_PASSWORD_FILE", "TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE",
-            "TOKENSVC_FINGERPRINT_KEY_FILE"} == {n for n in known_names() if n.endswith("_FILE")}
+    assert {
+        "TOKENSVC_REDIS_PASSWORD_FILE",
+        "TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE",
+        "TOKENSVC_FINGERPRINT_KEY_FILE",
+    } == {n for n in known_names() if n.endswith("_FILE")}
 
 
 def test_unreadable_secret_file_names_the_file_variable(tmp_path: Path) -> None:
@@ -113,8 +136,9 @@ def test_unreadable_secret_file_names_the_file_variable(tmp_path: Path) -> None:
     assert ["TOKENSVC_REDIS_PASSWORD_FILE"] == [p.field for p in info.value.problems]
 
 
-def test_settings_command_masks_secrets(monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_command_masks_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`tokensvc settings` prints each value and its source; secrets show as <SECRET>."""
     for name in [n for n in os.environ if n.startswith("TOKENSVC_")]:
         monkeypatch.delenv(name)

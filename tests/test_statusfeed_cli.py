@@ -26,16 +26,26 @@ def fake() -> Iterator[FakeStatuspage]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tokensvc.statusfeed.cli", *args],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tokensvc.statusfeed.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def feed_file(tmp_path: Path, fake: FakeStatuspage, **changes: object) -> Path:
     doc: dict[str, object] = {
-        "url": fake.url, "timeout_seconds": 1, "poll_interval_seconds": 10,
+        "url": fake.url,
+        "timeout_seconds": 1,
+        "poll_interval_seconds": 10,
         "lease_seconds": 60,
-        "components": {"ashburn00001": ["ashburn"], "dublin000001": ["dublin"],
-                       "frankfurt001": ["frankfurt"]}}
+        "components": {
+            "ashburn00001": ["ashburn"],
+            "dublin000001": ["dublin"],
+            "frankfurt001": ["frankfurt"],
+        },
+    }
     doc.update(changes)
     path = tmp_path / "feed.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -64,38 +74,48 @@ def test_check_prints_the_drain_and_its_rule(fake: FakeStatuspage, tmp_path: Pat
     done = cli("status-feed", "check", "--config", str(feed_file(tmp_path, fake)))
     assert 0 == done.returncode
     assert "drain    ashburn       rule=confirmed ashburn00001 (major_outage)" in (
-        done.stdout.splitlines())
+        done.stdout.splitlines()
+    )
 
 
-def test_check_reports_a_demotion_for_a_client_list(fake: FakeStatuspage,
-                                                    tmp_path: Path) -> None:
+def test_check_reports_a_demotion_for_a_client_list(fake: FakeStatuspage, tmp_path: Path) -> None:
     """min_edges_kept=2 and a client default [ashburn, umatilla, roaming]: ashburn is
     demoted in that client's list rather than removed."""
     write_client(tmp_path / "clients", "app")
     fake.set_status("ashburn00001", "major_outage")
-    done = cli("status-feed", "check", "--config",
-               str(feed_file(tmp_path, fake, min_edges_kept=2)),
-               "--clients", str(tmp_path / "clients"))
+    done = cli(
+        "status-feed",
+        "check",
+        "--config",
+        str(feed_file(tmp_path, fake, min_edges_kept=2)),
+        "--clients",
+        str(tmp_path / "clients"),
+    )
     assert 0 == done.returncode, done.stderr
-    assert ("demote   ashburn       rule=min_edges_kept: client app keeps it last "
-            "(min_edges_kept=2)") in done.stdout.splitlines()
+    assert (
+        "demote   ashburn       rule=min_edges_kept: client app keeps it last (min_edges_kept=2)"
+    ) in done.stdout.splitlines()
 
 
 @pytest.mark.parametrize("mode", ["garbage", "hang", "redirect"])
-def test_check_exits_1_when_it_cannot_read_the_feed(mode: str, fake: FakeStatuspage,
-                                                    tmp_path: Path) -> None:
+def test_check_exits_1_when_it_cannot_read_the_feed(
+    mode: str, fake: FakeStatuspage, tmp_path: Path
+) -> None:
     """Feed unreadable: exit 1, and the output says nothing would be renewed."""
     fake.mode = mode
     done = cli("status-feed", "check", "--config", str(feed_file(tmp_path, fake)))
     assert (1, "feed: down -> nothing would be renewed; feed leases expire by themselves\n") == (
-        done.returncode, done.stdout)
+        done.returncode,
+        done.stdout,
+    )
 
 
 def test_check_refuses_an_invalid_config(tmp_path: Path) -> None:
     """A roaming mapping: exit 1, the file and field on stderr, no traceback."""
     path = tmp_path / "feed.yaml"
-    path.write_text("url: http://127.0.0.1:1/api/v2/components.json\n"
-                    "components: {abc: [roaming]}\n")
+    path.write_text(
+        "url: http://127.0.0.1:1/api/v2/components.json\ncomponents: {abc: [roaming]}\n"
+    )
     done = cli("status-feed", "check", "--config", str(path))
     assert 1 == done.returncode
     assert f"{path}: components.abc.0: roaming can never be drained" in done.stderr
@@ -103,7 +123,8 @@ def test_check_refuses_an_invalid_config(tmp_path: Path) -> None:
 
 
 def test_check_with_a_store_shows_operator_precedence(
-        fake: FakeStatuspage, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake: FakeStatuspage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Given the store, an operator's drain on the failing edge is reported as left alone."""
     store = MemoryLeaseStore(FakeClock(time.time()))
     store.operator_drain("ashburn")

@@ -34,9 +34,12 @@ def problems(tmp_path: Path, doc: Any) -> list[tuple[str, str]]:
 def test_a_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     """url and components are enough; act_on defaults to partial and major outages."""
     config = load_config(write(tmp_path, GOOD))
-    expected = FeedConfig(url=GOOD["url"], components={"abc123xyz": ("ashburn", "ashburn-ix")},
-                          act_on=frozenset(DEFAULT_ACT_ON), source=str(tmp_path /
-                                                                       "status-feed.yaml"))
+    expected = FeedConfig(
+        url=GOOD["url"],
+        components={"abc123xyz": ("ashburn", "ashburn-ix")},
+        act_on=frozenset(DEFAULT_ACT_ON),
+        source=str(tmp_path / "status-feed.yaml"),
+    )
     assert expected == config
 
 
@@ -61,22 +64,26 @@ def test_an_unknown_edge_is_an_error(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     """Three bad fields: three problems, each at its field."""
-    found = problems(tmp_path, {**GOOD, "confirm_polls": 0, "act_on": ["broken"],
-                                "url": "ftp://x/components.json"})
+    found = problems(
+        tmp_path,
+        {**GOOD, "confirm_polls": 0, "act_on": ["broken"], "url": "ftp://x/components.json"},
+    )
     assert ["act_on.0", "confirm_polls", "url"] == sorted(field for field, _ in found)
 
 
 def test_a_lease_shorter_than_a_poll_is_an_error(tmp_path: Path) -> None:
     """lease_seconds must outlast one jittered poll plus its timeout."""
-    found = problems(tmp_path, {**GOOD, "poll_interval_seconds": 30, "timeout_seconds": 5,
-                                "lease_seconds": 35})
+    found = problems(
+        tmp_path, {**GOOD, "poll_interval_seconds": 30, "timeout_seconds": 5, "lease_seconds": 35}
+    )
     assert ["lease_seconds"] == [field for field, _ in found]
 
 
 def test_a_numeric_component_id_must_be_quoted(tmp_path: Path) -> None:
     """YAML reads `123: [ashburn]` as a number; the file is refused at that key."""
-    found = problems(tmp_path, "url: https://s.example.com/api/v2/summary.json\n"
-                               "components:\n  123: [ashburn]\n")
+    found = problems(
+        tmp_path, "url: https://s.example.com/api/v2/summary.json\ncomponents:\n  123: [ashburn]\n"
+    )
     assert [("components.123", "keys must be strings (quote them)")] == found
 
 

@@ -31,40 +31,72 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     """A random config (roaming allowed here, to prove the engine refuses it on its own),
     status vector, counters, held leases, operator state and client lists."""
     mapped = draw(st.lists(st.sampled_from(COMPONENTS), min_size=1, unique=True))
-    components = {c: tuple(draw(st.lists(st.sampled_from(EDGE_NAMES), min_size=1, max_size=3,
-                                         unique=True))) for c in mapped}
+    components = {
+        c: tuple(draw(st.lists(st.sampled_from(EDGE_NAMES), min_size=1, max_size=3, unique=True)))
+        for c in mapped
+    }
     config = FeedConfig(
-        url="http://127.0.0.1/api/v2/components.json", components=components,
-        confirm_polls=draw(st.integers(1, 3)), clear_polls=draw(st.integers(1, 3)),
-        max_auto_drained=draw(st.integers(0, 4)), min_edges_kept=draw(st.integers(0, 3)),
-        lease_seconds=60.0)
-    statuses = {c: s for c in mapped
-                if (s := draw(st.sampled_from([*STATUSES, None]))) is not None}
-    tracks = {c: Track(draw(st.integers(0, 4)), draw(st.integers(0, 4)), draw(st.booleans()))
-              for c in mapped}
+        url="http://127.0.0.1/api/v2/components.json",
+        components=components,
+        confirm_polls=draw(st.integers(1, 3)),
+        clear_polls=draw(st.integers(1, 3)),
+        max_auto_drained=draw(st.integers(0, 4)),
+        min_edges_kept=draw(st.integers(0, 3)),
+        lease_seconds=60.0,
+    )
+    statuses = {c: s for c in mapped if (s := draw(st.sampled_from([*STATUSES, None]))) is not None}
+    tracks = {
+        c: Track(draw(st.integers(0, 4)), draw(st.integers(0, 4)), draw(st.booleans()))
+        for c in mapped
+    }
     all_edges = sorted({e for es in components.values() for e in es})
-    held = draw(st.lists(st.sampled_from(all_edges), unique=True,
-                         max_size=config.max_auto_drained))
-    leases = {e: Lease(e, draw(st.sampled_from([*mapped, "unmapped"])),
-                       draw(st.sampled_from(STATUSES)), NOW + draw(st.sampled_from([-1.0, 30.0])))
-              for e in held}
+    held = draw(st.lists(st.sampled_from(all_edges), unique=True, max_size=config.max_auto_drained))
+    leases = {
+        e: Lease(
+            e,
+            draw(st.sampled_from([*mapped, "unmapped"])),
+            draw(st.sampled_from(STATUSES)),
+            NOW + draw(st.sampled_from([-1.0, 30.0])),
+        )
+        for e in held
+    }
     operator = Operator(
         drained=frozenset(draw(st.lists(st.sampled_from(EDGE_NAMES), max_size=3))) - set(held),
         undrain_holds=frozenset(draw(st.lists(st.sampled_from(all_edges), max_size=2))),
-        pins={e: NOW + draw(st.sampled_from([-10.0, 3600.0]))
-              for e in draw(st.lists(st.sampled_from(all_edges), max_size=2))})
-    client_lists = {f"client{i}": [draw(st.lists(st.sampled_from(EDGE_NAMES), min_size=1,
-                                                 max_size=5, unique=True))
-                                   for _ in range(draw(st.integers(1, 3)))]
-                    for i in range(draw(st.integers(0, 3)))}
+        pins={
+            e: NOW + draw(st.sampled_from([-10.0, 3600.0]))
+            for e in draw(st.lists(st.sampled_from(all_edges), max_size=2))
+        },
+    )
+    client_lists = {
+        f"client{i}": [
+            draw(st.lists(st.sampled_from(EDGE_NAMES), min_size=1, max_size=5, unique=True))
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+        for i in range(draw(st.integers(0, 3)))
+    }
     poll_ok = draw(st.integers(0, 4)) > 0  # one poll in five fails
-    return {"config": config, "statuses": statuses if poll_ok else None, "tracks": tracks,
-            "leases": leases, "operator": operator, "client_lists": client_lists}
+    return {
+        "config": config,
+        "statuses": statuses if poll_ok else None,
+        "tracks": tracks,
+        "leases": leases,
+        "operator": operator,
+        "client_lists": client_lists,
+    }
 
 
 def run(s: Mapping[str, Any]) -> Plan:
-    return decide(s["config"], NOW, s["statuses"], last_good_at=NOW - 10, tracks=s["tracks"],
-                  leases=s["leases"], operator=s["operator"], client_lists=s["client_lists"])
+    return decide(
+        s["config"],
+        NOW,
+        s["statuses"],
+        last_good_at=NOW - 10,
+        tracks=s["tracks"],
+        leases=s["leases"],
+        operator=s["operator"],
+        client_lists=s["client_lists"],
+    )
 
 
 def after(s: Mapping[str, Any], plan: Plan) -> dict[str, Lease]:
@@ -160,8 +192,7 @@ def test_a_new_drain_needs_confirm_polls_of_outage_now(s: dict[str, Any]) -> Non
 
 @settings(max_examples=150, deadline=None)
 @given(scenarios())
-def test_an_undrain_hold_ends_only_when_its_components_are_operational(
-        s: dict[str, Any]) -> None:
+def test_an_undrain_hold_ends_only_when_its_components_are_operational(s: dict[str, Any]) -> None:
     """A hold is dropped only on a poll where every component mapped to the edge is
     operational."""
     config: FeedConfig = s["config"]
@@ -172,16 +203,33 @@ def test_an_undrain_hold_ends_only_when_its_components_are_operational(
 
 # -- by example ---------------------------------------------------------------------------
 
-CONFIG = FeedConfig(url="http://127.0.0.1/api/v2/components.json",
-                    components={"a": ("ashburn",), "d": ("dublin",), "f": ("frankfurt",)},
-                    confirm_polls=2, clear_polls=2, lease_seconds=60, max_auto_drained=2)
+CONFIG = FeedConfig(
+    url="http://127.0.0.1/api/v2/components.json",
+    components={"a": ("ashburn",), "d": ("dublin",), "f": ("frankfurt",)},
+    confirm_polls=2,
+    clear_polls=2,
+    lease_seconds=60,
+    max_auto_drained=2,
+)
 
 
-def step(statuses: Mapping[str, str], tracks: Mapping[str, Track],
-         leases: Mapping[str, Lease] | None = None, operator: Operator | None = None,
-         lists: Mapping[str, Sequence[Sequence[str]]] | None = None) -> Plan:
-    return decide(CONFIG, NOW, statuses, last_good_at=NOW - 10, tracks=tracks,
-                  leases=leases or {}, operator=operator or Operator(), client_lists=lists or {})
+def step(
+    statuses: Mapping[str, str],
+    tracks: Mapping[str, Track],
+    leases: Mapping[str, Lease] | None = None,
+    operator: Operator | None = None,
+    lists: Mapping[str, Sequence[Sequence[str]]] | None = None,
+) -> Plan:
+    return decide(
+        CONFIG,
+        NOW,
+        statuses,
+        last_good_at=NOW - 10,
+        tracks=tracks,
+        leases=leases or {},
+        operator=operator or Operator(),
+        client_lists=lists or {},
+    )
 
 
 def test_one_outage_poll_is_confirming_and_the_second_drains() -> None:
@@ -207,34 +255,49 @@ def test_an_undrain_hold_ends_only_when_the_component_is_operational() -> None:
 def test_a_pin_releases_a_held_lease() -> None:
     """Pinning an edge during a known false alarm releases its lease at the next poll."""
     lease = Lease("ashburn", "a", "major_outage", NOW + 30)
-    plan = step({"a": "major_outage"}, {"a": Track(3, 0, True)}, {"ashburn": lease},
-                Operator(pins={"ashburn": NOW + 7200}))
+    plan = step(
+        {"a": "major_outage"},
+        {"a": Track(3, 0, True)},
+        {"ashburn": lease},
+        Operator(pins={"ashburn": NOW + 7200}),
+    )
     assert ((lease,), ()) == (plan.releases, plan.writes)
     assert Rule.PINNED == plan.decisions[0].rule
 
 
 def test_a_drain_that_would_empty_a_list_is_reported_as_a_demotion() -> None:
     """min_edges_kept=1 and a client list [ashburn, roaming]: ashburn is demoted, not removed."""
-    plan = step({"a": "major_outage"}, {"a": Track(1, 0, False)},
-                lists={"app": [["ashburn", ROAMING]]})
+    plan = step(
+        {"a": "major_outage"}, {"a": Track(1, 0, False)}, lists={"app": [["ashburn", ROAMING]]}
+    )
     demotions = [(d.edge, d.rule) for d in plan.decisions if d.action is Action.DEMOTE]
     assert [("ashburn", Rule.MIN_EDGES_KEPT)] == demotions
-    assert ["roaming", "ashburn"] == apply_drains(["ashburn", ROAMING], frozenset(),
-                                                  frozenset({"ashburn"}), 1)
+    assert ["roaming", "ashburn"] == apply_drains(
+        ["ashburn", ROAMING], frozenset(), frozenset({"ashburn"}), 1
+    )
 
 
 def test_two_of_three_components_out_is_a_mass_outage() -> None:
     """Two of three mapped components in outage at once: nothing is drained."""
-    plan = step({"a": "major_outage", "d": "partial_outage", "f": "operational"},
-                {"a": Track(1, 0, False), "d": Track(1, 0, False)})
+    plan = step(
+        {"a": "major_outage", "d": "partial_outage", "f": "operational"},
+        {"a": Track(1, 0, False), "d": Track(1, 0, False)},
+    )
     assert ((), True) == (plan.writes, plan.mass_outage)
 
 
 def test_a_stale_gap_resets_the_counters() -> None:
     """A good poll after more than max_stale_seconds without one starts counting afresh."""
-    plan = decide(CONFIG, NOW, {"a": "major_outage"}, last_good_at=NOW - 1000,
-                  tracks={"a": Track(5, 0, True)}, leases={}, operator=Operator(),
-                  client_lists={})
+    plan = decide(
+        CONFIG,
+        NOW,
+        {"a": "major_outage"},
+        last_good_at=NOW - 1000,
+        tracks={"a": Track(5, 0, True)},
+        leases={},
+        operator=Operator(),
+        client_lists={},
+    )
     assert ((), Track(1, 0, False)) == (plan.writes, plan.tracks["a"])
 
 

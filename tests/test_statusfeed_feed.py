@@ -21,8 +21,7 @@ def test_a_components_document_is_parsed() -> None:
     fake = FakeStatuspage()
     fake.set_status("tokyo0000001", "partial_outage")
     page = parse_page(body(fake.components_doc()))
-    assert (10, "partial_outage") == (len(page.components),
-                                      page.components["tokyo0000001"].status)
+    assert (10, "partial_outage") == (len(page.components), page.components["tokyo0000001"].status)
 
 
 def test_a_summary_document_is_parsed_the_same_way() -> None:
@@ -38,7 +37,9 @@ def test_a_group_has_the_worst_status_of_its_children() -> None:
     fake.set_status("sydney000001", "major_outage")
     page = parse_page(body(fake.components_doc()))
     assert ("major_outage", "degraded_performance") == (
-        page.effective_status("grpedges0001"), page.effective_status("dublin000001"))
+        page.effective_status("grpedges0001"),
+        page.effective_status("dublin000001"),
+    )
 
 
 def broken(change: str) -> Any:
@@ -58,8 +59,17 @@ def broken(change: str) -> Any:
     return doc
 
 
-@pytest.mark.parametrize("change", ["no_page", "unknown_status", "unknown_child", "duplicate",
-                                    "bad_time", "components_not_a_list"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "no_page",
+        "unknown_status",
+        "unknown_child",
+        "duplicate",
+        "bad_time",
+        "components_not_a_list",
+    ],
+)
 def test_a_malformed_document_is_refused_whole(change: str) -> None:
     """Any defect makes the whole reading malformed, never a partial one."""
     with pytest.raises(FeedError) as caught:
@@ -93,6 +103,8 @@ def test_an_old_but_unchanged_document_is_not_stale() -> None:
 def test_components_are_listed_groups_first_with_their_children() -> None:
     """Discovery rows: (id, group, name, status)."""
     rows = describe_components(parse_page(body(FakeStatuspage().components_doc())))
-    assert [("grpedges0001", "(group)", "Voice Edge Locations", "operational"),
-            ("ashburn00001", "Voice Edge Locations", "Ashburn (us1)", "operational")] == rows[:2]
+    assert [
+        ("grpedges0001", "(group)", "Voice Edge Locations", "operational"),
+        ("ashburn00001", "Voice Edge Locations", "Ashburn (us1)", "operational"),
+    ] == rows[:2]
     assert ("console00001", "-", "Console", "operational") == rows[-1]

@@ -15,9 +15,14 @@ from fake_twilio import OTHER_SECRET, OTHER_SID, FakeTwilio, world
 from support import API_KEY_SECRET, API_KEY_SID, assertion, make_client, write_client
 from tokensvc.verification import VerificationRunner
 
-BAD_FIRST = {"api_key_sid": None, "api_key_secret": None,
-             "api_keys": [{"sid": OTHER_SID, "secret": OTHER_SECRET},
-                          {"sid": API_KEY_SID, "secret": API_KEY_SECRET}]}
+BAD_FIRST = {
+    "api_key_sid": None,
+    "api_key_secret": None,
+    "api_keys": [
+        {"sid": OTHER_SID, "secret": OTHER_SECRET},
+        {"sid": API_KEY_SID, "secret": API_KEY_SECRET},
+    ],
+}
 
 
 @pytest.fixture
@@ -28,8 +33,11 @@ def fake() -> Iterator[FakeTwilio]:
 
 
 def settings(fake: FakeTwilio, mode: str) -> dict[str, Any]:
-    urls = {f"twilio_{kind}_url_{region}": fake.base_url(region)
-            for kind in ("api", "notify") for region in fake.ports}
+    urls = {
+        f"twilio_{kind}_url_{region}": fake.base_url(region)
+        for kind in ("api", "notify")
+        for region in fake.ports
+    }
     return {"twilio_verify": mode, "http_timeout": 1.0, **urls}
 
 
@@ -49,8 +57,9 @@ def wait_for(check: Any, within: float = 10.0) -> None:
 
 
 def token(test_client: TestClient, client_id: str = "app") -> Any:
-    return test_client.post(f"/v1/clients/{client_id}/token",
-                            headers={"Authorization": f"Bearer {assertion()}"})
+    return test_client.post(
+        f"/v1/clients/{client_id}/token", headers={"Authorization": f"Bearer {assertion()}"}
+    )
 
 
 def test_enforce_signs_with_the_next_good_key(fake: FakeTwilio, tmp_path: Path) -> None:
@@ -70,31 +79,40 @@ def test_warn_mode_reports_but_keeps_the_first_key(fake: FakeTwilio, tmp_path: P
     write_client(directory, "app", twilio=BAD_FIRST)
     with make_client(directory, **settings(fake, "warn")) as test_client:
         wait_for(lambda: runner(test_client).rounds >= 1)
-        claims = jwt.decode(token(test_client).json()["token"], OTHER_SECRET,
-                            algorithms=["HS256"])
+        claims = jwt.decode(token(test_client).json()["token"], OTHER_SECRET, algorithms=["HS256"])
         status = runner(test_client).health.status()
     assert ({"app": "rejected"}, OTHER_SID) == (status, claims["iss"])
 
 
-def test_a_client_with_every_key_rejected_is_not_ready_alone(fake: FakeTwilio,
-                                                             tmp_path: Path) -> None:
+def test_a_client_with_every_key_rejected_is_not_ready_alone(
+    fake: FakeTwilio, tmp_path: Path
+) -> None:
     """enforce: that client answers 503 not_ready; another client mints; the pod stays ready."""
     directory = tmp_path / "clients"
     write_client(directory, "app")
-    write_client(directory, "broken", twilio={"api_key_secret": "wrong-secret"},
-                 auth={"identity_prefix": "b"})
+    write_client(
+        directory,
+        "broken",
+        twilio={"api_key_secret": "wrong-secret"},
+        auth={"identity_prefix": "b"},
+    )
     write_client(directory, "app", auth={"identity_prefix": "a"})
     with make_client(directory, **settings(fake, "enforce")) as test_client:
         wait_for(lambda: runner(test_client).rounds >= 1)
         broken, good = token(test_client, "broken"), token(test_client, "app")
         ready = test_client.get("/readyz").status_code
-    assert (503, "not_ready", 200, 200) == (broken.status_code, broken.json()["code"],
-                                            good.status_code, ready)
+    assert (503, "not_ready", 200, 200) == (
+        broken.status_code,
+        broken.json()["code"],
+        good.status_code,
+        ready,
+    )
 
 
 @pytest.mark.parametrize("mode", ["hang", "fail"])
-def test_a_twilio_outage_neither_fails_nor_slows_tokens(fake: FakeTwilio, tmp_path: Path,
-                                                        mode: str) -> None:
+def test_a_twilio_outage_neither_fails_nor_slows_tokens(
+    fake: FakeTwilio, tmp_path: Path, mode: str
+) -> None:
     """While every Twilio call hangs or fails, token requests succeed as fast as before."""
     directory = tmp_path / "clients"
     write_client(directory, "app")

@@ -33,8 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Every problem at once, exit 1, before anything is bound or forked.
     settings, problems = preflight(
-        os.environ, config_dir=Path(args.config) if args.config else None,
-        host=args.host, port=args.port)
+        os.environ,
+        config_dir=Path(args.config) if args.config else None,
+        host=args.host,
+        port=args.port,
+    )
     if problems:
         _print_problems(ConfigError(problems))
         return 1
@@ -73,13 +76,16 @@ def cmd_mint(args: argparse.Namespace) -> int:
     clients = load_clients(args.config, os.environ)
     client = clients.get(args.client)
     if client is None:
-        print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
-              file=sys.stderr)
+        print(
+            f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})", file=sys.stderr
+        )
         return 2
-    identity = to_twilio_identity(args.identity, client.auth.identity_encoding,
-                                  client.auth.identity_prefix)
+    identity = to_twilio_identity(
+        args.identity, client.auth.identity_encoding, client.auth.identity_prefix
+    )
     minted = Minter(client.twilio, args.ttl or client.ttl_seconds).mint(
-        identity, args.platform, args.apns_environment)
+        identity, args.platform, args.apns_environment
+    )
     print(minted.token)
     return 0
 
@@ -93,12 +99,19 @@ def cmd_dev_assertion(args: argparse.Namespace) -> int:
         return 2
     auth = client.auth
     if not client.dev or auth.type != "jwt" or auth.hmac_secret is None:
-        print("dev-assertion only works for a dev: true client with auth.hs256_secret",
-              file=sys.stderr)
+        print(
+            "dev-assertion only works for a dev: true client with auth.hs256_secret",
+            file=sys.stderr,
+        )
         return 2
     now = int(time.time())
-    claims = {"iss": auth.issuer, "aud": auth.audience, auth.identity_claim: args.identity,
-              "iat": now, "exp": now + args.ttl}
+    claims = {
+        "iss": auth.issuer,
+        "aud": auth.audience,
+        auth.identity_claim: args.identity,
+        "iat": now,
+        "exp": now + args.ttl,
+    }
     print(jwt.encode(claims, auth.hmac_secret.reveal(), algorithm=auth.algorithms[0]))
     return 0
 
@@ -109,16 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the HTTP API with Hypercorn")
-    serve.add_argument("--config", help="client config directory (default ./clients_config, "
-                                        "or TOKENSVC_CONFIG_DIR)")
+    serve.add_argument(
+        "--config",
+        help="client config directory (default ./clients_config, or TOKENSVC_CONFIG_DIR)",
+    )
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.set_defaults(func=cmd_serve)
 
-    show = sub.add_parser("settings", help="print the effective TOKENSVC_* settings "
-                                           "(secrets masked)")
-    show.add_argument("--markdown", action="store_true",
-                      help="print the table of every setting (the README's) instead")
+    show = sub.add_parser(
+        "settings", help="print the effective TOKENSVC_* settings (secrets masked)"
+    )
+    show.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the table of every setting (the README's) instead",
+    )
     show.set_defaults(func=cmd_settings)
 
     check = sub.add_parser("check-config", help="validate a client config directory")
@@ -134,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--ttl", type=int, help="seconds (capped by the client's ttl rules)")
     mint.set_defaults(func=cmd_mint)
 
-    dev = sub.add_parser("dev-assertion",
-                         help="sign a caller JWT for a dev client (for curl walk-throughs)")
+    dev = sub.add_parser(
+        "dev-assertion", help="sign a caller JWT for a dev client (for curl walk-throughs)"
+    )
     dev.add_argument("--config", default="clients_config")
     dev.add_argument("--client", default="example")
     dev.add_argument("--identity", default="alice")

@@ -106,8 +106,9 @@ class RequestContext:
             elif key == b"upgrade" and value.strip().lower() == b"h2c":
                 h2c = True
         text_id = incoming.decode("latin-1") if incoming else None
-        request_id = text_id if text_id and _REQUEST_ID.fullmatch(text_id) else (
-            self._next_request_id())
+        request_id = (
+            text_id if text_id and _REQUEST_ID.fullmatch(text_id) else (self._next_request_id())
+        )
         path: str = scope["path"]
         raw: bytes | None = scope.get("raw_path")
         if raw is not None and b"%" in raw:
@@ -129,16 +130,23 @@ class RequestContext:
             await send(message)
 
         server = scope.get("server")
-        on_admin = self.admin_port is not None and server is not None and (
-            server[1] == self.admin_port)
+        on_admin = (
+            self.admin_port is not None and server is not None and (server[1] == self.admin_port)
+        )
         try:
             if size > self.max_header_bytes:
-                raise HeadersTooLarge(f"headers exceed {self.max_header_bytes} bytes",
-                                      headers={"Connection": "close"})
-            if not self.allow_http2 and (h2c or scope.get("http_version") == "2") and (
-                    scope.get("scheme") == "http"):
-                raise HttpVersionNotSupported("HTTP/2 is not served on this port; use HTTP/1.1",
-                                              headers={"Connection": "close"})
+                raise HeadersTooLarge(
+                    f"headers exceed {self.max_header_bytes} bytes", headers={"Connection": "close"}
+                )
+            if (
+                not self.allow_http2
+                and (h2c or scope.get("http_version") == "2")
+                and (scope.get("scheme") == "http")
+            ):
+                raise HttpVersionNotSupported(
+                    "HTTP/2 is not served on this port; use HTTP/1.1",
+                    headers={"Connection": "close"},
+                )
             if on_admin and route_path not in ADMIN_PATHS:
                 raise NotFound("admin port: metrics and probes only")
             if route_path == "/metrics" and not on_admin:
@@ -155,16 +163,22 @@ class RequestContext:
         except Exception:
             log.exception("unhandled error")
             if not started:
-                await self._refuse(InternalError("an unexpected error occurred"), facts, scope,
-                                   receive, send_wrapper)
+                await self._refuse(
+                    InternalError("an unexpected error occurred"),
+                    facts,
+                    scope,
+                    receive,
+                    send_wrapper,
+                )
         finally:
             if path not in ADMIN_PATHS:
                 facts.status = status
                 self.telemetry.request(facts, time.perf_counter() - start)
 
     @staticmethod
-    async def _refuse(error: ApiError, facts: RequestFacts, scope: Scope, receive: Receive,
-                      send: Send) -> None:
+    async def _refuse(
+        error: ApiError, facts: RequestFacts, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """The one place an error becomes an answer (and its facts), for every route."""
         facts.code = error.code
         if isinstance(error, Unauthenticated):
@@ -196,10 +210,20 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     telemetry = Telemetry(process_metrics(), AccessLog(log), settings.region)
     clientset = ClientSet(settings, state)
     key = settings.fingerprint_key.reveal().encode() if settings.fingerprint_key else None
-    service = Service(settings=settings, clients=clientset, shared=state, telemetry=telemetry,
-                      fingerprint=Fingerprinter(key))
-    verification = None if settings.twilio_verify == "off" else VerificationRunner.build(
-        settings, lambda: {cid: c.config for cid, c in clientset.clients.items()})
+    service = Service(
+        settings=settings,
+        clients=clientset,
+        shared=state,
+        telemetry=telemetry,
+        fingerprint=Fingerprinter(key),
+    )
+    verification = (
+        None
+        if settings.twilio_verify == "off"
+        else VerificationRunner.build(
+            settings, lambda: {cid: c.config for cid, c in clientset.clients.items()}
+        )
+    )
     if verification is not None:
         clientset.key_chooser = verification.health
 
@@ -223,8 +247,14 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         if verification is not None:
             verification.start()  # in the background: readiness never waits for Twilio
         flusher = asyncio.create_task(_housekeeping(service), name="housekeeping")
-        log.info("ready", extra={"clients": sorted(clientset.clients),
-                                 "region": settings.region, "backend": state.backend})
+        log.info(
+            "ready",
+            extra={
+                "clients": sorted(clientset.clients),
+                "region": settings.region,
+                "backend": state.backend,
+            },
+        )
         try:
             yield
         finally:

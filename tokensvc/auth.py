@@ -121,7 +121,11 @@ class Authenticator:
         for key in keys:
             try:
                 claims = VERIFIER.decode(
-                    token, key, algorithms=[alg], audience=cfg.audience, issuer=cfg.issuer,
+                    token,
+                    key,
+                    algorithms=[alg],
+                    audience=cfg.audience,
+                    issuer=cfg.issuer,
                     leeway=cfg.leeway_seconds,
                     options={"require": ["exp", "iss", "aud"], "verify_signature": True},
                 )
@@ -162,8 +166,9 @@ def _check_dates(claims: dict[str, Any], max_lifetime: int | None, leeway: int) 
     iat: float | None = claims.get("iat")
     # Comparisons, not differences: a JSON integer may be too large for a float.
     if exp > time.time() + max_lifetime + leeway or (iat is not None and exp > iat + max_lifetime):
-        raise Unauthenticated(f"token lifetime over this client's {max_lifetime} s",
-                              reason="lifetime")
+        raise Unauthenticated(
+            f"token lifetime over this client's {max_lifetime} s", reason="lifetime"
+        )
 
 
 def _peek_header(token: str) -> dict[str, Any]:
@@ -183,6 +188,7 @@ def _peek_header(token: str) -> dict[str, Any]:
 
 def _body_identity(identity: str | None) -> str:
     if not identity:
-        raise Unauthenticated("this client names the identity in the body: "
-                              '{"identity": "..."}', reason="identity")
+        raise Unauthenticated(
+            'this client names the identity in the body: {"identity": "..."}', reason="identity"
+        )
     return identity

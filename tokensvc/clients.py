@@ -65,7 +65,9 @@ MAX_DEPTH = 32
 MIN_HMAC_SECRET = {"HS256": 32, "HS384": 48, "HS512": 64}
 _RATE = re.compile(r"\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*")
 _KEY_TYPES: dict[str, Any] = {
-    "RS": rsa.RSAPublicKey, "PS": rsa.RSAPublicKey, "ES": ec.EllipticCurvePublicKey,
+    "RS": rsa.RSAPublicKey,
+    "PS": rsa.RSAPublicKey,
+    "ES": ec.EllipticCurvePublicKey,
     "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
 }
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -146,8 +148,10 @@ class ClientConfig:
     def blocks(self, raw_subject: str, twilio_identity: str) -> bool:
         """Whether this file blocks the caller: its raw subject is in ``blocked_subjects`` or
         the Twilio identity it maps to is in ``blocked_twilio_identities`` (never crossed)."""
-        return (raw_subject in self.blocked_subjects
-                or twilio_identity in self.blocked_twilio_identities)
+        return (
+            raw_subject in self.blocked_subjects
+            or twilio_identity in self.blocked_twilio_identities
+        )
 
 
 @dataclass(frozen=True)
@@ -206,14 +210,25 @@ def _shared_account_problems(clients: Mapping[str, ClientConfig]) -> list[Proble
             continue
         for client in group:
             mine = client.auth.identity_prefix
-            clash = [o.client_id for o in group if o is not client and (
-                not mine or o.auth.identity_prefix.startswith(mine)
-                or mine.startswith(o.auth.identity_prefix))]
+            clash = [
+                o.client_id
+                for o in group
+                if o is not client
+                and (
+                    not mine
+                    or o.auth.identity_prefix.startswith(mine)
+                    or mine.startswith(o.auth.identity_prefix)
+                )
+            ]
             if clash:
-                problems.append(Problem(
-                    client.source, "auth.identity_prefix",
-                    f"shares its Twilio account with {', '.join(sorted(clash))}: give each "
-                    "client a distinct identity_prefix, none a prefix of another"))
+                problems.append(
+                    Problem(
+                        client.source,
+                        "auth.identity_prefix",
+                        f"shares its Twilio account with {', '.join(sorted(clash))}: give each "
+                        "client a distinct identity_prefix, none a prefix of another",
+                    )
+                )
     return problems
 
 
@@ -244,8 +259,10 @@ def _read(path: Path) -> tuple[bytes | None, str]:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return None, (f"is {size} bytes, over the {MAX_FILE_BYTES} byte limit for a client "
-                          "file (a client file is a few kilobytes)")
+            return None, (
+                f"is {size} bytes, over the {MAX_FILE_BYTES} byte limit for a client "
+                "file (a client file is a few kilobytes)"
+            )
         with path.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
@@ -317,8 +334,9 @@ def _field(parts: list[str | int]) -> str:
 class _Ctx:
     """Checks on one schema-valid file: where problems are reported, what is watched."""
 
-    def __init__(self, source: str, env: Mapping[str, str], problems: list[Problem],
-                 dev: bool) -> None:
+    def __init__(
+        self, source: str, env: Mapping[str, str], problems: list[Problem], dev: bool
+    ) -> None:
         self.source = source
         self.env = env
         self.problems = problems
@@ -346,8 +364,13 @@ def _load_file(
     before = len(problems)
     client_id = path.stem
     if not CLIENT_ID.fullmatch(client_id):
-        problems.append(Problem(source, "", f"file name {client_id!r} is not a valid client id "
-                                            "([a-z0-9][a-z0-9-]{0,63})"))
+        problems.append(
+            Problem(
+                source,
+                "",
+                f"file name {client_id!r} is not a valid client id ([a-z0-9][a-z0-9-]{{0,63}})",
+            )
+        )
     raw, why = _read(path)
     if raw is None:
         problems.append(Problem(source, "", why))
@@ -357,8 +380,13 @@ def _load_file(
         problems.append(Problem(source, where, why))
         return None
     if doc is None:
-        problems.append(Problem(source, "", "is empty or holds only comments: a client file "
-                                            "needs at least twilio and auth"))
+        problems.append(
+            Problem(
+                source,
+                "",
+                "is empty or holds only comments: a client file needs at least twilio and auth",
+            )
+        )
         return None
     shape = _shape_problem(doc)
     if shape is not None:
@@ -377,8 +405,10 @@ def _load_file(
         if not ctx.dev:
             ctx.problem("auth.type", "'none' is only allowed with dev: true")
         else:
-            warnings.append(f"{path}: auth.type none: ANY caller can mint a token for ANY "
-                            "identity. Never deploy this client.")
+            warnings.append(
+                f"{path}: auth.type none: ANY caller can mint a token for ANY "
+                "identity. Never deploy this client."
+            )
     if len(problems) > before:
         return None
     return ClientConfig(
@@ -411,8 +441,10 @@ def _rate(value: str | None) -> RateLimit | None:
 def _twilio(ctx: _Ctx, t: dict[str, Any]) -> TwilioConfig:
     keys: list[ApiKey] = []
     if "api_keys" in t:
-        pairs = [(e["sid"], e["secret"], f"twilio.api_keys[{i}].secret")
-                 for i, e in enumerate(t["api_keys"])]
+        pairs = [
+            (e["sid"], e["secret"], f"twilio.api_keys[{i}].secret")
+            for i, e in enumerate(t["api_keys"])
+        ]
     else:
         pairs = [(t["api_key_sid"], t["api_key_secret"], "twilio.api_key_secret")]
     for sid, ref, where in pairs:
@@ -439,32 +471,47 @@ def _auth(ctx: _Ctx, a: dict[str, Any]) -> AuthConfig:
         return AuthConfig(type="none", identity_prefix=prefix)
     if kind == "api_key":
         secrets = [ctx.secret(k, f"auth.keys[{i}]") for i, k in enumerate(a["keys"])]
-        return AuthConfig(type="api_key", api_keys=tuple(s for s in secrets if s is not None),
-                          identity_encoding=encoding, identity_prefix=prefix)
+        return AuthConfig(
+            type="api_key",
+            api_keys=tuple(s for s in secrets if s is not None),
+            identity_encoding=encoding,
+            identity_prefix=prefix,
+        )
     algorithms: list[str] = a["algorithms"]
     jwks_url: str | None = a.get("jwks_url")
     if jwks_url is not None and not (jwks_url.startswith("https://") or ctx.dev):
         ctx.problem("auth.jwks_url", "must be https:// (http:// only with dev: true)")
-    pems = [pem for i, entry in enumerate(a.get("public_keys", ()))
-            if (pem := _read_pem(ctx, entry, f"auth.public_keys[{i}]", algorithms))]
+    pems = [
+        pem
+        for i, entry in enumerate(a.get("public_keys", ()))
+        if (pem := _read_pem(ctx, entry, f"auth.public_keys[{i}]", algorithms))
+    ]
     hmac_secret = None
     if "hs256_secret" in a:
         hmac_secret = ctx.secret(a["hs256_secret"], "auth.hs256_secret")
         need = max((MIN_HMAC_SECRET[a] for a in algorithms if a in MIN_HMAC_SECRET), default=32)
         if hmac_secret is not None and len(hmac_secret.reveal().encode()) < need:
-            ctx.problem("auth.hs256_secret",
-                        f"must be at least {need} bytes for {', '.join(algorithms)}")
+            ctx.problem(
+                "auth.hs256_secret", f"must be at least {need} bytes for {', '.join(algorithms)}"
+            )
     lifetime = a.get("max_token_lifetime_seconds")
-    return AuthConfig(type="jwt", algorithms=tuple(algorithms), jwks_url=jwks_url,
-                      public_keys=tuple(pems), hmac_secret=hmac_secret, issuer=a["issuer"],
-                      audience=a["audience"], identity_claim=a.get("identity_claim", "sub"),
-                      identity_encoding=encoding, identity_prefix=prefix,
-                      leeway_seconds=int(a.get("leeway_seconds", 30)),
-                      max_token_lifetime=None if lifetime is None else int(lifetime))
+    return AuthConfig(
+        type="jwt",
+        algorithms=tuple(algorithms),
+        jwks_url=jwks_url,
+        public_keys=tuple(pems),
+        hmac_secret=hmac_secret,
+        issuer=a["issuer"],
+        audience=a["audience"],
+        identity_claim=a.get("identity_claim", "sub"),
+        identity_encoding=encoding,
+        identity_prefix=prefix,
+        leeway_seconds=int(a.get("leeway_seconds", 30)),
+        max_token_lifetime=None if lifetime is None else int(lifetime),
+    )
 
 
-def _read_pem(ctx: _Ctx, entry: dict[str, str], where: str,
-              algorithms: list[str]) -> str | None:
+def _read_pem(ctx: _Ctx, entry: dict[str, str], where: str, algorithms: list[str]) -> str | None:
     if "file" in entry:
         ctx.watched.append(entry["file"])
         try:
@@ -492,8 +539,9 @@ def _read_pem(ctx: _Ctx, entry: dict[str, str], where: str,
         return None
     wanted = {_KEY_TYPES[alg[:2]] for alg in algorithms}
     if not isinstance(key, tuple(wanted)):
-        ctx.problem(where, f"a {type(key).__name__.lstrip('_')} cannot verify "
-                           f"{', '.join(algorithms)}")
+        ctx.problem(
+            where, f"a {type(key).__name__.lstrip('_')} cannot verify {', '.join(algorithms)}"
+        )
         return None
     weak = key_problem(key)
     if weak is not None:
@@ -521,12 +569,14 @@ def _edges(ctx: _Ctx, e: dict[str, Any]) -> EdgePolicy:
     by_country: dict[str, tuple[str, ...]] = {}
     for code, edges in (e.get("by_country") or {}).items():
         if not is_country(code):
-            ctx.problem(f"edges.by_country.{code}",
-                        "not an ISO 3166-1 alpha-2 country code (upper case)")
+            ctx.problem(
+                f"edges.by_country.{code}", "not an ISO 3166-1 alpha-2 country code (upper case)"
+            )
         else:
             by_country[code] = tuple(edges)
-    return EdgePolicy(default=tuple(e.get("default", ["roaming"])), by_country=by_country,
-                      geo=e.get("geo", False))
+    return EdgePolicy(
+        default=tuple(e.get("default", ["roaming"])), by_country=by_country, geo=e.get("geo", False)
+    )
 
 
 def describe(client: ClientConfig) -> dict[str, Any]:

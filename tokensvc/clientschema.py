@@ -30,8 +30,14 @@ SCHEMA_FILE = "tokensvc/data/client.schema.json"
 #: The chart's values schema, relative to the repository root.
 CHART_SCHEMA_FILE = "helm/tokensvc/values.schema.json"
 _MAX_MESSAGE = 300
-_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
-               "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+}
 
 
 @cache
@@ -69,8 +75,14 @@ def _short(text: str) -> str:
 
 
 def _json_type(value: object) -> str:
-    for name, kind in (("boolean", bool), ("integer", int), ("number", float), ("string", str),
-                       ("array", list), ("object", dict)):
+    for name, kind in (
+        ("boolean", bool),
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list),
+        ("object", dict),
+    ):
         if isinstance(value, kind):
             return name
     return "other"
@@ -89,10 +101,16 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(_join(where, name), "is required") for name in names if name not in present]
     if keyword == "additionalProperties" and isinstance(error.instance, dict):
         # Keys the schema names only to refuse them (``not: {}``) are not offered.
-        allowed = sorted(k for k, v in schema.get("properties", {}).items()
-                         if not (isinstance(v, dict) and v.get("not") == {}))
-        return [(_join(where, key), f"unknown key (allowed: {', '.join(allowed)})")
-                for key in error.instance if key not in schema.get("properties", {})]
+        allowed = sorted(
+            k
+            for k, v in schema.get("properties", {}).items()
+            if not (isinstance(v, dict) and v.get("not") == {})
+        )
+        return [
+            (_join(where, key), f"unknown key (allowed: {', '.join(allowed)})")
+            for key in error.instance
+            if key not in schema.get("properties", {})
+        ]
     if keyword == "enum":
         options = error.validator_value if isinstance(error.validator_value, list) else []
         valid = ", ".join(str(v) for v in options)
@@ -104,8 +122,13 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
             return [(where, str(described))]
         return [(where, f"must be one of {valid}")]
     if keyword == "type" and not where:
-        return [("", "the file must be a mapping of client settings (twilio:, auth:, ...), "
-                     f"not {_TYPE_WORDS.get(_json_type(error.instance), 'that')}")]
+        return [
+            (
+                "",
+                "the file must be a mapping of client settings (twilio:, auth:, ...), "
+                f"not {_TYPE_WORDS.get(_json_type(error.instance), 'that')}",
+            )
+        ]
     if keyword == "type":
         wanted = error.validator_value
         listed = wanted if isinstance(wanted, list) else []
@@ -114,8 +137,7 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         got = _TYPE_WORDS.get(_json_type(error.instance), "something else")
         if error.instance is None:
             got = "nothing (null)"
-        return [(where, f"{described} (got {got})" if described else f"must be {words}, "
-                        f"not {got}")]
+        return [(where, f"{described} (got {got})" if described else f"must be {words}, not {got}")]
     if described:
         return [(where, str(described))]
     # jsonschema's own message quotes the value: keep it short.
@@ -127,8 +149,9 @@ def schema_problems(document: object) -> list[tuple[str, str]]:
     order, without duplicates. The document must be JSON-like (string keys, bounded size):
     ``clients.py`` checks that first."""
     found: list[tuple[str, str]] = []
-    errors = sorted(_validator().iter_errors(document),
-                    key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(
+        _validator().iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]
+    )
     # A value of the wrong type also fails its enum or pattern: report the type only.
     mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     for error in errors:
@@ -145,7 +168,7 @@ def _rewrite_refs(node: Any, prefix: str) -> Any:
         out = {}
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
-                out[key] = prefix + value[len("#/"):]
+                out[key] = prefix + value[len("#/") :]
             else:
                 out[key] = _rewrite_refs(value, prefix)
         return out
@@ -174,19 +197,23 @@ def embed_in_chart(chart_schema: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tokensvc.clientschema",
-        description="Write the client schema into the chart's values.schema.json "
-                    "($defs.client).")
+        description="Write the client schema into the chart's values.schema.json ($defs.client).",
+    )
     parser.add_argument("chart_schema", nargs="?", default=CHART_SCHEMA_FILE)
-    parser.add_argument("--check", action="store_true",
-                        help="only compare; exit 1 when the chart's copy differs")
+    parser.add_argument(
+        "--check", action="store_true", help="only compare; exit 1 when the chart's copy differs"
+    )
     args = parser.parse_args(argv)
     path = Path(args.chart_schema)
     current = json.loads(path.read_text("utf-8"))
     wanted = embed_in_chart(current)
     if args.check:
         if wanted != current:
-            print(f"{path}: $defs.client differs from {SCHEMA_FILE}; run "
-                  "python -m tokensvc.clientschema", file=sys.stderr)
+            print(
+                f"{path}: $defs.client differs from {SCHEMA_FILE}; run "
+                "python -m tokensvc.clientschema",
+                file=sys.stderr,
+            )
             return 1
         print(f"{path}: $defs.client is up to date")
         return 0

@@ -71,14 +71,22 @@ def dev_problems(settings: Settings, clients: Mapping[str, ClientConfig]) -> lis
     TOKENSVC_ALLOW_DEV says otherwise (a demo container, say)."""
     if settings.allow_dev or settings.loopback_only:
         return []
-    return [Problem(c.source, "dev", "dev: true client refused on a non-loopback address "
-                    f"({settings.host}); set TOKENSVC_ALLOW_DEV=true to serve it anyway")
-            for c in clients.values() if c.dev]
+    return [
+        Problem(
+            c.source,
+            "dev",
+            "dev: true client refused on a non-loopback address "
+            f"({settings.host}); set TOKENSVC_ALLOW_DEV=true to serve it anyway",
+        )
+        for c in clients.values()
+        if c.dev
+    ]
 
 
 class ClientSet:
-    def __init__(self, settings: Settings, shared: SharedState,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, shared: SharedState, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.settings = settings
         self.shared = shared
         #: resolves ``{env: NAME}`` secret references; the composition root passes it (the
@@ -150,8 +158,9 @@ class ClientSet:
             await self._install(result.clients, signature)
         except Exception as exc:  # noqa: BLE001 - a bad key file must not kill the service
             self.signature = seen  # do not retry (and re-log) the same state every poll
-            self._refuse([f"{self.config_dir}: installing the clients failed: "
-                          f"{type(exc).__name__}"])
+            self._refuse(
+                [f"{self.config_dir}: installing the clients failed: {type(exc).__name__}"]
+            )
             return "error"
         self.reload_status = ReloadStatus("ok", "", time.time())
         log.info("config reloaded", extra={"clients": sorted(self.clients)})
@@ -167,8 +176,9 @@ class ClientSet:
             return
         reason = f"{len(found)} problem(s); first: {found[0]}"
         self.reload_status = ReloadStatus("refused", reason, time.time(), found)
-        log.error("config reload refused; keeping the last good config",
-                  extra={"problems": list(found)})
+        log.error(
+            "config reload refused; keeping the last good config", extra={"problems": list(found)}
+        )
 
     async def start_watching(self) -> None:
         if self.settings.reload_interval > 0:
@@ -190,9 +200,12 @@ class ClientSet:
         new_sources: list[JwksSource] = []
         for url in wanted - set(self._jwks):
             source = JwksSource(
-                url, fetcher=self._fetcher,
-                refresh=self.settings.jwks_refresh, max_stale=self.settings.jwks_max_stale,
-                timeout=self.settings.http_timeout, cache_get=self.shared.jwks_get,
+                url,
+                fetcher=self._fetcher,
+                refresh=self.settings.jwks_refresh,
+                max_stale=self.settings.jwks_max_stale,
+                timeout=self.settings.http_timeout,
+                cache_get=self.shared.jwks_get,
                 cache_put=self.shared.jwks_put,
             )
             source.on_refresh = self.on_jwks_refresh

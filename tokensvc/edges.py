@@ -28,8 +28,15 @@ PUBLIC_EDGES: Mapping[str, tuple[float, float]] = {
 }
 ROAMING = "roaming"
 INTERCONNECT_EDGES = frozenset(
-    {"ashburn-ix", "san-jose-ix", "london-ix", "frankfurt-ix", "singapore-ix", "sydney-ix",
-     "tokyo-ix"}
+    {
+        "ashburn-ix",
+        "san-jose-ix",
+        "london-ix",
+        "frankfurt-ix",
+        "singapore-ix",
+        "sydney-ix",
+        "tokyo-ix",
+    }
 )
 #: Every edge string the Voice JavaScript SDK knows (16).
 EDGES: frozenset[str] = frozenset(PUBLIC_EDGES) | {ROAMING} | INTERCONNECT_EDGES
@@ -40,9 +47,10 @@ GEO_EDGE_COUNT = 3
 
 def _distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(
-        (lon2 - lon1) / 2
-    ) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
 
 

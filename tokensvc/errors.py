@@ -78,8 +78,13 @@ class ApiError(TokensvcError):
 
     def document(self) -> dict[str, object]:
         """The RFC 9457 problem document."""
-        return {"type": f"{PROBLEM_BASE}{self.code}", "title": self.title,
-                "status": self.status, "detail": self.detail, "code": self.code}
+        return {
+            "type": f"{PROBLEM_BASE}{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
 
 
 class InvalidRequest(ApiError):
@@ -126,8 +131,7 @@ class UnsupportedMediaType(ApiError):
 class RateLimited(ApiError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
-    def __init__(self, detail: str = "", *, retry_after: int = 1,
-                 scope: str = "identity") -> None:
+    def __init__(self, detail: str = "", *, retry_after: int = 1, scope: str = "identity") -> None:
         self.retry_after = max(1, int(retry_after))
         #: which limit refused: "ip" or "identity" (a metric label)
         self.scope = scope

@@ -75,7 +75,8 @@ class Fetcher:
             async with asyncio.timeout(deadline):
                 request = self._client.build_request("GET", url, headers=headers)
                 response = await self._client.send(
-                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None)
+                    request, stream=True, auth=httpx.BasicAuth(*auth) if auth else None
+                )
                 try:
                     if response.is_redirect:
                         raise FetchError("redirect", f"HTTP {response.status_code} not followed")

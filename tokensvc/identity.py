@@ -65,8 +65,10 @@ def to_twilio_identity(raw: str, encoding: str, prefix: str = "") -> str:
     if encoding == "strict":
         identity = prefix + raw
         if not raw or not _VALID.fullmatch(identity):
-            raise Forbidden("identity is not a valid Twilio identity "
-                            "(letters, digits and underscore, at most 121)")
+            raise Forbidden(
+                "identity is not a valid Twilio identity "
+                "(letters, digits and underscore, at most 121)"
+            )
         return identity
     try:
         data = raw.encode("utf-8")

@@ -48,9 +48,16 @@ class Issued:
     home_region: str
 
     def document(self) -> dict[str, object]:
-        return {"token": self.token, "identity": self.identity, "ttl": self.ttl,
-                "expires_at": self.expires_at, "refresh_in": self.refresh_in,
-                "edges": self.edges, "region": self.region, "home_region": self.home_region}
+        return {
+            "token": self.token,
+            "identity": self.identity,
+            "ttl": self.ttl,
+            "expires_at": self.expires_at,
+            "refresh_in": self.refresh_in,
+            "edges": self.edges,
+            "region": self.region,
+            "home_region": self.home_region,
+        }
 
 
 _last_rfc3339: tuple[int, str] = (-1, "")
@@ -70,28 +77,35 @@ def refresh_in(ttl: int) -> int:
     return int(ttl * random.uniform(0.75, 0.85))  # noqa: S311 - jitter, not security
 
 
-async def issue(service: Service, client: Client, request: TokenRequest,
-                facts: RequestFacts) -> Issued:
+async def issue(
+    service: Service, client: Client, request: TokenRequest, facts: RequestFacts
+) -> Issued:
     """Everything between a parsed request and the token; raises ApiError."""
     cfg = client.config
     shared = service.shared
     if cfg.rate_per_ip is not None:
-        decision = shared.check(f"{cfg.client_id}:ip:{request.client_ip}",
-                                cfg.rate_per_ip.limit, cfg.rate_per_ip.window)
+        decision = shared.check(
+            f"{cfg.client_id}:ip:{request.client_ip}", cfg.rate_per_ip.limit, cfg.rate_per_ip.window
+        )
         if not decision.shared:
             facts.local_rate_checks += 1
         if not decision.allowed:
-            raise RateLimited("too many requests from this address",
-                              retry_after=decision.retry_after, scope="ip")
+            raise RateLimited(
+                "too many requests from this address", retry_after=decision.retry_after, scope="ip"
+            )
     if not client.auth.ready:
         # No usable identity-provider keys (never fetched, or past max_stale): a 503 sends the
         # caller to another region, where a 401 would be taken as final.
         raise NotReady("this client's identity-provider keys are unavailable here")
     raw_identity = await client.auth.verify(request.credential, request.identity)
-    identity = to_twilio_identity(raw_identity, cfg.auth.identity_encoding,
-                                  cfg.auth.identity_prefix)
-    if cfg.auth.type == "jwt" and request.identity is not None and (
-            request.identity not in (raw_identity, identity)):
+    identity = to_twilio_identity(
+        raw_identity, cfg.auth.identity_encoding, cfg.auth.identity_prefix
+    )
+    if (
+        cfg.auth.type == "jwt"
+        and request.identity is not None
+        and (request.identity not in (raw_identity, identity))
+    ):
         # A jwt client's identity is the token's; the body may only repeat it.
         raise Forbidden("the body's identity is not the one the caller's token proves")
     facts.identity_fp = service.fingerprint(cfg.client_id, identity)
@@ -101,22 +115,33 @@ async def issue(service: Service, client: Client, request: TokenRequest,
     ):
         raise Forbidden("this identity is blocked")
     if cfg.rate_per_identity is not None:
-        decision = shared.check(f"{cfg.client_id}:id:{identity}",
-                                cfg.rate_per_identity.limit, cfg.rate_per_identity.window)
+        decision = shared.check(
+            f"{cfg.client_id}:id:{identity}",
+            cfg.rate_per_identity.limit,
+            cfg.rate_per_identity.window,
+        )
         if not decision.shared:
             facts.local_rate_checks += 1
         if not decision.allowed:
-            raise RateLimited("too many token requests for this identity",
-                              retry_after=decision.retry_after, scope="identity")
+            raise RateLimited(
+                "too many token requests for this identity",
+                retry_after=decision.retry_after,
+                scope="identity",
+            )
 
-    edges = without_drained(cfg.edges.for_country(request.country),
-                            shared.snapshot.drained(now))
+    edges = without_drained(cfg.edges.for_country(request.country), shared.snapshot.drained(now))
     minted = client.minter.mint(identity, request.platform, request.apns_environment)
     facts.country = request.country
     facts.edge = edges[0]
     facts.home_region = cfg.twilio.home_region
     ttl = minted.expires_at - int(now)
-    return Issued(token=minted.token, identity=identity, ttl=ttl,
-                  expires_at=rfc3339(minted.expires_at), refresh_in=refresh_in(ttl),
-                  edges=edges, region=service.settings.region,
-                  home_region=cfg.twilio.home_region)
+    return Issued(
+        token=minted.token,
+        identity=identity,
+        ttl=ttl,
+        expires_at=rfc3339(minted.expires_at),
+        refresh_in=refresh_in(ttl),
+        edges=edges,
+        region=service.settings.region,
+        home_region=cfg.twilio.home_region,
+    )

@@ -93,8 +93,15 @@ def parse_jwks(document: bytes, max_keys: int = JWKS_MAX_KEYS) -> dict[str, jwt.
             continue
         try:
             key = jwt.PyJWK(entry)
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError,
-                OverflowError, RecursionError):
+        except (
+            jwt.PyJWKError,
+            jwt.InvalidKeyError,
+            ValueError,
+            TypeError,
+            KeyError,
+            OverflowError,
+            RecursionError,
+        ):
             continue
         if key_problem(key.key) is not None:
             continue
@@ -186,8 +193,11 @@ class JwksSource:
         # Wake on the forced refresh or on any refresh that installs keys (the background one
         # may bring the key first), whichever comes first.
         while not forced.done() and (remaining := deadline - loop.time()) > 0:
-            await asyncio.wait([forced, self._next_install()], timeout=remaining,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [forced, self._next_install()],
+                timeout=remaining,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             found = self._lookup(kid)
             if found:
                 return found
@@ -219,16 +229,21 @@ class JwksSource:
     async def _refresh_once(self) -> bool:
         try:
             response = await self._fetcher.get(
-                self.url, deadline=self.timeout, max_bytes=JWKS_MAX_BYTES,
-                headers={"Accept": "application/jwk-set+json, application/json"})
+                self.url,
+                deadline=self.timeout,
+                max_bytes=JWKS_MAX_BYTES,
+                headers={"Accept": "application/jwk-set+json, application/json"},
+            )
             if response.status != 200:
                 raise JwksError(f"http_{response.status}")
             keys = await asyncio.to_thread(parse_jwks, response.body, self.max_keys)
         except (FetchError, JwksError) as exc:
             self.last_result, self.last_error = "error", exc.reason
             self.on_refresh("error")
-            log.warning("jwks refresh failed; keeping the keys already held",
-                        extra={"jwks_url": self.url, "error": exc.reason})
+            log.warning(
+                "jwks refresh failed; keeping the keys already held",
+                extra={"jwks_url": self.url, "error": exc.reason},
+            )
             return False
         self.keys, self.fetched_at = keys, time.time()
         self.last_result, self.last_error = "ok", ""
@@ -262,7 +277,10 @@ class JwksSource:
 
     async def _loop(self) -> None:
         while True:
-            interval = self.refresh_interval if self.last_result == "ok" else min(
-                self.failure_retry, self.refresh_interval)
+            interval = (
+                self.refresh_interval
+                if self.last_result == "ok"
+                else min(self.failure_retry, self.refresh_interval)
+            )
             await asyncio.sleep(interval)
             await self.refresh()

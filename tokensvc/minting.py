@@ -68,8 +68,9 @@ class Minter:
             return push.android
         return None
 
-    def mint(self, identity: str, platform: str = "browser",
-             apns_environment: str | None = None) -> Minted:
+    def mint(
+        self, identity: str, platform: str = "browser", apns_environment: str | None = None
+    ) -> Minted:
         if platform not in PLATFORMS:
             raise InvalidRequest(f"platform must be one of {', '.join(PLATFORMS)}")
         if apns_environment is not None and apns_environment not in APNS_ENVIRONMENTS:

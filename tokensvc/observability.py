@@ -48,10 +48,34 @@ from tokensvc import __version__
 from tokensvc.settings import prometheus_multiproc_dir
 
 LOG_FIELDS = (
-    "request_id", "method", "path", "client", "status", "code", "latency_ms", "region",
-    "identity_fp", "country", "edge", "outcome", "reason", "error", "backend", "problems",
-    "problem", "clients", "result", "worker", "jwks_url", "bind", "workers", "version",
-    "signal", "warning", "count", "pid",
+    "request_id",
+    "method",
+    "path",
+    "client",
+    "status",
+    "code",
+    "latency_ms",
+    "region",
+    "identity_fp",
+    "country",
+    "edge",
+    "outcome",
+    "reason",
+    "error",
+    "backend",
+    "problems",
+    "problem",
+    "clients",
+    "result",
+    "worker",
+    "jwks_url",
+    "bind",
+    "workers",
+    "version",
+    "signal",
+    "warning",
+    "count",
+    "pid",
 )
 
 
@@ -88,8 +112,11 @@ def escape_text(value: object) -> str:
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)),
-                 f"{record.levelname:<7}", escape_text(record.getMessage())]
+        parts = [
+            time.strftime("%H:%M:%S", time.localtime(record.created)),
+            f"{record.levelname:<7}",
+            escape_text(record.getMessage()),
+        ]
         for name in LOG_FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
@@ -145,8 +172,13 @@ class AccessLog:
         if not _json_lines:
             self.logger.info("request", extra={**fields, "pid": self.pid})
             return
-        line = {"ts": self._timestamp(time.time()), "level": "info",
-                "logger": self.logger.name, "msg": "request", "pid": self.pid}
+        line = {
+            "ts": self._timestamp(time.time()),
+            "level": "info",
+            "logger": self.logger.name,
+            "msg": "request",
+            "pid": self.pid,
+        }
         for key, value in fields.items():
             if value is not None:
                 line[key] = value
@@ -190,37 +222,81 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
-        self.requests = Counter("tokensvc_token_requests", "Token requests by outcome",
-                                ["client", "outcome", "status"], registry=r)
-        self.minted = Counter("tokensvc_tokens_minted", "Tokens minted",
-                              ["client", "home_region"], registry=r)
-        self.latency = Histogram("tokensvc_request_duration_seconds", "Request latency",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.first_edge = Counter("tokensvc_edges_returned",
-                                  "Edge lists returned, by first edge",
-                                  ["client", "country", "first_edge"], registry=r)
-        self.drained = Gauge("tokensvc_drained_edges", "1 when an edge is drained",
-                             ["edge"], registry=r, multiprocess_mode="livemax")
-        self.rate_limited = Counter("tokensvc_rate_limited", "Requests refused by a rate limit",
-                                    ["client", "scope"], registry=r)
-        self.rate_local = Counter("tokensvc_rate_limit_local",
-                                  "Rate-limit checks counted locally (shared store unavailable)",
-                                  registry=r)
-        self.redis_up = Gauge("tokensvc_redis_up", "1 when shared state is healthy",
-                              registry=r, multiprocess_mode="livemin")
-        self.redis_failovers = Counter("tokensvc_redis_failovers",
-                                       "Redis primary changes seen", registry=r)
-        self.redis_latency = Histogram("tokensvc_redis_operation_seconds",
-                                       "Redis operation latency", ["op"],
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.reloads = Counter("tokensvc_config_reloads", "Config reloads by result",
-                               ["result"], registry=r)
-        self.auth_failures = Counter("tokensvc_auth_failures", "Caller-auth failures by reason",
-                                     ["client", "reason"], registry=r)
-        self.jwks_refreshes = Counter("tokensvc_jwks_refreshes", "JWKS refreshes by result",
-                                      ["result"], registry=r)
-        self.build = Gauge("tokensvc_build_info", "Build information", ["version", "region"],
-                           registry=r, multiprocess_mode="livemax")
+        self.requests = Counter(
+            "tokensvc_token_requests",
+            "Token requests by outcome",
+            ["client", "outcome", "status"],
+            registry=r,
+        )
+        self.minted = Counter(
+            "tokensvc_tokens_minted", "Tokens minted", ["client", "home_region"], registry=r
+        )
+        self.latency = Histogram(
+            "tokensvc_request_duration_seconds",
+            "Request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.first_edge = Counter(
+            "tokensvc_edges_returned",
+            "Edge lists returned, by first edge",
+            ["client", "country", "first_edge"],
+            registry=r,
+        )
+        self.drained = Gauge(
+            "tokensvc_drained_edges",
+            "1 when an edge is drained",
+            ["edge"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rate_limited = Counter(
+            "tokensvc_rate_limited",
+            "Requests refused by a rate limit",
+            ["client", "scope"],
+            registry=r,
+        )
+        self.rate_local = Counter(
+            "tokensvc_rate_limit_local",
+            "Rate-limit checks counted locally (shared store unavailable)",
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "tokensvc_redis_up",
+            "1 when shared state is healthy",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.redis_failovers = Counter(
+            "tokensvc_redis_failovers", "Redis primary changes seen", registry=r
+        )
+        self.redis_latency = Histogram(
+            "tokensvc_redis_operation_seconds",
+            "Redis operation latency",
+            ["op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reloads = Counter(
+            "tokensvc_config_reloads", "Config reloads by result", ["result"], registry=r
+        )
+        self.auth_failures = Counter(
+            "tokensvc_auth_failures",
+            "Caller-auth failures by reason",
+            ["client", "reason"],
+            registry=r,
+        )
+        self.jwks_refreshes = Counter(
+            "tokensvc_jwks_refreshes", "JWKS refreshes by result", ["result"], registry=r
+        )
+        self.build = Gauge(
+            "tokensvc_build_info",
+            "Build information",
+            ["version", "region"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, remembered: label lookups cost more than the update.
@@ -305,12 +381,21 @@ class Telemetry:
         if facts.home_region is not None and facts.edge is not None:
             m.child(m.minted, client, facts.home_region).inc()
             m.child(m.first_edge, client, facts.country or "unknown", facts.edge).inc()
-        self.access_log.write({
-            "request_id": facts.request_id, "method": facts.method, "path": facts.path[:200],
-            "client": client, "status": facts.status, "code": facts.code,
-            "reason": facts.reason, "latency_ms": round(elapsed * 1000, 3),
-            "region": self.region, "identity_fp": facts.identity_fp, "edge": facts.edge,
-        })
+        self.access_log.write(
+            {
+                "request_id": facts.request_id,
+                "method": facts.method,
+                "path": facts.path[:200],
+                "client": client,
+                "status": facts.status,
+                "code": facts.code,
+                "reason": facts.reason,
+                "latency_ms": round(elapsed * 1000, 3),
+                "region": self.region,
+                "identity_fp": facts.identity_fp,
+                "edge": facts.edge,
+            }
+        )
 
     def build(self) -> None:
         self.metrics.set_build(self.region)
@@ -324,8 +409,14 @@ class Telemetry:
     def store_operation(self, op: str, seconds: float, outcome: str) -> None:
         self.metrics.child(self.metrics.redis_latency, op).observe(seconds)
 
-    def state(self, *, degraded: bool, failovers_seen: int, drained: Collection[str],
-              edges: Collection[str]) -> None:
+    def state(
+        self,
+        *,
+        degraded: bool,
+        failovers_seen: int,
+        drained: Collection[str],
+        edges: Collection[str],
+    ) -> None:
         """Copy shared-state health into gauges (periodically and on scrape)."""
         m = self.metrics
         m.redis_up.set(0 if degraded else 1)

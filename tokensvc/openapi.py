@@ -44,30 +44,45 @@ def country_pattern() -> str:
 def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/problem+json": {"schema": {
-            "$ref": "#/components/schemas/Problem"}}}}
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
     if headers:
         response["headers"] = headers
     return response
 
 
-def _header(description: str, required: bool = True,
-            schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "required": required,
-            "schema": schema or {"type": "string"}}
+def _header(
+    description: str, required: bool = True, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "required": required,
+        "schema": schema or {"type": "string"},
+    }
 
 
 _ANY_ROUTE = {
-    "405": _problem("Method not allowed (method_not_allowed); Allow lists the methods",
-                    {"Allow": _header("The methods this path serves")}),
+    "405": _problem(
+        "Method not allowed (method_not_allowed); Allow lists the methods",
+        {"Allow": _header("The methods this path serves")},
+    ),
     "431": _problem("Request headers too large (headers_too_large)"),
     "500": _problem("Unexpected error (internal)"),
     "505": _problem("HTTP/2 on the cleartext port (http_version_not_supported)"),
 }
-_CLIENT = {"name": "client", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": f"^{CLIENT_ID.pattern}$"}}
-_CORS = {"Access-Control-Allow-Origin": _header("The caller's origin, when the client "
-                                                "allows it", required=False)}
+_CLIENT = {
+    "name": "client",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{CLIENT_ID.pattern}$"},
+}
+_CORS = {
+    "Access-Control-Allow-Origin": _header(
+        "The caller's origin, when the client allows it", required=False
+    )
+}
 
 
 def _preflight(method: str) -> dict[str, Any]:
@@ -75,19 +90,27 @@ def _preflight(method: str) -> dict[str, Any]:
         "operationId": f"preflight{method.title()}{'Token' if method == 'POST' else 'Edges'}",
         "summary": "CORS preflight",
         "description": f"Answers 204 when Origin is in the client's cors.allow_origins and "
-                       f"Access-Control-Request-Method is {method}; 403 otherwise.",
+        f"Access-Control-Request-Method is {method}; 403 otherwise.",
         "parameters": [
             _CLIENT,
             {"name": "Origin", "in": "header", "required": True, "schema": {"type": "string"}},
-            {"name": "Access-Control-Request-Method", "in": "header", "required": True,
-             "schema": {"type": "string"}},
+            {
+                "name": "Access-Control-Request-Method",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+            },
         ],
         "responses": {
-            "204": {"description": "Preflight allowed", "headers": {
-                "Access-Control-Allow-Origin": _header("The allowed origin (never *)"),
-                "Access-Control-Allow-Methods": _header(f"{method}, OPTIONS"),
-                "Access-Control-Allow-Headers": _header("Request headers allowed"),
-                "Access-Control-Max-Age": _header("Seconds to cache this answer")}},
+            "204": {
+                "description": "Preflight allowed",
+                "headers": {
+                    "Access-Control-Allow-Origin": _header("The allowed origin (never *)"),
+                    "Access-Control-Allow-Methods": _header(f"{method}, OPTIONS"),
+                    "Access-Control-Allow-Headers": _header("Request headers allowed"),
+                    "Access-Control-Max-Age": _header("Seconds to cache this answer"),
+                },
+            },
             "403": _problem("Origin or method not allowed (forbidden)"),
             "404": _problem("Unknown client (unknown_client)"),
             **_ANY_ROUTE,
@@ -97,11 +120,14 @@ def _preflight(method: str) -> dict[str, Any]:
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "tokensvc", "version": __version__,
-             "description": "Twilio Voice Access Tokens for authenticated callers, with an "
-                            "ordered list of Twilio edges per client and caller location. "
-                            "Every 4xx and 5xx is an RFC 9457 problem document whose code is "
-                            "stable."},
+    "info": {
+        "title": "tokensvc",
+        "version": __version__,
+        "description": "Twilio Voice Access Tokens for authenticated callers, with an "
+        "ordered list of Twilio edges per client and caller location. "
+        "Every 4xx and 5xx is an RFC 9457 problem document whose code is "
+        "stable.",
+    },
     "paths": {
         TOKEN_PATH: {
             "post": {
@@ -109,27 +135,45 @@ OPENAPI: dict[str, Any] = {
                 "description": ORDER_OF_CHECKS,
                 "parameters": [_CLIENT],
                 "security": [{"bearer": []}],
-                "requestBody": {"required": False, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/TokenRequest"}
+                        }
+                    },
+                },
                 "responses": {
-                    "200": {"description": "A Voice Access Token and the edges to use",
-                            "headers": _CORS,
-                            "content": {"application/json": {"schema": {
-                                "$ref": "#/components/schemas/TokenResponse"}}}},
+                    "200": {
+                        "description": "A Voice Access Token and the edges to use",
+                        "headers": _CORS,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/TokenResponse"}
+                            }
+                        },
+                    },
                     "400": _problem("Invalid body (invalid_request)"),
-                    "401": _problem("Missing or invalid caller credential (unauthenticated)",
-                                    {"WWW-Authenticate": _header("Bearer challenge")}),
-                    "403": _problem("Identity blocked, or a jwt client's body names another "
-                                    "identity than its token (forbidden)"),
+                    "401": _problem(
+                        "Missing or invalid caller credential (unauthenticated)",
+                        {"WWW-Authenticate": _header("Bearer challenge")},
+                    ),
+                    "403": _problem(
+                        "Identity blocked, or a jwt client's body names another "
+                        "identity than its token (forbidden)"
+                    ),
                     "404": _problem("Unknown client (unknown_client) or path (not_found)"),
                     "408": _problem("Body not received in time (request_timeout)"),
                     "413": _problem("Body too large (payload_too_large)"),
                     "415": _problem("Body is not JSON (unsupported_media_type)"),
-                    "429": _problem("Rate limited (rate_limited)",
-                                    {"Retry-After": _header("Seconds to wait",
-                                                            schema={"type": "integer"})}),
-                    "503": _problem("Starting, or this client's identity-provider keys are "
-                                    "unavailable here: try another region (not_ready)"),
+                    "429": _problem(
+                        "Rate limited (rate_limited)",
+                        {"Retry-After": _header("Seconds to wait", schema={"type": "integer"})},
+                    ),
+                    "503": _problem(
+                        "Starting, or this client's identity-provider keys are "
+                        "unavailable here: try another region (not_ready)"
+                    ),
                     **_ANY_ROUTE,
                 },
             },
@@ -138,15 +182,27 @@ OPENAPI: dict[str, Any] = {
         EDGES_PATH: {
             "get": {
                 "operationId": "getEdges",
-                "parameters": [_CLIENT, {
-                    "name": "country", "in": "query", "required": False,
-                    "description": "ISO 3166-1 alpha-2 code (either case); a trusted "
-                                   "load-balancer header wins. Anything else is a 400.",
-                    "schema": {"type": "string", "pattern": country_pattern()}}],
+                "parameters": [
+                    _CLIENT,
+                    {
+                        "name": "country",
+                        "in": "query",
+                        "required": False,
+                        "description": "ISO 3166-1 alpha-2 code (either case); a trusted "
+                        "load-balancer header wins. Anything else is a 400.",
+                        "schema": {"type": "string", "pattern": country_pattern()},
+                    },
+                ],
                 "responses": {
-                    "200": {"description": "Ordered edges", "headers": _CORS,
-                            "content": {"application/json": {"schema": {
-                                "$ref": "#/components/schemas/EdgesResponse"}}}},
+                    "200": {
+                        "description": "Ordered edges",
+                        "headers": _CORS,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/EdgesResponse"}
+                            }
+                        },
+                    },
                     "400": _problem("country is not an ISO 3166-1 code (invalid_request)"),
                     "404": _problem("Unknown client (unknown_client)"),
                     **_ANY_ROUTE,
@@ -154,46 +210,81 @@ OPENAPI: dict[str, Any] = {
             },
             "options": _preflight("GET"),
         },
-        "/livez": {"get": {"operationId": "livez",
-                           "responses": {"200": {"description": "Process alive"},
-                                         **_ANY_ROUTE}}},
-        "/readyz": {"get": {"operationId": "readyz",
-                            "responses": {"200": {"description": "Ready to serve"},
-                                          "503": {"description": "Not ready or draining"},
-                                          **_ANY_ROUTE}}},
-        "/openapi.json": {"get": {"operationId": "openapi",
-                                  "responses": {"200": {"description": "This document"},
-                                                **_ANY_ROUTE}}},
+        "/livez": {
+            "get": {
+                "operationId": "livez",
+                "responses": {"200": {"description": "Process alive"}, **_ANY_ROUTE},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "responses": {
+                    "200": {"description": "Ready to serve"},
+                    "503": {"description": "Not ready or draining"},
+                    **_ANY_ROUTE,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "responses": {"200": {"description": "This document"}, **_ANY_ROUTE},
+            }
+        },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                       "description": "The caller's credential: a JWT from "
-                                                      "the client's identity provider, or an "
-                                                      "API key for api_key clients"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The caller's credential: a JWT from "
+                "the client's identity provider, or an "
+                "API key for api_key clients",
+            }
+        },
         "schemas": {
             "Edge": {"type": "string", "enum": sorted(EDGES)},
             "TokenRequest": {
-                "type": "object", "additionalProperties": False,
+                "type": "object",
+                "additionalProperties": False,
                 "properties": {
                     "platform": {"type": ["string", "null"], "enum": [*PLATFORMS, None]},
-                    "apns_environment": {"type": ["string", "null"],
-                                         "enum": [*APNS_ENVIRONMENTS, None]},
-                    "country": {"type": ["string", "null"], "pattern": country_pattern(),
-                                "description": "ISO 3166-1 alpha-2 hint (either case); a "
-                                               "trusted load-balancer header wins; anything "
-                                               "else is a 400"},
-                    "identity": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024,
-                                 "description": "api_key and none clients: the identity to "
-                                                "mint for (required). jwt clients take the "
-                                                "identity from the caller's token; this may "
-                                                "repeat it, and any other value is 403 "
-                                                "forbidden."},
+                    "apns_environment": {
+                        "type": ["string", "null"],
+                        "enum": [*APNS_ENVIRONMENTS, None],
+                    },
+                    "country": {
+                        "type": ["string", "null"],
+                        "pattern": country_pattern(),
+                        "description": "ISO 3166-1 alpha-2 hint (either case); a "
+                        "trusted load-balancer header wins; anything "
+                        "else is a 400",
+                    },
+                    "identity": {
+                        "type": ["string", "null"],
+                        "minLength": 1,
+                        "maxLength": 1024,
+                        "description": "api_key and none clients: the identity to "
+                        "mint for (required). jwt clients take the "
+                        "identity from the caller's token; this may "
+                        "repeat it, and any other value is 403 "
+                        "forbidden.",
+                    },
                 },
             },
             "TokenResponse": {
                 "type": "object",
-                "required": ["token", "identity", "ttl", "expires_at", "refresh_in", "edges",
-                             "region", "home_region"],
+                "required": [
+                    "token",
+                    "identity",
+                    "ttl",
+                    "expires_at",
+                    "refresh_in",
+                    "edges",
+                    "region",
+                    "home_region",
+                ],
                 "properties": {
                     "token": {"type": "string"},
                     "identity": {"type": "string"},
@@ -206,7 +297,8 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "EdgesResponse": {
-                "type": "object", "required": ["edges", "region"],
+                "type": "object",
+                "required": ["edges", "region"],
                 "properties": {
                     "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
                     "country": {"type": ["string", "null"]},
@@ -214,10 +306,13 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Problem": {
-                "type": "object", "required": ["type", "title", "status", "code"],
+                "type": "object",
+                "required": ["type", "title", "status", "code"],
                 "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"},
-                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
                     "code": {"type": "string", "enum": PROBLEM_CODES},
                 },
             },

@@ -98,8 +98,10 @@ def parse_duration(text: str, maximum: float = MAX_BLOCK_SECONDS) -> float:
     spaces inside, fractions, zero, or more than ``maximum``."""
     raw = text.strip(" \t").lower()
     if len(raw) > _MAX_DURATION_TEXT or not raw.isascii() or not _DURATION.fullmatch(raw):
-        raise ValueError(f"not a duration: {text!r} (ASCII digits with s, m, h or d, "
-                         "e.g. 90s, 30m, 2h, 1d, 1h30m)")
+        raise ValueError(
+            f"not a duration: {text!r} (ASCII digits with s, m, h or d, "
+            "e.g. 90s, 30m, 2h, 1d, 1h30m)"
+        )
     if raw.isdigit():
         seconds = int(raw)
     else:
@@ -107,8 +109,7 @@ def parse_duration(text: str, maximum: float = MAX_BLOCK_SECONDS) -> float:
     if seconds <= 0:
         raise ValueError(f"duration must be > 0: {text!r}")
     if seconds > maximum:  # compared as integers: no float conversion of a huge number
-        raise ValueError(f"{text.strip()} is longer than the maximum, "
-                         f"{format_duration(maximum)}")
+        raise ValueError(f"{text.strip()} is longer than the maximum, {format_duration(maximum)}")
     return float(seconds)
 
 
@@ -207,9 +208,7 @@ def load_ops_config(path: str | Path, environ: Mapping[str, str]) -> OpsConfig:
     return OpsConfig(regions, clients_dir)
 
 
-def _region(
-    name: str, spec: Any, where: str, source: str, environ: Mapping[str, str]
-) -> Region:
+def _region(name: str, spec: Any, where: str, source: str, environ: Mapping[str, str]) -> Region:
     def bad(message: str, sub: str = "") -> ConfigError:
         return ConfigError([Problem(source, where + sub, message)])
 
@@ -235,9 +234,7 @@ def _region(
     )
 
 
-def _secret(
-    value: Any, where: str, source: str, environ: Mapping[str, str]
-) -> Secret | None:
+def _secret(value: Any, where: str, source: str, environ: Mapping[str, str]) -> Secret | None:
     """An ops-config secret: a literal (the ops config is an operator's own file), {env:} or
     {file:}, by the service's one rule set (``tokensvc.secret.resolve_secret``)."""
     if value is None:
@@ -255,13 +252,27 @@ def regions_from_env(environ: Mapping[str, str]) -> OpsConfig:
 
     settings = Settings.from_env(environ)
     if settings.redis_url is None:
-        raise ConfigError([Problem(
-            "environment", "TOKENSVC_OPS_CONFIG",
-            "set TOKENSVC_OPS_CONFIG (or --ops-config), or TOKENSVC_REDIS_URL for one region",
-        )])
+        raise ConfigError(
+            [
+                Problem(
+                    "environment",
+                    "TOKENSVC_OPS_CONFIG",
+                    "set TOKENSVC_OPS_CONFIG (or --ops-config), "
+                    "or TOKENSVC_REDIS_URL for one region",
+                )
+            ]
+        )
     parse_url(settings.redis_url.reveal())
-    return OpsConfig([Region(settings.region, settings.redis_url, settings.redis_password,
-                             settings.redis_sentinel_password)])
+    return OpsConfig(
+        [
+            Region(
+                settings.region,
+                settings.redis_url,
+                settings.redis_password,
+                settings.redis_sentinel_password,
+            )
+        ]
+    )
 
 
 def find_client(directory: Path, client_id: str, environ: Mapping[str, str]) -> ClientConfig:
@@ -277,17 +288,18 @@ def find_client(directory: Path, client_id: str, environ: Mapping[str, str]) -> 
         raise ValueError(f"client {client_id!r} does not load: " + "; ".join(map(str, own)))
     if not by_id:
         why = "; ".join(map(str, result.problems)) or "no clients"
-        raise ValueError(f"no clients found in {directory} ({why}); give --config DIR "
-                         "or set clients_dir in the ops config")
+        raise ValueError(
+            f"no clients found in {directory} ({why}); give --config DIR "
+            "or set clients_dir in the ops config"
+        )
     close = difflib.get_close_matches(client_id, list(by_id), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ValueError(f"unknown client {client_id!r} in {directory}; {hint}"
-                     f"known: {', '.join(sorted(by_id))}")
+    raise ValueError(
+        f"unknown client {client_id!r} in {directory}; {hint}known: {', '.join(sorted(by_id))}"
+    )
 
 
-def block_identity(
-    client: ClientConfig, subject: str | None, twilio_identity: str | None
-) -> str:
+def block_identity(client: ClientConfig, subject: str | None, twilio_identity: str | None) -> str:
     """The Twilio identity a block must store: ``subject`` (the caller's raw identity, e.g.
     ``auth0|777``) mapped through the client's identity encoding and prefix exactly as the
     token path maps it, or ``twilio_identity`` as given once it is one this client can issue.
@@ -299,25 +311,32 @@ def block_identity(
         try:
             return to_twilio_identity(subject, auth.identity_encoding, auth.identity_prefix)
         except Forbidden as exc:
-            raise ValueError(f"subject {subject!r} never gets a token from client "
-                             f"{client.client_id!r}: {exc.detail}") from None
+            raise ValueError(
+                f"subject {subject!r} never gets a token from client "
+                f"{client.client_id!r}: {exc.detail}"
+            ) from None
     assert twilio_identity is not None  # noqa: S101 - exactly one of the two is set
     name = twilio_identity
     if not is_valid_twilio_identity(name):
-        raise ValueError(f"not a Twilio identity: {name!r} (letters, digits and underscore, "
-                         "at most 121); to block a caller by subject, omit --twilio-identity")
+        raise ValueError(
+            f"not a Twilio identity: {name!r} (letters, digits and underscore, "
+            "at most 121); to block a caller by subject, omit --twilio-identity"
+        )
     if not name.startswith(auth.identity_prefix):
-        raise ValueError(f"every Twilio identity of client {client.client_id!r} starts with "
-                         f"{auth.identity_prefix!r}; {name!r} is never issued")
-    rest = name[len(auth.identity_prefix):]
+        raise ValueError(
+            f"every Twilio identity of client {client.client_id!r} starts with "
+            f"{auth.identity_prefix!r}; {name!r} is never issued"
+        )
+    rest = name[len(auth.identity_prefix) :]
     try:
         raw = decode_identity(rest) if auth.identity_encoding == "escape" else rest
         issued = to_twilio_identity(raw, auth.identity_encoding, auth.identity_prefix)
     except (ValueError, Forbidden):  # UnicodeDecodeError is a ValueError
         issued = ""
     if issued != name:
-        raise ValueError(f"client {client.client_id!r} never issues {name!r} "
-                         f"({auth.identity_encoding} encoding)")
+        raise ValueError(
+            f"client {client.client_id!r} never issues {name!r} ({auth.identity_encoding} encoding)"
+        )
     return name
 
 
@@ -386,7 +405,8 @@ class Ops:
         async def run(admin: RegionAdmin, region: str) -> RegionResult:
             have = next(r.entries for r in read if r.region == region)
             missing = {
-                k: e for k, e in winners.items()
+                k: e
+                for k, e in winners.items()
                 if (e.wins_over(have[k]) if k in have else in_force(e, now))
             }
             written = await admin.apply_many(kind, missing)
@@ -437,4 +457,3 @@ class Ops:
 
     def _order(self, name: str) -> int:
         return next(i for i, r in enumerate(self.regions) if r.name == name)
-

@@ -67,11 +67,16 @@ def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     edges = subparsers.add_parser("edges", help="drain/undrain edges in every region")
     edge_cmds = edges.add_subparsers(dest="edges_command", required=True, metavar="COMMAND")
 
-    p = _command(edge_cmds, "drain", "remove an edge from every edge list, for a while",
-                 _edges_drain)
+    p = _command(
+        edge_cmds, "drain", "remove an edge from every edge list, for a while", _edges_drain
+    )
     p.add_argument("edge", metavar="EDGE", help="an edge name from the SDK catalogue")
-    p.add_argument("--for", dest="duration", default="30m",
-                   help="how long (e.g. 30m, 2h; at most 7d; default 30m): drains always expire")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        default="30m",
+        help="how long (e.g. 30m, 2h; at most 7d; default 30m): drains always expire",
+    )
     p.add_argument("--reason", default="", help="shown by `edges list`")
 
     p = _command(edge_cmds, "undrain", "put a drained edge back", _edges_undrain)
@@ -83,15 +88,22 @@ def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     _command(edge_cmds, "sync", "reconcile regions that missed drains/undrains", _edges_sync)
 
     identities = subparsers.add_parser("identities", help="block/unblock identities everywhere")
-    id_cmds = identities.add_subparsers(dest="identities_command", required=True,
-                                        metavar="COMMAND")
+    id_cmds = identities.add_subparsers(dest="identities_command", required=True, metavar="COMMAND")
 
     p = _command(id_cmds, "block", "refuse tokens (403) for an identity of a client", _block)
     _identity_arguments(p)
-    p.add_argument("--for", dest="duration", default=None, metavar="DURATION",
-                   help=f"how long (e.g. 1h, 7d; at most {format_duration(MAX_BLOCK_SECONDS)})")
-    p.add_argument("--permanent", action="store_true",
-                   help="no expiry: until `identities unblock` (give this or --for)")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        default=None,
+        metavar="DURATION",
+        help=f"how long (e.g. 1h, 7d; at most {format_duration(MAX_BLOCK_SECONDS)})",
+    )
+    p.add_argument(
+        "--permanent",
+        action="store_true",
+        help="no expiry: until `identities unblock` (give this or --for)",
+    )
     p.add_argument("--reason", default="", help="shown by `identities list`")
 
     p = _command(id_cmds, "unblock", "lift a block", _unblock)
@@ -105,15 +117,27 @@ def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _identity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("client", metavar="CLIENT", help="the client id (its file name)")
-    parser.add_argument("subject", metavar="SUBJECT", nargs="?", default=None,
-                        help="the caller's raw identity as the identity provider sends it "
-                             "(e.g. auth0|777), mapped as the token path maps it")
-    parser.add_argument("--twilio-identity", default=None, metavar="NAME",
-                        help="the exact Twilio identity instead of SUBJECT (as in token "
-                             "responses and logs)")
-    parser.add_argument("--config", type=Path, default=None, metavar="DIR",
-                        help="client directory (default: clients_dir of the ops config, "
-                             "else TOKENSVC_CONFIG_DIR)")
+    parser.add_argument(
+        "subject",
+        metavar="SUBJECT",
+        nargs="?",
+        default=None,
+        help="the caller's raw identity as the identity provider sends it "
+        "(e.g. auth0|777), mapped as the token path maps it",
+    )
+    parser.add_argument(
+        "--twilio-identity",
+        default=None,
+        metavar="NAME",
+        help="the exact Twilio identity instead of SUBJECT (as in token responses and logs)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="client directory (default: clients_dir of the ops config, else TOKENSVC_CONFIG_DIR)",
+    )
 
 
 def _command(
@@ -123,8 +147,13 @@ def _command(
     handler: Handler,
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--ops-config", type=Path, default=None, metavar="FILE",
-                        help="YAML listing every region's Redis (default: TOKENSVC_OPS_CONFIG)")
+    parser.add_argument(
+        "--ops-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML listing every region's Redis (default: TOKENSVC_OPS_CONFIG)",
+    )
     parser.set_defaults(func=handler)
     return parser
 
@@ -139,8 +168,12 @@ def _edges_drain(ns: argparse.Namespace) -> int:
         _reason(ns.reason)
     except ValueError as exc:
         return _usage(exc)
-    return _run_ns(ns, lambda ops: ops.drain(edge, seconds, ns.reason),
-                f"drain {edge} for {format_duration(seconds)}", "edges")
+    return _run_ns(
+        ns,
+        lambda ops: ops.drain(edge, seconds, ns.reason),
+        f"drain {edge} for {format_duration(seconds)}",
+        "edges",
+    )
 
 
 def _edges_undrain(ns: argparse.Namespace) -> int:
@@ -165,8 +198,10 @@ def _block(ns: argparse.Namespace) -> int:
         if ns.permanent and ns.duration is not None:
             raise ValueError("give --for DURATION or --permanent, not both")
         if not ns.permanent and ns.duration is None:
-            raise ValueError("a block must say how long it lasts: --for DURATION (at most "
-                             f"{format_duration(MAX_BLOCK_SECONDS)}) or --permanent")
+            raise ValueError(
+                "a block must say how long it lasts: --for DURATION (at most "
+                f"{format_duration(MAX_BLOCK_SECONDS)}) or --permanent"
+            )
         seconds = None if ns.permanent else parse_duration(ns.duration, MAX_BLOCK_SECONDS)
         _reason(ns.reason)
     except ValueError as exc:
@@ -176,8 +211,12 @@ def _block(ns: argparse.Namespace) -> int:
         return target
     config, identity = target
     span = "until unblocked" if seconds is None else f"for {format_duration(seconds)}"
-    return _run(config, lambda ops: ops.block(client, identity, seconds, ns.reason),
-                f"block {client}/{identity} {span}", "identities")
+    return _run(
+        config,
+        lambda ops: ops.block(client, identity, seconds, ns.reason),
+        f"block {client}/{identity} {span}",
+        "identities",
+    )
 
 
 def _unblock(ns: argparse.Namespace) -> int:
@@ -189,8 +228,12 @@ def _unblock(ns: argparse.Namespace) -> int:
     if isinstance(target, int):
         return target
     config, identity = target
-    return _run(config, lambda ops: ops.unblock(client, identity),
-                f"unblock {client}/{identity}", "identities")
+    return _run(
+        config,
+        lambda ops: ops.unblock(client, identity),
+        f"unblock {client}/{identity}",
+        "identities",
+    )
 
 
 def _target(ns: argparse.Namespace, client_id: str) -> tuple[OpsConfig, str] | int:
@@ -208,9 +251,12 @@ def _target(ns: argparse.Namespace, client_id: str) -> tuple[OpsConfig, str] | i
         identity = block_identity(client, ns.subject, ns.twilio_identity)
     except (ValueError, ConfigError) as exc:
         return _usage(exc)
-    how = ("as given" if ns.subject is None else
-           f"from subject {ns.subject!r}, {client.auth.identity_encoding} encoding"
-           + (f", prefix {client.auth.identity_prefix!r}" if client.auth.identity_prefix else ""))
+    how = (
+        "as given"
+        if ns.subject is None
+        else f"from subject {ns.subject!r}, {client.auth.identity_encoding} encoding"
+        + (f", prefix {client.auth.identity_prefix!r}" if client.auth.identity_prefix else "")
+    )
     print(f"twilio identity: {identity} ({how})")
     return config, identity
 
@@ -231,8 +277,9 @@ def _edge(name: str) -> str:
 
     edge = name.strip().lower()
     if edge == ROAMING:
-        raise ValueError("roaming is the fallback when every listed edge is drained; "
-                         "it cannot be drained")
+        raise ValueError(
+            "roaming is the fallback when every listed edge is drained; it cannot be drained"
+        )
     if edge not in EDGES:
         raise ValueError(f"unknown edge {name!r}; known: {', '.join(sorted(EDGES))}")
     return edge
@@ -311,8 +358,11 @@ def _exit(results: list[RegionResult], group: str) -> int:
     failed = [r.region for r in results if not r.ok]
     if not failed:
         return EXIT_OK
-    print(f"{len(failed)} of {len(results)} regions failed ({', '.join(failed)}); re-run, or "
-          f"run `tokensvc {group} sync` once they are reachable", file=sys.stderr)
+    print(
+        f"{len(failed)} of {len(results)} regions failed ({', '.join(failed)}); re-run, or "
+        f"run `tokensvc {group} sync` once they are reachable",
+        file=sys.stderr,
+    )
     return EXIT_PARTIAL
 
 
@@ -324,13 +374,21 @@ def _run_list(ns: argparse.Namespace, kind: str) -> int:
     now = time.time()
     what = "drains" if kind == DRAINS else "blocks"
     if ns.json:
-        print(json.dumps({
-            "regions": {
-                r.region: {"ok": r.ok, "detail": r.detail,
-                           "entries": {k: _entry_json(kind, k, e) for k, e in r.entries.items()}}
-                for r in results
-            }
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "regions": {
+                        r.region: {
+                            "ok": r.ok,
+                            "detail": r.detail,
+                            "entries": {k: _entry_json(kind, k, e) for k, e in r.entries.items()},
+                        }
+                        for r in results
+                    }
+                },
+                indent=2,
+            )
+        )
     elif any(r.ok for r in results):
         _print_table(kind, results, now)
     if not any(r.ok for r in results):
@@ -343,8 +401,11 @@ def _run_list(ns: argparse.Namespace, kind: str) -> int:
 
 
 def _entry_json(kind: str, key: str, entry: Entry) -> dict[str, object]:
-    doc: dict[str, object] = {"until": _rfc3339(entry.until), "reason": entry.reason,
-                              "issued_at": _rfc3339(entry.at)}
+    doc: dict[str, object] = {
+        "until": _rfc3339(entry.until),
+        "reason": entry.reason,
+        "issued_at": _rfc3339(entry.at),
+    }
     if kind == BLOCKS:
         client_identity = parse_block_field(key)
         if client_identity is not None:
@@ -374,13 +435,15 @@ def _print_table(kind: str, results: list[RegionResult], now: float) -> None:
             pair = parse_block_field(key)
             name = f"{pair[0]}/{pair[1]}" if pair else key
         missing = [r.region for r in reachable if r.entries.get(key) != entry]
-        rows.append((
-            name,
-            _rfc3339(entry.until) or "until undone",
-            "-" if entry.until is None else format_duration(entry.until - now),
-            entry.reason,
-            f"out of sync in {', '.join(missing)}" if missing else "",
-        ))
+        rows.append(
+            (
+                name,
+                _rfc3339(entry.until) or "until undone",
+                "-" if entry.until is None else format_duration(entry.until - now),
+                entry.reason,
+                f"out of sync in {', '.join(missing)}" if missing else "",
+            )
+        )
     if len(rows) == 1:
         print(f"no active {'drains' if kind == DRAINS else 'blocks'}")
     else:

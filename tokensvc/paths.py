@@ -21,7 +21,7 @@ _EDGES_PREFIX, _EDGES_SUFFIX = EDGES_PATH.split(CLIENT_PARAM)
 
 def _segment(path: str, prefix: str, suffix: str) -> str | None:
     if path.startswith(prefix) and path.endswith(suffix):
-        segment = path[len(prefix):-len(suffix)]
+        segment = path[len(prefix) : -len(suffix)]
         if segment and "/" not in segment:
             return segment
     return None

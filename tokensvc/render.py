@@ -31,8 +31,7 @@ class Answer:
         self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status,
-                    "headers": self.headers})
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -40,16 +39,16 @@ def _raw(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-def body(content: bytes, content_type: bytes, status: int = 200,
-         headers: Mapping[str, str] | None = None) -> Answer:
+def body(
+    content: bytes, content_type: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Answer:
     raw = [(b"content-type", content_type), (b"content-length", str(len(content)).encode())]
     if headers:
         raw += _raw(headers)
     return Answer(status, content, raw)
 
 
-async def send_json(send: Send, document: Mapping[str, object],
-                    headers: Mapping[str, str]) -> None:
+async def send_json(send: Send, document: Mapping[str, object], headers: Mapping[str, str]) -> None:
     """Send a 200 JSON document at once: ``json_answer`` without the Answer (the hot path)."""
     content = _encode(document).encode()
     raw = [(b"content-type", JSON_TYPE), (b"content-length", str(len(content)).encode())]
@@ -58,8 +57,9 @@ async def send_json(send: Send, document: Mapping[str, object],
     await send({"type": "http.response.body", "body": content})
 
 
-def json_answer(document: Mapping[str, object], status: int = 200,
-                headers: Mapping[str, str] | None = None) -> Answer:
+def json_answer(
+    document: Mapping[str, object], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Answer:
     """A JSON document (``application/json``)."""
     return body(_encode(document).encode(), JSON_TYPE, status, headers)
 

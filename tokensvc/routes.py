@@ -46,14 +46,20 @@ async def edges(request: Request) -> Answer:
     parser = RequestHeaders(service.settings)
     headers = parser.parse(request.scope["headers"])
     where = parser.country(headers, country_hint(request.query_params.get("country")))
-    listed = without_drained(client.config.edges.for_country(where),
-                             service.shared.snapshot.drained(time.time()))
-    vary = "Origin" + (f", {service.settings.country_header}" if service.settings.country_header
-                       else "")
-    return json_answer({"edges": listed, "country": where, "region": service.settings.region},
-                       headers={**cors_headers(client, headers),
-                                "Cache-Control": f"public, max-age={EDGES_CACHE_SECONDS}",
-                                "Vary": vary})
+    listed = without_drained(
+        client.config.edges.for_country(where), service.shared.snapshot.drained(time.time())
+    )
+    vary = "Origin" + (
+        f", {service.settings.country_header}" if service.settings.country_header else ""
+    )
+    return json_answer(
+        {"edges": listed, "country": where, "region": service.settings.region},
+        headers={
+            **cors_headers(client, headers),
+            "Cache-Control": f"public, max-age={EDGES_CACHE_SECONDS}",
+            "Vary": vary,
+        },
+    )
 
 
 async def preflight(request: Request) -> Answer:
@@ -66,13 +72,16 @@ async def preflight(request: Request) -> Answer:
     allowed = "POST" if request.url.path.endswith(_TOKEN_SUFFIX) else "GET"
     if method.upper() != allowed:
         raise Forbidden(f"only {allowed} is allowed")
-    return empty(204, {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": f"{allowed}, OPTIONS",
-        "Access-Control-Allow-Headers": "authorization, content-type, x-request-id",
-        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
-        "Vary": "Origin",
-    })
+    return empty(
+        204,
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": f"{allowed}, OPTIONS",
+            "Access-Control-Allow-Headers": "authorization, content-type, x-request-id",
+            "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE),
+            "Vary": "Origin",
+        },
+    )
 
 
 async def livez(request: Request) -> Answer:
@@ -83,8 +92,15 @@ async def readyz(request: Request) -> Answer:
     service = _service(request)
     checks = service.readiness()
     status = 200 if service.ready else 503
-    return json_answer({"status": "ok" if status == 200 else "not_ready", "checks": checks,
-                        "region": service.settings.region}, status, NO_STORE)
+    return json_answer(
+        {
+            "status": "ok" if status == 200 else "not_ready",
+            "checks": checks,
+            "region": service.settings.region,
+        },
+        status,
+        NO_STORE,
+    )
 
 
 async def metrics(request: Request) -> Answer:

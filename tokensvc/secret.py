@@ -85,8 +85,10 @@ def resolve_secret(ref: object, environ: Mapping[str, str], *, allow_literal: bo
     pass the environment to use."""
     if isinstance(ref, str):
         if not allow_literal:
-            raise SecretRefError("", "a literal secret is only allowed with dev: true; "
-                                     "use {env: NAME} or {file: /path}")
+            raise SecretRefError(
+                "",
+                "a literal secret is only allowed with dev: true; use {env: NAME} or {file: /path}",
+            )
         if not ref:
             raise SecretRefError("", "is empty")
         return Secret(ref)

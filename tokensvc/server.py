@@ -136,8 +136,9 @@ def bind(config: Config) -> Sockets:
             try:
                 bound += one.create_sockets().insecure_sockets
             except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {address}: "
-                                         f"{exc.strerror or exc}") from None
+                raise OSError(
+                    exc.errno, f"cannot listen on {address}: {exc.strerror or exc}"
+                ) from None
     except BaseException:
         for sock in bound:
             sock.close()
@@ -156,8 +157,10 @@ def run(settings: Settings, metrics_dir: str | None = None) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         print(f"error: {exc.strerror}", file=sys.stderr)
         return 1
-    log.info("listening", extra={"bind": config.bind, "workers": settings.workers,
-                                 "region": settings.region})
+    log.info(
+        "listening",
+        extra={"bind": config.bind, "workers": settings.workers, "region": settings.region},
+    )
     try:
         if settings.workers == 1:
             _worker(settings, sockets)
@@ -215,8 +218,10 @@ def _supervise(settings: Settings, sockets: Sockets) -> int:
                     continue
                 now = time.monotonic()
                 crashes[:] = [t for t in crashes if now - t < 60] + [now]
-                log.error("worker exited unexpectedly", extra={"worker": process.pid,
-                                                               "result": process.exitcode})
+                log.error(
+                    "worker exited unexpectedly",
+                    extra={"worker": process.pid, "result": process.exitcode},
+                )
                 if len(crashes) > RESTART_LIMIT:
                     exit_code = 1
                     on_signal(signal.SIGTERM, None)

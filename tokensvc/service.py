@@ -49,6 +49,9 @@ class Service:
 
     def observe_state(self) -> None:
         """Hand shared-state health to the telemetry gauges."""
-        self.telemetry.state(degraded=self.shared.degraded,
-                             failovers_seen=self.shared.failovers_seen,
-                             drained=self.shared.snapshot.drained(time.time()), edges=EDGES)
+        self.telemetry.state(
+            degraded=self.shared.degraded,
+            failovers_seen=self.shared.failovers_seen,
+            drained=self.shared.snapshot.drained(time.time()),
+            edges=EDGES,
+        )

@@ -51,8 +51,10 @@ _DECLARATION = "tokensvc.setting"
 
 def parse_port(raw: str) -> int:
     if raw.startswith("tcp://"):
-        raise ValueError(f"{raw!r} is a Kubernetes service link, not a port: name the Service "
-                         "differently or set enableServiceLinks: false")
+        raise ValueError(
+            f"{raw!r} is a Kubernetes service link, not a port: name the Service "
+            "differently or set enableServiceLinks: false"
+        )
     value = parse_positive_int(raw)
     if value > 65535:
         raise ValueError(f"port must be 1..65535, got {raw!r}")
@@ -150,8 +152,16 @@ class _Spec:
     env: str | None
 
 
-def setting(default: T, parse: Callable[[str], T], help: str, *, shown: str | None = None,
-            secret: bool = False, file: bool = False, env: str | None = None) -> T:
+def setting(
+    default: T,
+    parse: Callable[[str], T],
+    help: str,
+    *,
+    shown: str | None = None,
+    secret: bool = False,
+    file: bool = False,
+    env: str | None = None,
+) -> T:
     """Declare a ``Settings`` field: its default, parser and help (see the module docstring).
 
     ``shown``: the default as the README shows it, when it is not the literal value
@@ -181,134 +191,207 @@ class Settings:
 
     The field order is the README's order."""
 
-    config_dir: Path = setting(Path("clients_config"), Path,
-                               "Directory of client files (`--config`).",
-                               shown="`./clients_config`")
+    config_dir: Path = setting(
+        Path("clients_config"),
+        Path,
+        "Directory of client files (`--config`).",
+        shown="`./clients_config`",
+    )
     host: str = setting("127.0.0.1", str, "Public listen address (`--host`).")
     port: int = setting(8080, parse_port, "Public listen port (`--port`).")
     admin_port: int | None = setting(
-        None, parse_port,
-        "Admin port for `/metrics`, `/livez`, `/readyz`; unset serves `/metrics` nowhere.")
+        None,
+        parse_port,
+        "Admin port for `/metrics`, `/livez`, `/readyz`; unset serves `/metrics` nowhere.",
+    )
     admin_host: str | None = setting(None, str, "Admin listen address.", shown="same as host")
-    region: str = setting("local", parse_region,
-                          "This deployment's region name, returned as `region`.")
+    region: str = setting(
+        "local", parse_region, "This deployment's region name, returned as `region`."
+    )
     country_header: str | None = setting(
-        None, parse_header_name,
+        None,
+        parse_header_name,
         "Trusted header set by the load balancer with the caller's ISO country (e.g. "
-        "`CloudFront-Viewer-Country`). Unset: only the body's `country` hint is used.")
+        "`CloudFront-Viewer-Country`). Unset: only the body's `country` hint is used.",
+    )
     client_ip_header: str | None = setting(
-        None, parse_header_name,
+        None,
+        parse_header_name,
         "Header carrying the caller IP for per-IP rate limits (e.g. `X-Forwarded-For`); unset "
-        "uses the TCP peer.")
+        "uses the TCP peer.",
+    )
     trusted_hops: int = setting(
-        1, parse_positive_int,
+        1,
+        parse_positive_int,
         "With an `X-Forwarded-For`-style header: how many proxies append to it; the caller IP "
-        "is the entry this many places from the right.")
-    log_level: str = setting("info", parse_choice(LOG_LEVELS),
-                             "`debug`, `info`, `warning` or `error`.")
-    log_format: str = setting("auto", parse_choice(LOG_FORMATS),
-                              "`json`, `text`, or `auto` (text on a TTY, JSON otherwise).")
-    workers: int = setting(1, parse_positive_int,
-                           "Worker processes (a supervisor forwards signals to them).")
+        "is the entry this many places from the right.",
+    )
+    log_level: str = setting(
+        "info", parse_choice(LOG_LEVELS), "`debug`, `info`, `warning` or `error`."
+    )
+    log_format: str = setting(
+        "auto",
+        parse_choice(LOG_FORMATS),
+        "`json`, `text`, or `auto` (text on a TTY, JSON otherwise).",
+    )
+    workers: int = setting(
+        1, parse_positive_int, "Worker processes (a supervisor forwards signals to them)."
+    )
     worker_class: str = setting("uvloop", parse_choice(WORKER_CLASSES), "`uvloop` or `asyncio`.")
     graceful_timeout: float = setting(
-        10.0, parse_nonneg_float, "Seconds in-flight requests may take to finish after SIGTERM.")
+        10.0, parse_nonneg_float, "Seconds in-flight requests may take to finish after SIGTERM."
+    )
     shutdown_delay: float = setting(
-        0.0, parse_nonneg_float,
+        0.0,
+        parse_nonneg_float,
         "Seconds to keep serving (with `/readyz` at 503) after SIGTERM before closing the "
-        "listeners; for load balancers without a preStop hook.")
-    keep_alive_timeout: float = setting(5.0, parse_positive_float,
-                                        "Idle keep-alive connection timeout (s).")
-    max_body_bytes: int = setting(4096, parse_positive_int,
-                                  "Largest accepted request body (413 above).")
-    body_timeout: float = setting(5.0, parse_positive_float,
-                                  "Total seconds to receive a request body (408 after).")
-    max_header_bytes: int = setting(16384, parse_positive_int,
-                                    "Largest accepted request head (431 above).")
+        "listeners; for load balancers without a preStop hook.",
+    )
+    keep_alive_timeout: float = setting(
+        5.0, parse_positive_float, "Idle keep-alive connection timeout (s)."
+    )
+    max_body_bytes: int = setting(
+        4096, parse_positive_int, "Largest accepted request body (413 above)."
+    )
+    body_timeout: float = setting(
+        5.0, parse_positive_float, "Total seconds to receive a request body (408 after)."
+    )
+    max_header_bytes: int = setting(
+        16384, parse_positive_int, "Largest accepted request head (431 above)."
+    )
     reload_interval: float = setting(
-        5.0, parse_nonneg_float,
-        "Seconds between checks of the config directory for changes; 0 disables reload.")
-    jwks_refresh: float = setting(300.0, parse_positive_float,
-                                  "Seconds between JWKS refreshes.")
+        5.0,
+        parse_nonneg_float,
+        "Seconds between checks of the config directory for changes; 0 disables reload.",
+    )
+    jwks_refresh: float = setting(300.0, parse_positive_float, "Seconds between JWKS refreshes.")
     jwks_max_stale: float = setting(
-        86400.0, parse_positive_float,
-        "Seconds fetched JWKS keys stay usable while the identity provider is unreachable.")
-    http_timeout: float = setting(5.0, parse_positive_float,
-                                  "Timeout (s) of every outgoing HTTP call (JWKS).")
+        86400.0,
+        parse_positive_float,
+        "Seconds fetched JWKS keys stay usable while the identity provider is unreachable.",
+    )
+    http_timeout: float = setting(
+        5.0, parse_positive_float, "Timeout (s) of every outgoing HTTP call (JWKS)."
+    )
     redis_url: Secret | None = setting(
-        None, Secret,
+        None,
+        Secret,
         "Unset: in-memory state. `redis://`, `rediss://`, or "
         "`redis+sentinel://h1:p1,h2:p2/<service>` ([docs/redis.md](docs/redis.md)).",
-        secret=True)
+        secret=True,
+    )
     redis_read_url: Secret | None = setting(
-        None, Secret, "Optional local read replica (cross-region primary/replica topology).",
-        secret=True)
+        None,
+        Secret,
+        "Optional local read replica (cross-region primary/replica topology).",
+        secret=True,
+    )
     redis_password: Secret | None = setting(
-        None, Secret, "Redis password (or `TOKENSVC_REDIS_PASSWORD_FILE`).",
-        secret=True, file=True)
+        None, Secret, "Redis password (or `TOKENSVC_REDIS_PASSWORD_FILE`).", secret=True, file=True
+    )
     redis_sentinel_password: Secret | None = setting(
-        None, Secret, "Sentinel password (or `TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE`).",
-        secret=True, file=True)
+        None,
+        Secret,
+        "Sentinel password (or `TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE`).",
+        secret=True,
+        file=True,
+    )
     redis_budget_ms: float = setting(
-        20.0, parse_positive_float,
-        "Longest a token request waits on Redis; past it the request proceeds without it.")
+        20.0,
+        parse_positive_float,
+        "Longest a token request waits on Redis; past it the request proceeds without it.",
+    )
     redis_refresh: float = setting(
-        2.0, parse_positive_float,
-        "Seconds between background refreshes of the drains/blocks snapshot.")
+        2.0,
+        parse_positive_float,
+        "Seconds between background refreshes of the drains/blocks snapshot.",
+    )
     rate_sync_ms: float = setting(
-        100.0, parse_positive_float,
+        100.0,
+        parse_positive_float,
         "How often a pod sends its rate-limit counts to Redis (one round trip for all); the "
-        "cross-pod over-admission bound grows with it.")
+        "cross-pod over-admission bound grows with it.",
+    )
     fingerprint_key: Secret | None = setting(
-        None, Secret,
+        None,
+        Secret,
         "Key of the identity fingerprints in logs (or `TOKENSVC_FINGERPRINT_KEY_FILE`); set it "
         "to correlate one caller across pods.",
-        shown="random per process", secret=True, file=True)
+        shown="random per process",
+        secret=True,
+        file=True,
+    )
     allow_dev: bool = setting(
-        False, parse_bool,
+        False,
+        parse_bool,
         "Serve `dev: true` clients (published secrets) on a non-loopback address. Off: such a "
-        "config is refused unless the service listens on loopback only.")
+        "config is refused unless the service listens on loopback only.",
+    )
     allow_http2: bool = setting(
-        False, parse_bool,
+        False,
+        parse_bool,
         "Accept HTTP/2 (prior knowledge or an `h2c` upgrade) on the cleartext port. Off: 505, "
         "since behind a proxy that forwards `Upgrade` a caller could write its own "
-        "forwarding and country headers on every stream.")
+        "forwarding and country headers on every stream.",
+    )
     ops_config: Path | None = setting(
-        None, Path,
-        "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`).")
+        None, Path, "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."
+    )
     twilio_verify: str = setting(
-        "warn", parse_choice(TWILIO_VERIFY_MODES),
+        "warn",
+        parse_choice(TWILIO_VERIFY_MODES),
         "Read-only check of every client's Twilio API keys, TwiML App and push credentials: "
         "`off` | `warn` (report only) | `enforce` (signing skips a key Twilio rejected; a client "
-        "whose every key is rejected answers 503 `not_ready`).")
+        "whose every key is rejected answers 503 `not_ready`).",
+    )
     twilio_verify_interval: float = setting(
-        900.0, parse_positive_float,
+        900.0,
+        parse_positive_float,
         "Seconds between verification rounds (jittered +-20 %); also run at start-up and after "
-        "each client reload.")
+        "each client reload.",
+    )
     twilio_api_url_us1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's api host for home region us1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
     twilio_api_url_ie1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's api host for home region ie1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
     twilio_api_url_au1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's api host for home region au1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
     twilio_notify_url_us1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's notify host for home region us1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
     twilio_notify_url_ie1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's notify host for home region ie1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
     twilio_notify_url_au1: str | None = setting(
-        None, parse_base_url,
+        None,
+        parse_base_url,
         "Base URL of Twilio's notify host for home region au1 (egress proxy, tests); "
-        "`http://` only for loopback.", shown="Twilio's host")
+        "`http://` only for loopback.",
+        shown="Twilio's host",
+    )
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with command-line overrides applied, checked again as a whole."""
@@ -326,10 +409,14 @@ class Settings:
         problems = []
         if not 0 < self.port < 65536:
             problems.append(Problem("settings", "port", f"must be 1..65535, got {self.port}"))
-        if self.admin_port is not None and self.admin_port == self.port and (
-                (self.admin_host or self.host) == self.host):
-            problems.append(Problem("environment", "TOKENSVC_ADMIN_PORT",
-                                    "must differ from the public port"))
+        if (
+            self.admin_port is not None
+            and self.admin_port == self.port
+            and ((self.admin_host or self.host) == self.host)
+        ):
+            problems.append(
+                Problem("environment", "TOKENSVC_ADMIN_PORT", "must differ from the public port")
+            )
         return problems
 
     def check(self) -> None:
@@ -385,13 +472,13 @@ def _read(var: Var, environ: Mapping[str, str]) -> Any:
         try:
             secret = read_secret_file(path)
         except OSError as exc:
-            raise _Bad(Problem("environment", var.file_name,
-                               f"cannot read file: {exc.strerror}")) from None
+            raise _Bad(
+                Problem("environment", var.file_name, f"cannot read file: {exc.strerror}")
+            ) from None
         try:
             return var.parse(secret.reveal())
         except ValueError as exc:  # the message may quote the value: keep it out
-            raise _Bad(Problem("environment", var.file_name, "invalid value in the file")) \
-                from exc
+            raise _Bad(Problem("environment", var.file_name, "invalid value in the file")) from exc
     return None
 
 
@@ -400,10 +487,16 @@ def _declarations() -> Iterator[Var]:
         spec = f.metadata.get(_DECLARATION)
         if not isinstance(spec, _Spec):
             raise TypeError(f"Settings.{f.name} is not declared with setting()")
-        yield Var(name=spec.env or PREFIX + f.name.upper(), field=f.name, parse=spec.parse,
-                  default=f.default, help=spec.help,
-                  shown_default=spec.shown if spec.shown is not None else _shown(f.default),
-                  secret=spec.secret, file=spec.file)
+        yield Var(
+            name=spec.env or PREFIX + f.name.upper(),
+            field=f.name,
+            parse=spec.parse,
+            default=f.default,
+            help=spec.help,
+            shown_default=spec.shown if spec.shown is not None else _shown(f.default),
+            secret=spec.secret,
+            file=spec.file,
+        )
 
 
 #: Every setting, in declaration (README) order.
@@ -411,9 +504,12 @@ ENV_VARS: tuple[Var, ...] = tuple(_declarations())
 
 #: Variables the service reads that are not its settings: (name, default, meaning).
 FOREIGN_VARS: tuple[tuple[str, str, str], ...] = (
-    ("PROMETHEUS_MULTIPROC_DIR", "unset",
-     "prometheus-client's own variable; set automatically with several workers so `/metrics` "
-     "aggregates them."),
+    (
+        "PROMETHEUS_MULTIPROC_DIR",
+        "unset",
+        "prometheus-client's own variable; set automatically with several workers so `/metrics` "
+        "aggregates them.",
+    ),
 )
 
 # -- unknown names -------------------------------------------------------------------------------
@@ -435,11 +531,14 @@ def unknown_variables(environ: Mapping[str, str]) -> list[Problem]:
     # Compared without the shared prefix, which would make every name look close.
     suffixes = {name.removeprefix(PREFIX): name for name in known}
     for name in sorted(n for n in environ if n.startswith(PREFIX) and n not in known):
-        close = difflib.get_close_matches(name.removeprefix(PREFIX), sorted(suffixes), n=1,
-                                          cutoff=0.6)
+        close = difflib.get_close_matches(
+            name.removeprefix(PREFIX), sorted(suffixes), n=1, cutoff=0.6
+        )
         if _SERVICE_LINK.search(name) or environ[name].startswith(("tcp://", "udp://")):
-            message = ("unknown setting, probably a Kubernetes service link: set "
-                       "enableServiceLinks: false on the pod")
+            message = (
+                "unknown setting, probably a Kubernetes service link: set "
+                "enableServiceLinks: false on the pod"
+            )
         elif close:
             message = f"unknown setting; did you mean {suffixes[close[0]]}?"
         else:

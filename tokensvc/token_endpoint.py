@@ -60,8 +60,7 @@ class RequestHeaders:
 
     def __init__(self, settings: Settings) -> None:
         self.ip_header = settings.client_ip_header.lower() if settings.client_ip_header else None
-        self.country_header = (settings.country_header.lower() if settings.country_header
-                               else None)
+        self.country_header = settings.country_header.lower() if settings.country_header else None
         self.trusted_hops = settings.trusted_hops
 
     def parse(self, raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -108,13 +107,17 @@ def country_hint(value: object) -> str | None:
 def cors_headers(client: Client, headers: Mapping[str, str]) -> dict[str, str]:
     origin = headers.get("origin")
     if origin and origin in client.config.allow_origins:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": EXPOSED}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Vary": "Origin",
+            "Access-Control-Expose-Headers": EXPOSED,
+        }
     return {}
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int,
-                    deadline: float) -> bytes:
+async def read_body(
+    receive: Receive, headers: Mapping[str, str], limit: int, deadline: float
+) -> bytes:
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit() or len(length) > 12:
@@ -135,8 +138,9 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int,
                 if not message.get("more_body", False):
                     return body
     except TimeoutError:
-        raise RequestTimeout(f"body not received within {deadline:g} s",
-                             headers={"Connection": "close"}) from None
+        raise RequestTimeout(
+            f"body not received within {deadline:g} s", headers={"Connection": "close"}
+        ) from None
 
 
 def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -172,28 +176,33 @@ class TokenEndpoint:
         self.service = service
         self.headers = RequestHeaders(service.settings)
 
-    def parse(self, client: Client, headers: Mapping[str, str], body: bytes,
-              peer: str | None) -> TokenRequest:
+    def parse(
+        self, client: Client, headers: Mapping[str, str], body: bytes, peer: str | None
+    ) -> TokenRequest:
         """The typed request, or the ApiError that says what is wrong with it."""
         data = parse_body(body, headers.get("content-type"))
         platform = _choice(data, "platform", PLATFORMS) or "browser"
         apns = _choice(data, "apns_environment", APNS_ENVIRONMENTS)
         identity = data.get("identity")
         if identity is not None and (
-                not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY):
+            not isinstance(identity, str) or not 0 < len(identity) <= MAX_BODY_IDENTITY
+        ):
             raise InvalidRequest("identity must be a non-empty string")
         hint = data.get("country")
         if hint is not None:
             hint = country_hint(hint)
         return TokenRequest(
-            credential=headers.get("authorization"), platform=platform,
-            apns_environment=apns, identity=identity,
+            credential=headers.get("authorization"),
+            platform=platform,
+            apns_environment=apns,
+            identity=identity,
             country=self.headers.country(headers, hint),
             client_ip=self.headers.client_ip(headers, peer),
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, client_id: str,
-                       facts: RequestFacts) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, client_id: str, facts: RequestFacts
+    ) -> None:
         service = self.service
         if not service.serving:
             raise NotReady("service is starting or shutting down")

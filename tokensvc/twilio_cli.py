@@ -26,8 +26,9 @@ from tokensvc.verifier import ClientReport, TwilioVerifier
 async def run_checks(settings: Settings, clients: list[ClientConfig]) -> list[ClientReport]:
     fetcher = Fetcher()
     try:
-        verifier = TwilioVerifier(fetcher, hosts_from_settings(settings),
-                                  deadline=settings.http_timeout)
+        verifier = TwilioVerifier(
+            fetcher, hosts_from_settings(settings), deadline=settings.http_timeout
+        )
         return list(await asyncio.gather(*(verifier.check_client(c) for c in clients)))
     finally:
         await fetcher.close()
@@ -38,8 +39,10 @@ def cmd_check_twilio(args: argparse.Namespace) -> int:
     clients = load_clients(args.config or settings.config_dir, os.environ)
     if args.client is not None:
         if args.client not in clients:
-            print(f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
-                  file=sys.stderr)
+            print(
+                f"unknown client {args.client!r} (have: {', '.join(sorted(clients))})",
+                file=sys.stderr,
+            )
             return 2
         selected = [clients[args.client]]
     else:
@@ -68,10 +71,13 @@ def _print_text(report: ClientReport) -> None:
 
 def add_check_twilio(sub: Any) -> None:
     """Register the subcommand on ``tokensvc``'s subparsers."""
-    check = sub.add_parser("check-twilio", help="check each client's Twilio keys, TwiML App "
-                                                "and push credentials (read-only)")
-    check.add_argument("--config", help="client config directory (default TOKENSVC_CONFIG_DIR "
-                                        "or ./clients_config)")
+    check = sub.add_parser(
+        "check-twilio",
+        help="check each client's Twilio keys, TwiML App and push credentials (read-only)",
+    )
+    check.add_argument(
+        "--config", help="client config directory (default TOKENSVC_CONFIG_DIR or ./clients_config)"
+    )
     check.add_argument("--client", help="check only this client")
     check.add_argument("--json", action="store_true", help="print the reports as JSON")
     check.set_defaults(func=cmd_check_twilio)

@@ -72,8 +72,9 @@ def parse_base_url(raw: str) -> str:
     return value
 
 
-def region_hosts(api: Mapping[str, str | None], notify: Mapping[str, str | None]
-                 ) -> dict[str, RegionHosts]:
+def region_hosts(
+    api: Mapping[str, str | None], notify: Mapping[str, str | None]
+) -> dict[str, RegionHosts]:
     """The table with the given per-region overrides (missing or None: the default)."""
     return {
         region: RegionHosts(api.get(region) or default.api, notify.get(region) or default.notify)

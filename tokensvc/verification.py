@@ -31,25 +31,45 @@ JITTER = 0.2
 
 def hosts_from_settings(settings: Settings) -> dict[str, RegionHosts]:
     return region_hosts(
-        {"us1": settings.twilio_api_url_us1, "ie1": settings.twilio_api_url_ie1,
-         "au1": settings.twilio_api_url_au1},
-        {"us1": settings.twilio_notify_url_us1, "ie1": settings.twilio_notify_url_ie1,
-         "au1": settings.twilio_notify_url_au1},
+        {
+            "us1": settings.twilio_api_url_us1,
+            "ie1": settings.twilio_api_url_ie1,
+            "au1": settings.twilio_api_url_au1,
+        },
+        {
+            "us1": settings.twilio_notify_url_us1,
+            "ie1": settings.twilio_notify_url_ie1,
+            "au1": settings.twilio_notify_url_au1,
+        },
     )
 
 
 def log_report(report: ClientReport) -> None:
     """One line per definitive failure (client, key SID, check; never a secret)."""
     for sid, check in report.failures():
-        log.warning("twilio check failed", extra={
-            "client": report.client_id, "api_key": sid, "check": check.name,
-            "resource": check.resource, "result": check.status, "detail": check.detail})
+        log.warning(
+            "twilio check failed",
+            extra={
+                "client": report.client_id,
+                "api_key": sid,
+                "check": check.name,
+                "resource": check.resource,
+                "result": check.status,
+                "detail": check.detail,
+            },
+        )
 
 
 class VerificationRunner:
-    def __init__(self, verifier: TwilioVerifier, health: KeyHealth,
-                 clients: Callable[[], Mapping[str, ClientConfig]], *, interval: float,
-                 fetcher: Fetcher | None = None) -> None:
+    def __init__(
+        self,
+        verifier: TwilioVerifier,
+        health: KeyHealth,
+        clients: Callable[[], Mapping[str, ClientConfig]],
+        *,
+        interval: float,
+        fetcher: Fetcher | None = None,
+    ) -> None:
         self.verifier = verifier
         self.health = health
         self.clients = clients
@@ -60,15 +80,18 @@ class VerificationRunner:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings, clients: Callable[[], Mapping[str, ClientConfig]]
-              ) -> VerificationRunner:
+    def build(
+        cls, settings: Settings, clients: Callable[[], Mapping[str, ClientConfig]]
+    ) -> VerificationRunner:
         fetcher = Fetcher()
-        verifier = TwilioVerifier(fetcher, hosts_from_settings(settings),
-                                  deadline=settings.http_timeout)
+        verifier = TwilioVerifier(
+            fetcher, hosts_from_settings(settings), deadline=settings.http_timeout
+        )
         health = KeyHealth(settings.twilio_verify)
         health.on_report = log_report
-        return cls(verifier, health, clients, interval=settings.twilio_verify_interval,
-                   fetcher=fetcher)
+        return cls(
+            verifier, health, clients, interval=settings.twilio_verify_interval, fetcher=fetcher
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -90,8 +113,10 @@ class VerificationRunner:
     async def run_round(self) -> dict[str, ClientReport]:
         configs = dict(self.clients())
         reports = await asyncio.gather(*(self.verifier.check_client(c) for c in configs.values()))
-        merged = {c.client_id: self.health.record(c, r)
-                  for c, r in zip(configs.values(), reports, strict=True)}
+        merged = {
+            c.client_id: self.health.record(c, r)
+            for c, r in zip(configs.values(), reports, strict=True)
+        }
         self.health.forget_except(set(configs))
         self.rounds += 1
         return merged
@@ -102,8 +127,7 @@ class VerificationRunner:
             try:
                 await self.run_round()
             except Exception as exc:  # noqa: BLE001 - the checks must never stop for good
-                log.error("twilio verification round failed",
-                          extra={"error": type(exc).__name__})
+                log.error("twilio verification round failed", extra={"error": type(exc).__name__})
             delay = self.interval * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
             with contextlib.suppress(TimeoutError):  # woken by a reload, or the interval
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -92,10 +92,26 @@ class ClientReport:
         return [(k.sid, c) for k in self.keys for c in k.checks if c.status == "unknown"]
 
     def as_dict(self) -> dict[str, object]:
-        return {"client": self.client_id, "status": self.status, "keys": [
-            {"sid": k.sid, "status": k.status, "checks": [
-                {"name": c.name, "resource": c.resource, "status": c.status, "detail": c.detail}
-                for c in k.checks]} for k in self.keys]}
+        return {
+            "client": self.client_id,
+            "status": self.status,
+            "keys": [
+                {
+                    "sid": k.sid,
+                    "status": k.status,
+                    "checks": [
+                        {
+                            "name": c.name,
+                            "resource": c.resource,
+                            "status": c.status,
+                            "detail": c.detail,
+                        }
+                        for c in k.checks
+                    ],
+                }
+                for k in self.keys
+            ],
+        }
 
 
 def key_status(checks: tuple[Check, ...]) -> KeyStatus:
@@ -126,10 +142,17 @@ def key_identity(account_sid: str, key: ApiKey) -> str:
 class TwilioVerifier:
     """Runs the checks of one client; every call bounded by ``deadline``, ``attempts`` tries."""
 
-    def __init__(self, fetcher: Fetcher, hosts: Mapping[str, RegionHosts] = DEFAULT_HOSTS, *,
-                 deadline: float = 5.0, attempts: int = 3, backoff: float = 0.5,
-                 concurrency: int = 8,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        hosts: Mapping[str, RegionHosts] = DEFAULT_HOSTS,
+        *,
+        deadline: float = 5.0,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        concurrency: int = 8,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.fetcher = fetcher
         self.hosts = hosts
         self.deadline = deadline
@@ -139,8 +162,9 @@ class TwilioVerifier:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def check_client(self, client: ClientConfig) -> ClientReport:
-        keys = await asyncio.gather(*(self.check_key(client.twilio, k)
-                                      for k in client.twilio.api_keys))
+        keys = await asyncio.gather(
+            *(self.check_key(client.twilio, k) for k in client.twilio.api_keys)
+        )
         reports = tuple(keys)
         return ClientReport(client.client_id, client_status(reports), reports)
 
@@ -150,27 +174,49 @@ class TwilioVerifier:
         app = twilio.outgoing_application_sid
         calls: list[Awaitable[Check]] = []
         if app:
-            calls.append(self._resource(
-                "application", app, f"{hosts.api}/2010-04-01/Accounts/{account}/Applications/"
-                f"{app}.json", key, None))
+            calls.append(
+                self._resource(
+                    "application",
+                    app,
+                    f"{hosts.api}/2010-04-01/Accounts/{account}/Applications/{app}.json",
+                    key,
+                    None,
+                )
+            )
         else:
-            calls.append(self._resource(
-                "applications", "", f"{hosts.api}/2010-04-01/Accounts/{account}/"
-                "Applications.json?PageSize=1", key, None))
+            calls.append(
+                self._resource(
+                    "applications",
+                    "",
+                    f"{hosts.api}/2010-04-01/Accounts/{account}/Applications.json?PageSize=1",
+                    key,
+                    None,
+                )
+            )
         push = twilio.push
-        sids = {"ios.production": push.ios_production, "ios.sandbox": push.ios_sandbox,
-                "android": push.android}
+        sids = {
+            "ios.production": push.ios_production,
+            "ios.sandbox": push.ios_sandbox,
+            "android": push.android,
+        }
         for slot, kind, sandbox in PUSH_SLOTS:
             sid = sids[slot]
             if sid:
-                calls.append(self._resource(f"push.{slot}", sid,
-                                            f"{hosts.notify}/v1/Credentials/{sid}", key,
-                                            (kind, sandbox)))
+                calls.append(
+                    self._resource(
+                        f"push.{slot}",
+                        sid,
+                        f"{hosts.notify}/v1/Credentials/{sid}",
+                        key,
+                        (kind, sandbox),
+                    )
+                )
         checks = tuple(await asyncio.gather(*calls))
         return KeyReport(key.sid, key_status(checks), checks)
 
-    async def _resource(self, name: str, sid: str, url: str, key: ApiKey,
-                        push: tuple[str, str | None] | None) -> Check:
+    async def _resource(
+        self, name: str, sid: str, url: str, key: ApiKey, push: tuple[str, str | None] | None
+    ) -> Check:
         check = Check(name, sid, "unknown", "not tried")
         for attempt in range(self.attempts):
             if attempt:
@@ -182,14 +228,18 @@ class TwilioVerifier:
                 return check
         return check
 
-    async def _once(self, name: str, sid: str, url: str, key: ApiKey,
-                    push: tuple[str, str | None] | None) -> Check:
+    async def _once(
+        self, name: str, sid: str, url: str, key: ApiKey, push: tuple[str, str | None] | None
+    ) -> Check:
         try:
             async with self._slots:
                 response = await self.fetcher.get(
-                    url, deadline=self.deadline, max_bytes=MAX_BODY,
+                    url,
+                    deadline=self.deadline,
+                    max_bytes=MAX_BODY,
                     headers={"Accept": "application/json"},
-                    auth=(key.sid, key.secret.reveal()))
+                    auth=(key.sid, key.secret.reveal()),
+                )
         except FetchError as exc:
             return Check(name, sid, "unknown", exc.reason)
         body = _json(response.body)
@@ -206,11 +256,19 @@ class TwilioVerifier:
         if push is not None:
             kind, sandbox = push
             if body.get("type") != kind:
-                return Check(name, sid, "mismatch", f"type is {str(body.get('type'))[:16]!r}, "
-                                                    f"expected {kind!r}")
+                return Check(
+                    name,
+                    sid,
+                    "mismatch",
+                    f"type is {str(body.get('type'))[:16]!r}, expected {kind!r}",
+                )
             if sandbox is not None and str(body.get("sandbox")).lower() != sandbox:
-                return Check(name, sid, "mismatch", f"sandbox is {str(body.get('sandbox'))[:8]}"
-                                                    f", expected {sandbox}")
+                return Check(
+                    name,
+                    sid,
+                    "mismatch",
+                    f"sandbox is {str(body.get('sandbox'))[:8]}, expected {sandbox}",
+                )
         return Check(name, sid, "ok")
 
 
@@ -276,6 +334,7 @@ def _merge_key(old: KeyReport | None, fresh: KeyReport) -> KeyReport:
     if old is None:
         return fresh
     before = {(c.name, c.resource): c for c in old.checks if c.definitive}
-    checks = tuple(before.get((c.name, c.resource), c) if not c.definitive else c
-                   for c in fresh.checks)
+    checks = tuple(
+        before.get((c.name, c.resource), c) if not c.definitive else c for c in fresh.checks
+    )
     return replace(fresh, checks=checks, status=key_status(checks))

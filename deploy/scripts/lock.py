@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = "tokensvc"
-ROOT_EXTRAS = ("test",)
+ROOT_EXTRAS = ("test", "drill")
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
@@ -66,8 +66,10 @@ def resolved() -> dict[str, str]:
     for req in build_requirements():
         version = metadata.version(req.name)
         if not req.specifier.contains(version, prereleases=True):
-            raise SystemExit(f"lock.py: installed {req.name} {version} does not satisfy the "
-                             f"build requirement {req}; pip install '{req}' first")
+            raise SystemExit(
+                f"lock.py: installed {req.name} {version} does not satisfy the "
+                f"build requirement {req}; pip install '{req}' first"
+            )
         pins[canonicalize_name(req.name)] = version
     return pins
 

@@ -1025,8 +1025,14 @@ def test_client_object_with_every_auth_key_passes_the_schema() -> None:
     """A client written as a YAML object may use every auth key the service accepts,
     identity_prefix and identity_encoding included (the schema mirrors clients.py)."""
     client = yaml.safe_load(CLIENT_FILE)
-    client["auth"].update({"identity_prefix": "web_", "identity_encoding": "strict",
-                           "identity_claim": "sub", "leeway_seconds": 10})
+    client["auth"].update(
+        {
+            "identity_prefix": "web_",
+            "identity_encoding": "strict",
+            "identity_claim": "sub",
+            "leeway_seconds": 10,
+        }
+    )
     values = merge(WITH_CLIENT, {"clients": {"myapp": client}})
     cm = one(objects(values), "ConfigMap", f"{RELEASE}-clients")
     assert "web_" == yaml.safe_load(cm["data"]["myapp.yaml"])["auth"]["identity_prefix"]

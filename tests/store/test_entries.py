@@ -28,7 +28,10 @@ def test_merge_rule_later_write_wins_and_tombstone_wins_ties() -> None:
     old, new = Entry(10.0, 100.0), Entry(20.0, 50.0)
     tomb = Entry.tombstone(20.0)
     assert (True, False, True, False) == (
-        new.wins_over(old), old.wins_over(new), tomb.wins_over(new), new.wins_over(tomb)
+        new.wins_over(old),
+        old.wins_over(new),
+        tomb.wins_over(new),
+        new.wins_over(tomb),
     )
 
 
@@ -43,7 +46,8 @@ def test_block_field_round_trip() -> None:
     field that is not a pair of strings gives None."""
     assert [("acme", 'a,"b"[c]'), None, None] == [
         parse_block_field(block_field("acme", 'a,"b"[c]')),
-        parse_block_field("[1, 2]"), parse_block_field("not json"),
+        parse_block_field("[1, 2]"),
+        parse_block_field("not json"),
     ]
 
 

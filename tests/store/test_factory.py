@@ -23,18 +23,23 @@ def test_with_url_is_redis_and_budget_from_settings() -> None:
         Settings(redis_url=Secret("redis://127.0.0.1:1/0"), redis_budget_ms=15)
     )
     assert ("redis", 0.015, 0.1, True) == (
-        shared.backend, shared.budget, shared.sync_interval, shared.remote
+        shared.backend,
+        shared.budget,
+        shared.sync_interval,
+        shared.remote,
     )
 
 
 def test_sentinel_url_is_redis_with_read_replica_and_passwords() -> None:
     """A Sentinel URL with a read URL gives one RedisStore reading from the replica endpoint;
     the passwords come from settings and never show in its repr."""
-    store = store_from_settings(Settings(
-        redis_url=Secret("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc"),
-        redis_read_url=Secret("redis://127.0.0.1:3/0"),
-        redis_password=Secret("hunter2"),
-    ))
+    store = store_from_settings(
+        Settings(
+            redis_url=Secret("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc"),
+            redis_read_url=Secret("redis://127.0.0.1:3/0"),
+            redis_password=Secret("hunter2"),
+        )
+    )
     assert isinstance(store, RedisStore)
     assert (True, ("127.0.0.1", 3), False) == (
         store.connection.endpoint.sentinel,

@@ -59,8 +59,9 @@ class StreamResult:
         return None if local is None else self.first_shared_after(local)
 
 
-async def token_stream(shared: SharedState, stop: asyncio.Event, result: StreamResult,
-                       interval: float = 0.005) -> None:
+async def token_stream(
+    shared: SharedState, stop: asyncio.Event, result: StreamResult, interval: float = 0.005
+) -> None:
     """What the token path does per request: two rate-limit checks (local, synced in the
     background), then snapshot reads for drains and blocks. Runs until ``stop`` is set."""
     n = 0
@@ -68,8 +69,10 @@ async def token_stream(shared: SharedState, stop: asyncio.Event, result: StreamR
         n += 1
         started = time.monotonic()
         try:
-            decisions = [shared.check(f"rl:c:id:user{n % 20}", 1_000_000, 60),
-                         shared.check(f"rl:c:ip:10.0.0.{n % 7}", 1_000_000, 60)]
+            decisions = [
+                shared.check(f"rl:c:id:user{n % 20}", 1_000_000, 60),
+                shared.check(f"rl:c:ip:10.0.0.{n % 7}", 1_000_000, 60),
+            ]
             shared.snapshot.drained(time.time())
             shared.snapshot.is_blocked("c", f"user{n % 20}", time.time())
             result.shared.append((started, all(d.shared for d in decisions)))
@@ -92,8 +95,7 @@ async def shared_factory() -> AsyncIterator[Callable[..., SharedState]]:
     def make(url: str, **kwargs: object) -> SharedState:
         read_url = kwargs.pop("read_url", None)
         store = RedisStore(url, read_url=read_url if isinstance(read_url, str) else None)
-        state = SharedState(store, budget=BUDGET, refresh_interval=0.5,
-                            **kwargs)  # type: ignore[arg-type]
+        state = SharedState(store, budget=BUDGET, refresh_interval=0.5, **kwargs)  # type: ignore[arg-type]
         made.append(state)
         return state
 
@@ -144,11 +146,11 @@ async def test_single_server_pods_share_rate_limits(
     await pod_b.sync()  # B learns the total: 7
     decisions += [pod_b.check("rl:c:id:alice", 10, LONG) for _ in range(5)]
     await pod_b.sync()
-    assert ([True] * 6, [True] * 4 + [False] * 2) == (
-        used_by_a, [d.allowed for d in decisions]
+    assert ([True] * 6, [True] * 4 + [False] * 2) == (used_by_a, [d.allowed for d in decisions])
+    assert (10, 10) == (
+        counter_value(redis_node, "rl:c:id:alice"),
+        pod_b.rates.count("rl:c:id:alice", LONG),
     )
-    assert (10, 10) == (counter_value(redis_node, "rl:c:id:alice"),
-                        pod_b.rates.count("rl:c:id:alice", LONG))
 
 
 async def test_over_admission_is_what_pods_admit_between_syncs(
@@ -162,7 +164,9 @@ async def test_over_admission_is_what_pods_admit_between_syncs(
         await p.sync()
     after = [p.check("rl:c:ip:1.2.3.4", 5, LONG).allowed for p in pods]
     assert ([5, 5, 5], [False] * 3, 15) == (
-        burst, after, counter_value(redis_node, "rl:c:ip:1.2.3.4")
+        burst,
+        after,
+        counter_value(redis_node, "rl:c:ip:1.2.3.4"),
     )
 
 
@@ -183,8 +187,7 @@ async def test_a_sync_of_500_counters_is_one_command(
         """(commands processed, of which run inside scripts, EVALSHA calls): one INFO call."""
         info = admin.info("all")
         inner = sum(info.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("incrby", "pexpire"))
-        return (int(info["total_commands_processed"]), inner,
-                info["cmdstat_evalsha"]["calls"])
+        return (int(info["total_commands_processed"]), inner, info["cmdstat_evalsha"]["calls"])
 
     idle = [totals(), totals()]
     info_cost = idle[1][0] - idle[0][0]  # what one INFO call adds to the count
@@ -193,11 +196,19 @@ async def test_a_sync_of_500_counters_is_one_command(
     after = totals()
     inside = after[1] - before[1]
     commands = after[0] - before[0] - inside - info_cost
-    record("rate_sync_500_keys", client_commands=commands, script_commands=inside,
-           evalsha=after[2] - before[2])
+    record(
+        "rate_sync_500_keys",
+        client_commands=commands,
+        script_commands=inside,
+        evalsha=after[2] - before[2],
+    )
     assert (True, 1, 1, 1000, 2, 0) == (
-        ok, commands, after[2] - before[2], inside,
-        counter_value(redis_node, "rl:c:id:user499"), pod.rates.dirty,
+        ok,
+        commands,
+        after[2] - before[2],
+        inside,
+        counter_value(redis_node, "rl:c:id:user499"),
+        pod.rates.dirty,
     )
 
 
@@ -228,7 +239,8 @@ async def test_background_sync_shares_counts_within_an_interval(
 
 
 async def test_single_server_drains_and_blocks_reach_pods(
-    redis_node: Node, shared_factory: Callable[..., SharedState],
+    redis_node: Node,
+    shared_factory: Callable[..., SharedState],
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """A drain and a block written by an operator reach a running pod's snapshot quickly."""
@@ -238,8 +250,10 @@ async def test_single_server_drains_and_blocks_reach_pods(
     await writer.drain("dublin", 60, "")
     await writer.block("acme", "mallory", None, "")
     took = await eventually(
-        lambda: "dublin" in drained_now(shared)
-        and shared.snapshot.is_blocked("acme", "mallory", time.time()),
+        lambda: (
+            "dublin" in drained_now(shared)
+            and shared.snapshot.is_blocked("acme", "mallory", time.time())
+        ),
         2.0,
     )
     record("single_server_propagation", seconds=round(took, 4))
@@ -272,7 +286,8 @@ async def test_readonly_endpoint_drops_connections_and_recovers(
 
 
 async def test_read_replica_serves_reads_and_change_notifications(
-    node_factory: Callable[[], Node], shared_factory: Callable[..., SharedState],
+    node_factory: Callable[[], Node],
+    shared_factory: Callable[..., SharedState],
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """With TOKENSVC_REDIS_READ_URL, drains published on the primary reach the pod through its
@@ -290,7 +305,10 @@ async def test_read_replica_serves_reads_and_change_notifications(
         await shared.sync()  # fails: the primary is gone
         decision = shared.check("rl:c:id:a", 10, 60)
         assert (True, frozenset({"dublin"}), True, False) == (
-            refreshed, drained_now(shared), decision.allowed, decision.shared
+            refreshed,
+            drained_now(shared),
+            decision.allowed,
+            decision.shared,
         )
         record("read_replica_propagation", seconds=round(took, 4))
     finally:
@@ -307,8 +325,10 @@ async def test_redis_down_for_the_whole_test(
     are counted per pod (the 6th of 5/window is refused), a burst of 10,000 checks makes no
     store call at all, health says degraded."""
     operations: list[str] = []
-    shared = shared_factory(f"redis://127.0.0.1:{free_port()}/0",
-                            on_operation=lambda op, _s, outcome: operations.append(outcome))
+    shared = shared_factory(
+        f"redis://127.0.0.1:{free_port()}/0",
+        on_operation=lambda op, _s, outcome: operations.append(outcome),
+    )
     started = time.monotonic()
     await shared.start()
     start_seconds = time.monotonic() - started
@@ -335,7 +355,8 @@ async def test_redis_down_for_the_whole_test(
 
 
 async def test_redis_down_then_back_catches_up(
-    redis_node: Node, shared_factory: Callable[..., SharedState],
+    redis_node: Node,
+    shared_factory: Callable[..., SharedState],
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """Redis killed while requests flow: no request fails, limits go local; when it is back,
@@ -362,20 +383,29 @@ async def test_redis_down_then_back_catches_up(
     stop.set()
     await task
     shared_again = result.recovered_after(killed)
-    assert (0, True, 7) == (result.failed, degraded_while_down,
-                            counter_value(redis_node, "rl:c:id:outage"))
+    assert (0, True, 7) == (
+        result.failed,
+        degraded_while_down,
+        counter_value(redis_node, "rl:c:id:outage"),
+    )
     assert shared_again is not None
     assert result.p99(killed) < BUDGET + SLACK
-    record("down_then_back", sent=result.sent, failed=result.failed,
-           p99_ms=round(result.p99(killed) * 1000, 2),
-           caught_up_s=round(caught_up, 3), shared_again_s=round(shared_again - back, 3))
+    record(
+        "down_then_back",
+        sent=result.sent,
+        failed=result.failed,
+        p99_ms=round(result.p99(killed) * 1000, 2),
+        caught_up_s=round(caught_up, 3),
+        shared_again_s=round(shared_again - back, 3),
+    )
 
 
 # -- Sentinel -------------------------------------------------------------------------------
 
 
 async def test_sentinel_kill_primary_zero_failed_requests(
-    sentinel_cluster: SentinelCluster, shared_factory: Callable[..., SharedState],
+    sentinel_cluster: SentinelCluster,
+    shared_factory: Callable[..., SharedState],
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """kill -9 of the primary under a steady stream: no operation fails or hangs, the new
@@ -400,23 +430,25 @@ async def test_sentinel_kill_primary_zero_failed_requests(
     stop.set()
     await task
     await shared.jwks_put("https://idp/jwks", b"{}", 60)
-    on_new = new.client().get(
-        "tokensvc:jwks:" + hashlib.sha256(b"https://idp/jwks").hexdigest()
-    )
+    on_new = new.client().get("tokensvc:jwks:" + hashlib.sha256(b"https://idp/jwks").hexdigest())
     shared.check("rl:c:id:after", 10, LONG)
     await shared.sync()
     counted_on_new = counter_value(new, "rl:c:id:after")
     assert isinstance(shared.store, RedisStore)
     address = await shared.store.connection.primary_address()
     window = (killed, resumed)
-    record("sentinel_kill9", sent=result.sent, failed=result.failed,
-           sent_during_failover=sum(1 for t, _ in result.latencies if killed <= t <= resumed),
-           p99_ms_during_failover=round(result.p99(*window) * 1000, 2),
-           max_ms=round(result.max() * 1000, 2),
-           failover_s=round(promoted - killed, 3),
-           shared_again_after_kill_s=round(resumed - killed, 3),
-           drain_propagation_s=round(propagation, 4),
-           failovers_seen=shared.failovers_seen)
+    record(
+        "sentinel_kill9",
+        sent=result.sent,
+        failed=result.failed,
+        sent_during_failover=sum(1 for t, _ in result.latencies if killed <= t <= resumed),
+        p99_ms_during_failover=round(result.p99(*window) * 1000, 2),
+        max_ms=round(result.max() * 1000, 2),
+        failover_s=round(promoted - killed, 3),
+        shared_again_after_kill_s=round(resumed - killed, 3),
+        drain_propagation_s=round(propagation, 4),
+        failovers_seen=shared.failovers_seen,
+    )
     assert (0, new.port, b"{}", 1) == (result.failed, address[1], on_new, counted_on_new)
     assert result.p99(*window) < BUDGET + SLACK
     assert result.max() < 0.5
@@ -424,7 +456,8 @@ async def test_sentinel_kill_primary_zero_failed_requests(
 
 
 async def test_sentinel_primary_paused_and_resumed(
-    sentinel_cluster: SentinelCluster, shared_factory: Callable[..., SharedState],
+    sentinel_cluster: SentinelCluster,
+    shared_factory: Callable[..., SharedState],
     writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """SIGSTOP of the primary (a partition) past down-after, then SIGCONT: no operation fails
@@ -449,16 +482,22 @@ async def test_sentinel_primary_paused_and_resumed(
     await task
     assert isinstance(shared.store, RedisStore)
     address = await shared.store.connection.primary_address()
-    record("sentinel_sigstop", sent=result.sent, failed=result.failed,
-           p99_ms=round(result.p99(paused) * 1000, 2), max_ms=round(result.max() * 1000, 2),
-           paused_s=round(resumed_at - paused, 3))
+    record(
+        "sentinel_sigstop",
+        sent=result.sent,
+        failed=result.failed,
+        p99_ms=round(result.p99(paused) * 1000, 2),
+        max_ms=round(result.max() * 1000, 2),
+        paused_s=round(resumed_at - paused, 3),
+    )
     assert (0, new.port) == (result.failed, address[1])
     assert result.p99(paused) < BUDGET + SLACK
     assert result.max() < 0.5
 
 
 async def test_sentinel_graceful_failover_moves_writes_before_demotion(
-    sentinel_cluster: SentinelCluster, writer_factory: Callable[[str], RedisStore],
+    sentinel_cluster: SentinelCluster,
+    writer_factory: Callable[[str], RedisStore],
 ) -> None:
     """After SENTINEL FAILOVER the old primary still accepts writes until Sentinel demotes it
     (seconds later); the next refresh re-asks Sentinel, so the following write goes to the new
@@ -529,10 +568,13 @@ def test_redis_store_timeouts_are_explicit() -> None:
     manager = pool.sentinel_manager
     sentinel_kwargs = manager.sentinels[0].connection_pool.connection_kwargs
     assert (0.25, 0.5, 1) == (
-        kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["retry"]._retries
+        kwargs["socket_connect_timeout"],
+        kwargs["socket_timeout"],
+        kwargs["retry"]._retries,
     )
     assert (0.25, 0.25, 0) == (
-        sentinel_kwargs["socket_connect_timeout"], sentinel_kwargs["socket_timeout"],
+        sentinel_kwargs["socket_connect_timeout"],
+        sentinel_kwargs["socket_timeout"],
         sentinel_kwargs["retry"]._retries,
     )
 

@@ -34,16 +34,20 @@ async def test_memory_backend_has_nothing_to_sync() -> None:
     is ever made), no dirty counters, and decisions count as shared (there is no other pod to
     share with)."""
     operations: list[str] = []
-    shared = SharedState(MemoryStore(), sync_interval=0.001,
-                         on_operation=lambda op, _s, _o: operations.append(op))
+    shared = SharedState(
+        MemoryStore(), sync_interval=0.001, on_operation=lambda op, _s, _o: operations.append(op)
+    )
     await shared.start()
     try:
         decisions = [shared.check("k", 100, 60) for _ in range(10)]
         await asyncio.sleep(0.01)
     finally:
         await shared.stop()
-    assert (0, True, True) == (shared.rates.dirty, "rate_sync" not in operations,
-                               all(d.shared for d in decisions))
+    assert (0, True, True) == (
+        shared.rates.dirty,
+        "rate_sync" not in operations,
+        all(d.shared for d in decisions),
+    )
     assert "snapshot" in operations  # the hook does see this store's operations
 
 
@@ -112,7 +116,9 @@ async def test_hanging_store_costs_syncs_their_timeout_then_nothing() -> None:
         synced.append(await shared.sync())
     elapsed = time.perf_counter() - started
     assert (3, [True] * 20, [True] + [False] * 19) == (
-        store.calls, [d.allowed for d in decisions], [d.shared for d in decisions]
+        store.calls,
+        [d.allowed for d in decisions],
+        [d.shared for d in decisions],
     )
     assert elapsed < 3 * 0.02 + 0.2
     assert (True, [False] * 20) == (shared.degraded, synced)
@@ -142,7 +148,11 @@ async def test_sync_probes_the_store_when_nothing_is_left_to_send() -> None:
     store.mode = "ok"
     recovered = await shared.sync()
     assert (False, False, True, True, False) == (
-        failed, still_down, recovered, shared.check("k", 10, 60).shared, shared.degraded
+        failed,
+        still_down,
+        recovered,
+        shared.check("k", 10, 60).shared,
+        shared.degraded,
     )
 
 
@@ -165,7 +175,9 @@ async def test_failed_refresh_keeps_the_last_snapshot_and_reports_degraded() -> 
     shared.snapshot = Snapshot(drains={"dublin": Drain("dublin", time.time() + 60)})
     ok = await shared.refresh()
     assert (False, frozenset({"dublin"}), "degraded") == (
-        ok, shared.snapshot.drained(time.time()), shared.health()["status"]
+        ok,
+        shared.snapshot.drained(time.time()),
+        shared.health()["status"],
     )
 
 
@@ -178,8 +190,12 @@ async def test_jwks_get_never_raises() -> None:
 async def test_operation_hook_sees_outcomes() -> None:
     """The metrics hook receives each operation's name and outcome."""
     seen: list[tuple[str, str]] = []
-    shared = SharedState(StallingStore("fail"), breaker_threshold=1, breaker_cooldown=10,
-                         on_operation=lambda op, _s, outcome: seen.append((op, outcome)))
+    shared = SharedState(
+        StallingStore("fail"),
+        breaker_threshold=1,
+        breaker_cooldown=10,
+        on_operation=lambda op, _s, outcome: seen.append((op, outcome)),
+    )
     shared.check("k", 1, 60)
     await shared.sync()
     await shared.sync()

@@ -19,7 +19,8 @@ async def test_store_drains_expire_and_undrain(store: Store) -> None:
     await asyncio.sleep(0.3)
     snapshot = await store.snapshot()
     assert (frozenset({"dublin"}), "maintenance") == (
-        snapshot.drained(time.time()), snapshot.drains["dublin"].reason
+        snapshot.drained(time.time()),
+        snapshot.drains["dublin"].reason,
     )
 
 
@@ -32,19 +33,23 @@ async def test_store_blocks_and_unblocks(store: Store) -> None:
     snapshot = await store.snapshot()
     now = time.time()
     assert [True, True, False, False] == [
-        snapshot.is_blocked("acme", "alice", now), snapshot.is_blocked("acme", "bob", now),
-        snapshot.is_blocked("acme", "carol", now), snapshot.is_blocked("other", "alice", now),
+        snapshot.is_blocked("acme", "alice", now),
+        snapshot.is_blocked("acme", "bob", now),
+        snapshot.is_blocked("acme", "carol", now),
+        snapshot.is_blocked("other", "alice", now),
     ]
 
 
 async def test_store_adds_counts_in_one_call(store: Store) -> None:
     """add_counts adds each delta to its counter and returns the totals, in order; an expired
     counter starts again from zero."""
-    first = await store.add_counts([("a:60:0", 3, 60_000), ("b:60:0", 1, 60_000),
-                                    ("short:1:0", 5, 100)])
+    first = await store.add_counts(
+        [("a:60:0", 3, 60_000), ("b:60:0", 1, 60_000), ("short:1:0", 5, 100)]
+    )
     await asyncio.sleep(0.2)
-    second = await store.add_counts([("b:60:0", 2, 60_000), ("a:60:0", 1, 60_000),
-                                     ("short:1:0", 1, 100)])
+    second = await store.add_counts(
+        [("b:60:0", 2, 60_000), ("a:60:0", 1, 60_000), ("short:1:0", 1, 100)]
+    )
     assert ([3, 1, 5], [3, 4, 1]) == (first, second)
 
 

@@ -24,7 +24,10 @@ def test_parse_url_forms(
     """Each documented URL form parses to its hosts, Sentinel service and database."""
     endpoint, _ = parse_url(url)
     assert (sentinel, hosts, service, db) == (
-        endpoint.sentinel, endpoint.hosts, endpoint.service, endpoint.db
+        endpoint.sentinel,
+        endpoint.hosts,
+        endpoint.service,
+        endpoint.db,
     )
 
 
@@ -59,5 +62,6 @@ def test_tls_options_apply_to_rediss() -> None:
     """rediss:// query options become TLS settings."""
     endpoint, _ = parse_url("rediss://h?ssl_ca_certs=/ca.pem&ssl_check_hostname=false")
     assert (True, (("ssl_ca_certs", "/ca.pem"), ("ssl_check_hostname", False))) == (
-        endpoint.tls, endpoint.tls_options
+        endpoint.tls,
+        endpoint.tls_options,
     )

@@ -32,8 +32,9 @@ from tokensvc.statusfeed.runner import ClientLists, LeaseStore
 ENV_VAR = "TOKENSVC_STATUS_FEED_CONFIG"
 
 
-def add_status_feed_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-                           ) -> argparse.ArgumentParser:
+def add_status_feed_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Attach ``status-feed`` with its two subcommands to a parent parser's subparsers."""
     parser = subparsers.add_parser("status-feed", help="automatic drains from a status page")
     commands = parser.add_subparsers(dest="status_feed_command", required=True)
@@ -56,8 +57,7 @@ def _config(args: argparse.Namespace) -> FeedConfig:
 
 
 def _print_problems(err: ConfigError) -> None:
-    print(f"invalid status-feed configuration ({len(err.problems)} problem(s)):",
-          file=sys.stderr)
+    print(f"invalid status-feed configuration ({len(err.problems)} problem(s)):", file=sys.stderr)
     for problem in err.problems:
         print(f"  - {problem}", file=sys.stderr)
 
@@ -105,13 +105,19 @@ def _client_lists(directory: str | None) -> ClientLists:
 
 def dry_run_tracks(config: FeedConfig, statuses: Mapping[str, str]) -> dict[str, Track]:
     """Counters as if each status seen now had lasted long enough to act on."""
-    return {cid: (Track(config.confirm_polls - 1, 0, False) if status in config.act_on
-                  else Track(0, config.clear_polls - 1, True))
-            for cid, status in statuses.items()}
+    return {
+        cid: (
+            Track(config.confirm_polls - 1, 0, False)
+            if status in config.act_on
+            else Track(0, config.clear_polls - 1, True)
+        )
+        for cid, status in statuses.items()
+    }
 
 
-async def check_plan(config: FeedConfig, client_lists: ClientLists,
-                     store: LeaseStore | None = None) -> Plan:
+async def check_plan(
+    config: FeedConfig, client_lists: ClientLists, store: LeaseStore | None = None
+) -> Plan:
     """The dry-run plan; FeedError when the feed cannot be read. Writes nothing."""
     fetcher = Fetcher()
     try:
@@ -130,9 +136,16 @@ async def check_plan(config: FeedConfig, client_lists: ClientLists,
             else:
                 leases[edge] = lease
         operator = Operator(frozenset(drained), await store.undrain_holds(), await store.pins())
-    return decide(config, time.time(), statuses, last_good_at=None,
-                  tracks=dry_run_tracks(config, statuses), leases=leases, operator=operator,
-                  client_lists=client_lists)
+    return decide(
+        config,
+        time.time(),
+        statuses,
+        last_good_at=None,
+        tracks=dry_run_tracks(config, statuses),
+        leases=leases,
+        operator=operator,
+        client_lists=client_lists,
+    )
 
 
 def main_check(args: argparse.Namespace, store: LeaseStore | None = None) -> int:
@@ -149,9 +162,11 @@ def main_check(args: argparse.Namespace, store: LeaseStore | None = None) -> int
         print("feed: down -> nothing would be renewed; feed leases expire by themselves")
         return 1
     outages = sum(1 for d in plan.decisions if d.action in ("drain", "renew"))
-    print(f"feed: {plan.feed}, {len(config.components)} mapped component(s), "
-          f"{outages} edge(s) to drain or renew"
-          + (", mass outage: nothing drained" if plan.mass_outage else ""))
+    print(
+        f"feed: {plan.feed}, {len(config.components)} mapped component(s), "
+        f"{outages} edge(s) to drain or renew"
+        + (", mass outage: nothing drained" if plan.mass_outage else "")
+    )
     if not plan.decisions:
         print("nothing to do: every mapped component is clean")
     for decision in plan.decisions:

@@ -28,8 +28,13 @@ from tokensvc.edges import EDGES, ROAMING
 from tokensvc.errors import ConfigError, Problem
 
 #: Every status a Statuspage component can have, least severe first.
-STATUSES = ("operational", "under_maintenance", "degraded_performance", "partial_outage",
-            "major_outage")
+STATUSES = (
+    "operational",
+    "under_maintenance",
+    "degraded_performance",
+    "partial_outage",
+    "major_outage",
+)
 DEFAULT_ACT_ON = ("partial_outage", "major_outage")
 #: Each poll sleeps ``poll_interval_seconds`` times a factor in [1 - JITTER, 1 + JITTER].
 JITTER = 0.1
@@ -43,8 +48,12 @@ SCHEMA: dict[str, Any] = {
         "poll_interval_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
         "max_stale_seconds": {"type": "number", "minimum": 1, "maximum": 86400},
-        "act_on": {"type": "array", "minItems": 1, "uniqueItems": True,
-                   "items": {"enum": list(STATUSES[1:])}},
+        "act_on": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"enum": list(STATUSES[1:])},
+        },
         "confirm_polls": {"type": "integer", "minimum": 1, "maximum": 100},
         "clear_polls": {"type": "integer", "minimum": 1, "maximum": 100},
         "lease_seconds": {"type": "number", "minimum": 1, "maximum": 86400},
@@ -54,8 +63,12 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "minProperties": 1,
             "propertyNames": {"pattern": r"^[A-Za-z0-9_-]{1,64}$"},
-            "additionalProperties": {"type": "array", "minItems": 1, "uniqueItems": True,
-                                     "items": {"type": "string"}},
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string"},
+            },
         },
     },
 }
@@ -112,18 +125,25 @@ def parse_config(raw: Any, source: str) -> FeedConfig:
     validator = jsonschema.Draft202012Validator(SCHEMA)
     bad_keys = _non_string_keys(raw, ())
     if bad_keys:
-        raise ConfigError([Problem(source, _field(where), "keys must be strings (quote them)")
-                           for where in bad_keys])
-    problems = [Problem(source, _field(e.absolute_path), e.message)
-                for e in sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))]
+        raise ConfigError(
+            [
+                Problem(source, _field(where), "keys must be strings (quote them)")
+                for where in bad_keys
+            ]
+        )
+    problems = [
+        Problem(source, _field(e.absolute_path), e.message)
+        for e in sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    ]
     if problems:
         raise ConfigError(problems)
     defaults = FeedConfig(url="", components={})
     config = FeedConfig(
         url=raw["url"],
         components={c: tuple(edges) for c, edges in raw["components"].items()},
-        poll_interval_seconds=float(raw.get("poll_interval_seconds",
-                                            defaults.poll_interval_seconds)),
+        poll_interval_seconds=float(
+            raw.get("poll_interval_seconds", defaults.poll_interval_seconds)
+        ),
         timeout_seconds=float(raw.get("timeout_seconds", defaults.timeout_seconds)),
         max_stale_seconds=float(raw.get("max_stale_seconds", defaults.max_stale_seconds)),
         act_on=frozenset(raw.get("act_on", DEFAULT_ACT_ON)),
@@ -146,19 +166,25 @@ def _cross_field_problems(c: FeedConfig) -> list[Problem]:
         for i, edge in enumerate(edges):
             where = f"components.{component}.{i}"
             if edge == ROAMING:
-                problems.append(Problem(c.source, where,
-                                        "roaming can never be drained; do not map it"))
+                problems.append(
+                    Problem(c.source, where, "roaming can never be drained; do not map it")
+                )
             elif edge not in EDGES:
                 problems.append(Problem(c.source, where, f"unknown edge {edge!r}"))
     one_poll = c.poll_interval_seconds * (1 + JITTER) + c.timeout_seconds
     if c.lease_seconds <= one_poll:
-        problems.append(Problem(
-            c.source, "lease_seconds",
-            f"must be more than one jittered poll plus its timeout ({one_poll:g} s), or leases "
-            "lapse between healthy polls"))
+        problems.append(
+            Problem(
+                c.source,
+                "lease_seconds",
+                f"must be more than one jittered poll plus its timeout ({one_poll:g} s), or leases "
+                "lapse between healthy polls",
+            )
+        )
     if c.max_stale_seconds < c.poll_interval_seconds:
-        problems.append(Problem(c.source, "max_stale_seconds",
-                                "must be at least poll_interval_seconds"))
+        problems.append(
+            Problem(c.source, "max_stale_seconds", "must be at least poll_interval_seconds")
+        )
     return problems
 
 

@@ -99,7 +99,7 @@ class Lease:
         """The lease a drain record stands for, or None for an operator's drain."""
         if not reason.startswith(REASON_PREFIX):
             return None
-        component, _, status = reason[len(REASON_PREFIX):].rpartition(":")
+        component, _, status = reason[len(REASON_PREFIX) :].rpartition(":")
         return cls(edge, component, status, until) if component else None
 
 
@@ -167,9 +167,16 @@ def decide(
             feed="stale" if stale or last_good_at is None else "down",
             tracks=dict(tracks),
             decisions=tuple(
-                Decision(e, Action.EXPIRE, Rule.FEED_UNAVAILABLE, lease.component, lease.status,
-                         f"not renewed; ends in {lease.until - now:.0f} s")
-                for e, lease in sorted(live.items())),
+                Decision(
+                    e,
+                    Action.EXPIRE,
+                    Rule.FEED_UNAVAILABLE,
+                    lease.component,
+                    lease.status,
+                    f"not renewed; ends in {lease.until - now:.0f} s",
+                )
+                for e, lease in sorted(live.items())
+            ),
         )
     return _Round(config, now, statuses, tracks, live, operator, client_lists).run()
 
@@ -177,9 +184,16 @@ def decide(
 class _Round:
     """One good poll's decision, split into steps (internal to :func:`decide`)."""
 
-    def __init__(self, config: FeedConfig, now: float, statuses: Mapping[str, str],
-                 tracks: Mapping[str, Track], leases: Mapping[str, Lease], operator: Operator,
-                 client_lists: Mapping[str, Sequence[Sequence[str]]]) -> None:
+    def __init__(
+        self,
+        config: FeedConfig,
+        now: float,
+        statuses: Mapping[str, str],
+        tracks: Mapping[str, Track],
+        leases: Mapping[str, Lease],
+        operator: Operator,
+        client_lists: Mapping[str, Sequence[Sequence[str]]],
+    ) -> None:
         self.c, self.now, self.statuses = config, now, statuses
         self.leases, self.operator, self.client_lists = leases, operator, client_lists
         self.tracks = self._count(tracks)
@@ -218,11 +232,25 @@ class _Round:
         self._select(candidates)
         self._demotions()
         ended = self._ended_holds()
-        return Plan("up", self.tracks, tuple(self.writes), tuple(self.releases), ended,
-                    tuple(self.decisions), self.mass)
+        return Plan(
+            "up",
+            self.tracks,
+            tuple(self.writes),
+            tuple(self.releases),
+            ended,
+            tuple(self.decisions),
+            self.mass,
+        )
 
-    def _note(self, edge: str, action: Action, rule: Rule, component: str = "",
-              status: str = "", detail: str = "") -> None:
+    def _note(
+        self,
+        edge: str,
+        action: Action,
+        rule: Rule,
+        component: str = "",
+        status: str = "",
+        detail: str = "",
+    ) -> None:
         self.decisions.append(Decision(edge, action, rule, component, status, detail))
 
     def _release(self, lease: Lease, rule: Rule) -> None:
@@ -233,21 +261,35 @@ class _Round:
         """Rules 2-6 for one edge; the (edge, component, status) to hold a lease, or None."""
         held = self.leases.get(edge)
         active = [cid for cid in self.c.components_of(edge) if self.tracks[cid].active]
-        out_now = sorted((cid for cid in active if self.statuses.get(cid) in self.c.act_on),
-                         key=lambda cid: (-_SEVERITY[self.statuses[cid]], cid))
+        out_now = sorted(
+            (cid for cid in active if self.statuses.get(cid) in self.c.act_on),
+            key=lambda cid: (-_SEVERITY[self.statuses[cid]], cid),
+        )
         if not active:
             if held is not None:
                 if held.component not in self.c.components:
                     self._release(held, Rule.UNMAPPED)
                 elif held.component not in self.statuses:
-                    self._note(edge, Action.EXPIRE, Rule.COMPONENT_MISSING, held.component,
-                               held.status, "not renewed")
+                    self._note(
+                        edge,
+                        Action.EXPIRE,
+                        Rule.COMPONENT_MISSING,
+                        held.component,
+                        held.status,
+                        "not renewed",
+                    )
                 else:
                     self._release(held, Rule.CLEARED)
             for cid in self.c.components_of(edge):
                 if self.tracks[cid].outage_polls:
-                    self._note(edge, Action.SKIP, Rule.CONFIRMING, cid, self.statuses[cid],
-                               f"{self.tracks[cid].outage_polls}/{self.c.confirm_polls} polls")
+                    self._note(
+                        edge,
+                        Action.SKIP,
+                        Rule.CONFIRMING,
+                        cid,
+                        self.statuses[cid],
+                        f"{self.tracks[cid].outage_polls}/{self.c.confirm_polls} polls",
+                    )
             return None
         if out_now:
             component, status = out_now[0], self.statuses[out_now[0]]
@@ -266,8 +308,7 @@ class _Round:
             rule = Rule.PINNED
         elif self.mass:
             if held is not None:
-                self._note(edge, Action.EXPIRE, Rule.MASS_OUTAGE, component, status,
-                           "not renewed")
+                self._note(edge, Action.EXPIRE, Rule.MASS_OUTAGE, component, status, "not renewed")
             else:
                 self._note(edge, Action.SKIP, Rule.MASS_OUTAGE, component, status)
             return None
@@ -285,8 +326,9 @@ class _Round:
         """Rule 7: leases already held first, then the most severe, then by edge name."""
         expiring = {d.edge for d in self.decisions if d.action is Action.EXPIRE}
         slots = max(0, self.c.max_auto_drained - len(expiring))
-        ordered = sorted(candidates, key=lambda c: (c[0] not in self.leases,
-                                                    -_SEVERITY.get(c[2], 0), c[0]))
+        ordered = sorted(
+            candidates, key=lambda c: (c[0] not in self.leases, -_SEVERITY.get(c[2], 0), c[0])
+        )
         until = self.now + self.c.lease_seconds
         for edge, component, status in ordered:
             held = self.leases.get(edge)
@@ -294,8 +336,14 @@ class _Round:
                 if held is not None:
                     self._release(held, Rule.MAX_AUTO_DRAINED)
                 else:
-                    self._note(edge, Action.SKIP, Rule.MAX_AUTO_DRAINED, component, status,
-                               f"{self.c.max_auto_drained} already drained")
+                    self._note(
+                        edge,
+                        Action.SKIP,
+                        Rule.MAX_AUTO_DRAINED,
+                        component,
+                        status,
+                        f"{self.c.max_auto_drained} already drained",
+                    )
                 continue
             slots -= 1
             self.writes.append(Lease(edge, component, status, until))
@@ -305,24 +353,36 @@ class _Round:
                 self._note(edge, Action.RENEW, Rule.CONFIRMED, component, status)
             else:
                 t = self.tracks.get(component, Track())
-                self._note(edge, Action.RENEW, Rule.CLEARING, component, status,
-                           f"{t.clean_polls}/{self.c.clear_polls} clean polls")
+                self._note(
+                    edge,
+                    Action.RENEW,
+                    Rule.CLEARING,
+                    component,
+                    status,
+                    f"{t.clean_polls}/{self.c.clear_polls} clean polls",
+                )
 
     def _demotions(self) -> None:
         """Rule 8, reported: where a feed drain is demoted rather than removed."""
         feed = frozenset(w.edge for w in self.writes) | frozenset(
-            d.edge for d in self.decisions if d.action is Action.EXPIRE)
+            d.edge for d in self.decisions if d.action is Action.EXPIRE
+        )
         if not feed:
             return
         for client, lists in sorted(self.client_lists.items()):
             demoted: set[str] = set()
             for edges in lists:
-                demoted.update(demoted_edges(edges, self.operator.drained, feed,
-                                             self.c.min_edges_kept))
+                demoted.update(
+                    demoted_edges(edges, self.operator.drained, feed, self.c.min_edges_kept)
+                )
             for edge in sorted(demoted):
-                self._note(edge, Action.DEMOTE, Rule.MIN_EDGES_KEPT,
-                           detail=f"client {client} keeps it last "
-                           f"(min_edges_kept={self.c.min_edges_kept})")
+                self._note(
+                    edge,
+                    Action.DEMOTE,
+                    Rule.MIN_EDGES_KEPT,
+                    detail=f"client {client} keeps it last "
+                    f"(min_edges_kept={self.c.min_edges_kept})",
+                )
 
     def _ended_holds(self) -> tuple[str, ...]:
         ended: list[str] = []
@@ -330,6 +390,10 @@ class _Round:
             mapped = self.c.components_of(edge)
             if all(self.statuses.get(cid) == "operational" for cid in mapped):
                 ended.append(edge)
-                self._note(edge, Action.END_HOLD, Rule.UNDRAIN_CLEARED,
-                           detail="every mapped component is operational")
+                self._note(
+                    edge,
+                    Action.END_HOLD,
+                    Rule.UNDRAIN_CLEARED,
+                    detail="every mapped component is operational",
+                )
         return tuple(ended)

@@ -24,8 +24,12 @@ def non_roaming(edges: Iterable[str]) -> int:
     return sum(1 for e in edges if e != ROAMING)
 
 
-def apply_drains(edges: Iterable[str], operator_drained: frozenset[str],
-                 feed_drained: frozenset[str], min_edges_kept: int) -> list[str]:
+def apply_drains(
+    edges: Iterable[str],
+    operator_drained: frozenset[str],
+    feed_drained: frozenset[str],
+    min_edges_kept: int,
+) -> list[str]:
     """The list a client is handed: operator drains removed, feed drains removed or demoted."""
     after_operator = [e for e in edges if e not in operator_drained]
     budget = non_roaming(after_operator) - min_edges_kept  # removals the floor allows
@@ -42,8 +46,12 @@ def apply_drains(edges: Iterable[str], operator_drained: frozenset[str],
     return (kept + demoted) or [ROAMING]
 
 
-def demoted_edges(edges: Iterable[str], operator_drained: frozenset[str],
-                  feed_drained: frozenset[str], min_edges_kept: int) -> list[str]:
+def demoted_edges(
+    edges: Iterable[str],
+    operator_drained: frozenset[str],
+    feed_drained: frozenset[str],
+    min_edges_kept: int,
+) -> list[str]:
     """The feed-drained edges that :func:`apply_drains` keeps (at the end) for this list."""
     listed = list(edges)
     result = apply_drains(listed, operator_drained, feed_drained, min_edges_kept)

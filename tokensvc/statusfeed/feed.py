@@ -51,8 +51,11 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["page", "components"],
     "properties": {
-        "page": {"type": "object", "required": ["id", "updated_at"],
-                 "properties": {"id": {"type": "string"}, "updated_at": {"type": "string"}}},
+        "page": {
+            "type": "object",
+            "required": ["id", "updated_at"],
+            "properties": {"id": {"type": "string"}, "updated_at": {"type": "string"}},
+        },
         "components": {"type": "array", "items": _COMPONENT},
     },
 }
@@ -91,7 +94,8 @@ class FeedPage:
         if component is None:
             return None
         statuses = [component.status] + [
-            self.components[c].status for c in component.children if c in self.components]
+            self.components[c].status for c in component.children if c in self.components
+        ]
         return max(statuses, key=SEVERITY.__getitem__)
 
     def statuses(self, ids: Mapping[str, object] | list[str]) -> dict[str, str]:
@@ -131,26 +135,38 @@ def parse_page(body: bytes, newest_seen: datetime | None = None) -> FeedPage:
         if cid in components:
             raise FeedError("malformed", f"duplicate component id {cid!r}")
         components[cid] = Component(
-            id=cid, name=item["name"], status=item["status"], group=item.get("group", False),
-            group_id=item.get("group_id"), children=tuple(item.get("components") or ()))
+            id=cid,
+            name=item["name"],
+            status=item["status"],
+            group=item.get("group", False),
+            group_id=item.get("group_id"),
+            children=tuple(item.get("components") or ()),
+        )
     for component in components.values():
         missing = [c for c in component.children if c not in components]
         if missing:
             raise FeedError("malformed", f"group {component.id!r} lists unknown {missing[0]!r}")
     updated_at = _timestamp(raw["page"]["updated_at"], "page.updated_at")
     if newest_seen is not None and updated_at < newest_seen:
-        raise FeedError("stale_document",
-                        f"page.updated_at {updated_at.isoformat()} is older than one already "
-                        f"seen ({newest_seen.isoformat()})")
+        raise FeedError(
+            "stale_document",
+            f"page.updated_at {updated_at.isoformat()} is older than one already "
+            f"seen ({newest_seen.isoformat()})",
+        )
     return FeedPage(raw["page"]["id"], updated_at, components)
 
 
-async def poll(fetcher: Fetcher, config: FeedConfig,
-               newest_seen: datetime | None = None) -> FeedPage:
+async def poll(
+    fetcher: Fetcher, config: FeedConfig, newest_seen: datetime | None = None
+) -> FeedPage:
     """One GET of ``config.url`` within ``timeout_seconds``, no redirects, ``MAX_BYTES`` cap."""
     try:
-        response = await fetcher.get(config.url, deadline=config.timeout_seconds,
-                                     max_bytes=MAX_BYTES, headers={"Accept": "application/json"})
+        response = await fetcher.get(
+            config.url,
+            deadline=config.timeout_seconds,
+            max_bytes=MAX_BYTES,
+            headers={"Accept": "application/json"},
+        )
     except FetchError as exc:
         raise FeedError(exc.reason, str(exc)) from None
     if response.status != 200:
@@ -164,8 +180,11 @@ def describe_components(page: FeedPage) -> list[tuple[str, str, str, str]]:
     group itself)."""
     rows: list[tuple[str, str, str, str]] = []
     seen: set[str] = set()
-    tops = [c for c in page.components.values() if c.group_id is None
-            or c.group_id not in page.components]
+    tops = [
+        c
+        for c in page.components.values()
+        if c.group_id is None or c.group_id not in page.components
+    ]
     for top in tops:
         rows.append((top.id, "(group)" if top.group else "-", top.name, top.status))
         seen.add(top.id)

@@ -92,9 +92,17 @@ class LeaseStore(Protocol):
 class FeedRunner:
     """Polls the feed and keeps the region's feed leases in step with it."""
 
-    def __init__(self, config: FeedConfig, fetcher: Fetcher, store: LeaseStore, *,
-                 holder: str, client_lists: Callable[[], ClientLists] = dict,
-                 clock: Callable[[], float], rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: FeedConfig,
+        fetcher: Fetcher,
+        store: LeaseStore,
+        *,
+        holder: str,
+        client_lists: Callable[[], ClientLists] = dict,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
         self.config, self.fetcher, self.store = config, fetcher, store
         self.holder, self.client_lists, self.clock = holder, client_lists, clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
@@ -143,11 +151,19 @@ class FeedRunner:
                 operator_drained.add(edge)
             else:
                 leases[edge] = lease
-        operator = Operator(frozenset(operator_drained), await self.store.undrain_holds(),
-                            await self.store.pins())
-        plan = decide(self.config, now, statuses, last_good_at=self.last_good_at,
-                      tracks=self.tracks, leases=leases, operator=operator,
-                      client_lists=self.client_lists())
+        operator = Operator(
+            frozenset(operator_drained), await self.store.undrain_holds(), await self.store.pins()
+        )
+        plan = decide(
+            self.config,
+            now,
+            statuses,
+            last_good_at=self.last_good_at,
+            tracks=self.tracks,
+            leases=leases,
+            operator=operator,
+            client_lists=self.client_lists(),
+        )
         for lease in plan.writes:
             await self.store.write_lease(lease.edge, lease.reason, lease.until)
         for lease in plan.releases:
@@ -175,8 +191,7 @@ class FeedRunner:
             except Exception:  # one bad tick must not end the loop (logged with its traceback)
                 log.exception("status feed tick failed")
             self._poke.clear()
-            waiters = [asyncio.ensure_future(stop.wait()),
-                       asyncio.ensure_future(self._poke.wait())]
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._poke.wait())]
             try:
                 with suppress(TimeoutError):
                     async with asyncio.timeout(self.next_delay()):

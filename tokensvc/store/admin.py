@@ -33,7 +33,10 @@ class RegionAdmin:
         source: str = "TOKENSVC_REDIS_URL",
     ) -> None:
         self.connection = RedisConnection(
-            url, password=password, sentinel_password=sentinel_password, timeouts=timeouts,
+            url,
+            password=password,
+            sentinel_password=sentinel_password,
+            timeouts=timeouts,
             source=source,
         )
         self._prune = self.connection.primary.register_script(PRUNE_LUA)

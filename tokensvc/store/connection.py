@@ -80,8 +80,7 @@ def _client(
     if endpoint.tls:
         sentinel_kwargs["ssl"] = True
         sentinel_kwargs.update(dict(endpoint.tls_options))
-    manager = EpochSentinel(endpoint.hosts, sentinel_kwargs=sentinel_kwargs,
-                            wait=timeouts.sentinel)
+    manager = EpochSentinel(endpoint.hosts, sentinel_kwargs=sentinel_kwargs, wait=timeouts.sentinel)
     assert endpoint.service is not None  # noqa: S101 - parse_url guarantees it
     factory = manager.slave_for if replica else manager.master_for
     client: Redis = factory(endpoint.service, **kwargs)
@@ -120,8 +119,11 @@ class RedisConnection:
                 read_url, source=source.replace("_URL", "_READ_URL")
             )
             self.read, read_manager = _client(
-                self.read_endpoint, password or read_password, sentinel_password,
-                self.timeouts, replica=True,
+                self.read_endpoint,
+                password or read_password,
+                sentinel_password,
+                self.timeouts,
+                replica=True,
             )
             self._closers.append(self.read.aclose)
             if read_manager is not None:

@@ -35,8 +35,7 @@ def store_from_settings(settings: Settings) -> Store:
         read_url=settings.redis_read_url.reveal() if settings.redis_read_url else None,
         password=settings.redis_password.reveal() if settings.redis_password else None,
         sentinel_password=(
-            settings.redis_sentinel_password.reveal()
-            if settings.redis_sentinel_password else None
+            settings.redis_sentinel_password.reveal() if settings.redis_sentinel_password else None
         ),
     )
 

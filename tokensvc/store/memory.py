@@ -37,9 +37,7 @@ class MemoryStore:
     async def snapshot(self) -> Snapshot:
         now = time.time()
         self._drains = {e: d for e, d in self._drains.items() if d.until > now}
-        self._blocks = {
-            k: b for k, b in self._blocks.items() if b.until is None or b.until > now
-        }
+        self._blocks = {k: b for k, b in self._blocks.items() if b.until is None or b.until > now}
         return Snapshot(dict(self._drains), dict(self._blocks), now)
 
     async def drain(self, edge: str, seconds: float, reason: str) -> None:

@@ -72,8 +72,12 @@ class RedisStore:
         source: str = "TOKENSVC_REDIS_URL",
     ) -> None:
         self.connection = RedisConnection(
-            url, read_url=read_url, password=password, sentinel_password=sentinel_password,
-            timeouts=timeouts, source=source,
+            url,
+            read_url=read_url,
+            password=password,
+            sentinel_password=sentinel_password,
+            timeouts=timeouts,
+            source=source,
         )
         self._add_counts = self.connection.primary.register_script(_ADD_COUNTS)
 
@@ -116,20 +120,23 @@ class RedisStore:
     async def block(self, client: str, identity: str, seconds: float | None, reason: str) -> None:
         now = time.time()
         until = None if seconds is None else now + seconds
-        await self.connection.apply(BLOCKS, block_field(client, identity),
-                                    Entry(now, until, reason))
+        await self.connection.apply(
+            BLOCKS, block_field(client, identity), Entry(now, until, reason)
+        )
 
     async def unblock(self, client: str, identity: str) -> None:
-        await self.connection.apply(BLOCKS, block_field(client, identity),
-                                    Entry.tombstone(time.time()))
+        await self.connection.apply(
+            BLOCKS, block_field(client, identity), Entry.tombstone(time.time())
+        )
 
     async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
         if not deltas:
             return []
         keys = [f"{PREFIX}rl:{name}".encode() for name, _, _ in deltas]
         spec = " ".join(f"{delta} {max(1, ttl_ms)}" for _, delta, ttl_ms in deltas)
-        reply = await self.connection.run(lambda: self._add_counts(keys=keys, args=[spec]),
-                                          write=True)
+        reply = await self.connection.run(
+            lambda: self._add_counts(keys=keys, args=[spec]), write=True
+        )
         if isinstance(reply, bytes):
             reply = reply.decode()
         if not isinstance(reply, str):
@@ -146,8 +153,7 @@ class RedisStore:
 
     async def jwks_put(self, url: str, document: bytes, seconds: float) -> None:
         ttl, primary = max(1, int(seconds)), self.connection.primary
-        await self.connection.run(lambda: primary.set(_jwks_key(url), document, ex=ttl),
-                                  write=True)
+        await self.connection.run(lambda: primary.set(_jwks_key(url), document, ex=ttl), write=True)
 
     async def changes(self) -> AsyncIterator[None]:
         """Yield once subscribed (so the caller refreshes), then on every change message.
@@ -163,7 +169,8 @@ class RedisStore:
             last_seen = last_ping = time.monotonic()
             while True:
                 message = await run(
-                    lambda: pubsub.get_message(timeout=0.5), write=False,
+                    lambda: pubsub.get_message(timeout=0.5),
+                    write=False,
                     deadline=timeouts.call + 0.5,
                 )
                 now = time.monotonic()

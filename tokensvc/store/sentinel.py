@@ -65,10 +65,13 @@ class EpochSentinel(Sentinel):
             port = int(address[1])
             # Mid-failover, GET-MASTER-ADDR-BY-NAME already names the promoted replica while
             # MASTER still describes the old (possibly down) primary.
-            promoted = "failover_in_progress" in str(state.get("flags", "")) and (
-                host, port) != (str(state.get("ip")), int(state.get("port", 0)))
+            promoted = "failover_in_progress" in str(state.get("flags", "")) and (host, port) != (
+                str(state.get("ip")),
+                int(state.get("port", 0)),
+            )
             healthy = state.get("is_master") and not (
-                state.get("is_sdown") or state.get("is_odown"))
+                state.get("is_sdown") or state.get("is_odown")
+            )
             if not (promoted or healthy):
                 return None
             return int(state.get("config-epoch", 0)), promoted, (host, port)

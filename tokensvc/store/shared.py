@@ -95,8 +95,10 @@ class SharedState:
     def degraded(self) -> bool:
         """True while the store is not fully usable (reads stale, or limits counted per pod)."""
         return not (
-            self._refresh_ok and self._sync_ok
-            and self.read_breaker.closed and self.write_breaker.closed
+            self._refresh_ok
+            and self._sync_ok
+            and self.read_breaker.closed
+            and self.write_breaker.closed
         )
 
     @property
@@ -132,8 +134,7 @@ class SharedState:
                 if not task.cancelled():
                     task.exception()  # retrieved: a failed task was already logged
             if stuck:
-                log.warning("state tasks did not stop in time",
-                            extra={"count": len(stuck)})
+                log.warning("state tasks did not stop in time", extra={"count": len(stuck)})
         self._tasks.clear()
         if self.remote and self.rates.dirty and not self._sync_lock.locked():
             # The last counts, bounded: a sync stuck behind a task that ignored its
@@ -150,7 +151,10 @@ class SharedState:
         async with self._refresh_lock:
             try:
                 snapshot = await self._guarded(
-                    "snapshot", self.read_breaker, self.store.snapshot, self.refresh_timeout,
+                    "snapshot",
+                    self.read_breaker,
+                    self.store.snapshot,
+                    self.refresh_timeout,
                     probe=True,
                 )
             except _Unavailable:
@@ -182,8 +186,9 @@ class SharedState:
                 # Failed before and nothing left to send (those windows ended): probe, so that
                 # health and decisions stop saying "per pod" once the store answers again.
                 try:
-                    await self._guarded("rate_sync", self.write_breaker, self.store.ping,
-                                        self.sync_timeout)
+                    await self._guarded(
+                        "rate_sync", self.write_breaker, self.store.ping, self.sync_timeout
+                    )
                 except _Unavailable:
                     return False
                 self._sync_ok = self.rates.shared = True
@@ -193,7 +198,9 @@ class SharedState:
             totals: list[int] | None = None
             try:
                 totals = await self._guarded(
-                    "rate_sync", self.write_breaker, lambda: self.store.add_counts(deltas),
+                    "rate_sync",
+                    self.write_breaker,
+                    lambda: self.store.add_counts(deltas),
                     self.sync_timeout,
                 )
                 if len(totals) != len(slots):
@@ -222,8 +229,10 @@ class SharedState:
         """Cache a JWKS document for ``seconds``; silently skipped if the store is unavailable."""
         with contextlib.suppress(_Unavailable):
             await self._guarded(
-                "jwks_put", self.write_breaker,
-                lambda: self.store.jwks_put(url, document, seconds), self.budget,
+                "jwks_put",
+                self.write_breaker,
+                lambda: self.store.jwks_put(url, document, seconds),
+                self.budget,
             )
 
     def health(self) -> dict[str, str]:

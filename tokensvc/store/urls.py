@@ -30,8 +30,13 @@ SCHEMES = {
     "redis+sentinel": (True, False),
     "rediss+sentinel": (True, True),
 }
-_TLS_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
-                "ssl_check_hostname"}
+_TLS_OPTIONS = {
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,9 @@ def parse_url(url: str, *, source: str = "TOKENSVC_REDIS_URL") -> tuple[Endpoint
     service: str | None = None
     if sentinel:
         if not parts:
-            raise bad("a Sentinel URL needs the service name: redis+sentinel://h1:p1,h2:p2/<service>")
+            raise bad(
+                "a Sentinel URL needs the service name: redis+sentinel://h1:p1,h2:p2/<service>"
+            )
         service, parts = unquote(parts[0]), parts[1:]
     if len(parts) > 1:
         raise bad("unexpected path after the database number")
@@ -124,9 +131,7 @@ def parse_url(url: str, *, source: str = "TOKENSVC_REDIS_URL") -> tuple[Endpoint
     return Endpoint(sentinel, tls, hosts, service, db, username, tuple(options)), password
 
 
-def _parse_host(
-    raw: str, default_port: int, bad: Callable[[str], ConfigError]
-) -> tuple[str, int]:
+def _parse_host(raw: str, default_port: int, bad: Callable[[str], ConfigError]) -> tuple[str, int]:
     if raw.startswith("["):
         host, _, port_part = raw[1:].partition("]")
         port_text = port_part[1:] if port_part.startswith(":") else ""
