@@ -17,7 +17,7 @@ from tokensvc.clientschema import (
     main,
     schema_problems,
 )
-from tokensvc.edges import EDGES
+from tokensvc.edges import CATALOGUE, EDGES, NON_SDK_EDGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,16 @@ def test_edge_enum_is_the_code_catalogue() -> None:
     """The schema's edge enum is exactly tokensvc.edges.EDGES."""
     enum = client_schema()["$defs"]["edge"]["enum"]
     assert (sorted(EDGES), len(enum)) == (sorted(enum), len(set(enum)))
+
+
+def test_catalogue_edge_enum_is_the_data_file() -> None:
+    """With allow_non_sdk_edges the lists take every catalogue edge; each non-SDK one has a
+    hint saying how to allow it."""
+    defs = client_schema()["$defs"]
+    assert (list(CATALOGUE), set(NON_SDK_EDGES)) == (
+        defs["catalogueEdge"]["enum"],
+        set(defs["edge"]["x-hints"]),
+    )
 
 
 def test_enums_and_bounds_match_the_code() -> None:

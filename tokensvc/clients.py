@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from tokensvc.clientschema import schema_problems
-from tokensvc.edges import EdgePolicy, is_country
+from tokensvc.edges import HOME_REGION_EDGES, NON_SDK_EDGES, EdgePolicy, is_country
 from tokensvc.errors import ConfigError, Problem
 from tokensvc.jwks import key_problem
 from tokensvc.secret import (
@@ -401,6 +401,7 @@ def _load_file(
     origins = _cors(ctx, doc.get("cors") or {})
     edges = _edges(ctx, doc.get("edges") or {})
     rates = doc.get("rate_limit") or {}
+    warnings += [f"{path}: {w}" for w in twilio_warnings(twilio.home_region, edges)]
     if auth.type == "none":
         if not ctx.dev:
             ctx.problem("auth.type", "'none' is only allowed with dev: true")
@@ -577,6 +578,45 @@ def _edges(ctx: _Ctx, e: dict[str, Any]) -> EdgePolicy:
     return EdgePolicy(
         default=tuple(e.get("default", ["roaming"])), by_country=by_country, geo=e.get("geo", False)
     )
+
+
+def twilio_warnings(home_region: str, edges: EdgePolicy) -> list[str]:
+    """Where Twilio's rules make a valid config doubtful (``check-config`` prints these; they
+    never refuse a file): edges the JS SDK's enum lacks, edge lists that do not start at the
+    home region's edges, and the reminder that IE1/AU1 resources are created in that region."""
+    out: list[str] = []
+    lists = [("edges.default", edges.default)] + [
+        (f"edges.by_country.{code}", listed) for code, listed in sorted(edges.by_country.items())
+    ]
+    for where, listed in lists:
+        for i, edge in enumerate(listed):
+            if edge in NON_SDK_EDGES:
+                out.append(
+                    f"{where}[{i}]: {edge} is not in the Voice JavaScript SDK's Edge enum "
+                    "(allowed by edges.allow_non_sdk_edges): check that your SDK versions "
+                    "connect to it before relying on it"
+                )
+    first = HOME_REGION_EDGES.get(home_region)
+    if first is None:
+        return out
+    wanted = " or ".join(first)
+    for where, listed in lists:
+        if listed[0] not in first:
+            out.append(
+                f"{where}: home_region {home_region} but the list starts with {listed[0]}: "
+                f"Twilio advises matching the edge to the home region (start with {wanted})"
+            )
+    if edges.geo:
+        out.append(
+            f"edges.geo: home_region {home_region} but the geo table hands callers their "
+            f"nearest public edge: Twilio advises matching the edge to the home region ({wanted})"
+        )
+    out.append(
+        f"twilio.home_region: {home_region}: the API keys, TwiML App and push credentials must "
+        f"be created in the {home_region.upper()} region; keys from another region are rejected "
+        "(401/20003): run tokensvc check-twilio"
+    )
+    return out
 
 
 def describe(client: ClientConfig) -> dict[str, Any]:

@@ -5,7 +5,9 @@ which keys go together). This module loads it, validates a parsed file against i
 each error into ``(field, message)``: the field as the operator writes it
 (``edges.default[0]``, ``edges.by_country.IE``) and a message taken from the schema's own
 ``description`` (or ``title`` for enums), so editors that show the schema and the service say
-the same thing. Checks a schema cannot express stay in ``clients.py``.
+the same thing. An enum may carry ``x-hints`` (value -> why it is refused and how to
+allow it) for values that are known but refused by default. Checks a schema cannot express
+stay in ``clients.py``.
 
 The Helm chart embeds a generated copy under ``$defs.client`` of its ``values.schema.json``
 (``chart_copy``); regenerate it with ``python -m tokensvc.clientschema`` (``--check`` only
@@ -116,6 +118,10 @@ def _problems_of(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         valid = ", ".join(str(v) for v in options)
         title = schema.get("title")
         value = _short(repr(error.instance))
+        hints = schema.get("x-hints", {})
+        hint = hints.get(error.instance) if isinstance(error.instance, str) else None
+        if title and hint:
+            return [(where, f"{title} {value} is refused: {hint}")]
         if title:
             return [(where, f"unknown {title} {value} (valid: {valid})")]
         if described:

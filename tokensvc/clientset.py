@@ -137,7 +137,7 @@ class ClientSet:
             raise ConfigError(problems)
         signature = await asyncio.to_thread(self._signature, result.clients)
         for warning in result.warnings:
-            log.warning(warning, extra={"warning": "dev_auth_none"})
+            log.warning(warning, extra={"warning": "client_config"})
         await self._install(result.clients, signature)
         self.reload_status = ReloadStatus("ok", "", time.time())
 
