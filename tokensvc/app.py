@@ -56,7 +56,7 @@ from tokensvc.settings import Settings
 from tokensvc.store.factory import shared_state_from_settings
 from tokensvc.store.shared import SharedState
 from tokensvc.token_endpoint import TokenEndpoint
-from tokensvc.verification import VerificationRunner
+from tokensvc.verification import VerificationRunner, metric_rows
 
 log = logging.getLogger("tokensvc.request")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -225,7 +225,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         )
     )
     if verification is not None:
-        clientset.key_chooser = verification.health
+        clientset.key_chooser = service.key_health = verification.health
+        verification.on_round = lambda reports: telemetry.twilio_round(*metric_rows(reports))
 
     def on_reload(result: str) -> None:
         telemetry.config_reload(result)

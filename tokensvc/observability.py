@@ -16,7 +16,8 @@ country codes (else ``unknown``), edge names from the catalogue, fixed outcome w
 ``Telemetry`` is the only writer of metrics. Per request, the request context fills one
 ``RequestFacts`` (a slotted record: what the access log and the request metrics need) and
 hands it to ``Telemetry.request`` once; the other methods are the hooks for events that are
-not requests (config reloads, JWKS refreshes, Redis operations, state gauges).
+not requests (config reloads, JWKS refreshes, Redis operations, state gauges, Twilio
+verification rounds).
 """
 
 from __future__ import annotations
@@ -212,6 +213,9 @@ class Fingerprinter:
         return "Fingerprinter(<SECRET>)"
 
 
+#: The values of the Twilio check gauges (tokensvc.verifier's CheckStatus and ClientStatus).
+TWILIO_CHECK_RESULTS = ("ok", "rejected", "missing", "mismatch", "unknown")
+TWILIO_CLIENT_STATUSES = ("ok", "rejected", "missing", "unknown")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -290,6 +294,29 @@ class Metrics:
         self.jwks_refreshes = Counter(
             "tokensvc_jwks_refreshes", "JWKS refreshes by result", ["result"], registry=r
         )
+        # Twilio credential checks (tokensvc.verifier): state sets, 1 for the current value
+        # and 0 for the others, so a change never leaves two 1s and a key or client that left
+        # the config drops to all zeros. "livemostrecent": every worker runs its own checks;
+        # the latest verdict wins.
+        self.twilio_check = Gauge(
+            "tokensvc_twilio_check",
+            "Twilio credential check result (1 = current) per client, key and check",
+            ["client", "key_sid", "check", "result"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.twilio_client = Gauge(
+            "tokensvc_twilio_client_status",
+            "Twilio credential status per client (1 = current): ok|rejected|missing|unknown",
+            ["client", "status"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.twilio_rounds = Counter(
+            "tokensvc_twilio_verification_rounds",
+            "Twilio verification rounds completed",
+            registry=r,
+        )
         self.build = Gauge(
             "tokensvc_build_info",
             "Build information",
@@ -363,6 +390,8 @@ class Telemetry:
         self.access_log = access_log
         self.region = region
         self._failovers_reported = 0
+        self._twilio_checks: set[tuple[str, str, str]] = set()
+        self._twilio_clients: set[str] = set()
 
     def request(self, facts: RequestFacts, elapsed: float) -> None:
         """Called once per request (probes excepted), after the answer was sent."""
@@ -425,6 +454,28 @@ class Telemetry:
             self._failovers_reported = failovers_seen
         for edge in edges:
             m.drained.labels(edge).set(1 if edge in drained else 0)
+
+    def twilio_round(
+        self, statuses: Mapping[str, str], checks: Collection[tuple[str, str, str, str]]
+    ) -> None:
+        """One verification round: ``statuses`` is client -> ok|rejected|missing|unknown,
+        ``checks`` one ``(client, key SID, check, result)`` per check made. Series of keys,
+        checks and clients no longer reported are set to 0 (never left at their last 1)."""
+        m = self.metrics
+        current = {(c, k, n): result for c, k, n, result in checks}
+        for labels in self._twilio_checks - current.keys():
+            for result in TWILIO_CHECK_RESULTS:
+                m.child(m.twilio_check, *labels, result).set(0)
+        for labels, value in current.items():
+            for result in TWILIO_CHECK_RESULTS:
+                m.child(m.twilio_check, *labels, result).set(1 if result == value else 0)
+        for client in self._twilio_clients | statuses.keys():
+            now = statuses.get(client)  # None: the client left the config
+            for status in TWILIO_CLIENT_STATUSES:
+                m.child(m.twilio_client, client, status).set(1 if status == now else 0)
+        self._twilio_checks = set(current)
+        self._twilio_clients = set(statuses)
+        m.twilio_rounds.inc()
 
     def render(self) -> tuple[bytes, str]:
         return self.metrics.render()

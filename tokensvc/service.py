@@ -10,6 +10,7 @@ from tokensvc.edges import EDGES
 from tokensvc.observability import Fingerprinter, Telemetry
 from tokensvc.settings import Settings
 from tokensvc.store.shared import SharedState
+from tokensvc.verifier import KeyHealth
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Service:
     telemetry: Telemetry
     fingerprint: Fingerprinter = field(default_factory=Fingerprinter)
     draining: bool = False
+    #: the Twilio verifier's verdicts (None with TOKENSVC_TWILIO_VERIFY=off)
+    key_health: KeyHealth | None = None
 
     @property
     def serving(self) -> bool:
@@ -45,6 +48,13 @@ class Service:
             # Reported, not gating: an IdP outage must not empty every region at once. A client
             # whose keys are unavailable answers 503 not_ready so its callers fail over.
             "jwks": self.clients.jwks_status(),
+            # Reported, not gating: per client ok|rejected|missing|unknown with per-key detail.
+            # In enforce mode a client whose every key is rejected answers 503 on its own.
+            "twilio": (
+                self.key_health.readiness(self.clients.clients)
+                if self.key_health is not None
+                else {"mode": "off"}
+            ),
         }
 
     def observe_state(self) -> None:

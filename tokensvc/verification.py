@@ -60,6 +60,21 @@ def log_report(report: ClientReport) -> None:
         )
 
 
+def metric_rows(
+    reports: Mapping[str, ClientReport],
+) -> tuple[dict[str, str], list[tuple[str, str, str, str]]]:
+    """The reports as the Telemetry gauges take them: client -> status, and one
+    ``(client, key SID, check, result)`` per check."""
+    statuses: dict[str, str] = {cid: r.status for cid, r in reports.items()}
+    rows: list[tuple[str, str, str, str]] = [
+        (cid, k.sid, c.name, c.status)
+        for cid, r in reports.items()
+        for k in r.keys
+        for c in k.checks
+    ]
+    return statuses, rows
+
+
 class VerificationRunner:
     def __init__(
         self,
@@ -78,6 +93,8 @@ class VerificationRunner:
         self._fetcher = fetcher  # owned: closed at stop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: called after each round with every client's merged report (metrics)
+        self.on_round: Callable[[Mapping[str, ClientReport]], None] = lambda reports: None
 
     @classmethod
     def build(
@@ -118,6 +135,7 @@ class VerificationRunner:
             for c, r in zip(configs.values(), reports, strict=True)
         }
         self.health.forget_except(set(configs))
+        self.on_round(merged)
         self.rounds += 1
         return merged
 

@@ -36,7 +36,7 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -301,6 +301,39 @@ class KeyHealth:
 
     def status(self) -> dict[str, ClientStatus]:
         return {cid: r.status for cid, r in sorted(self.reports.items())}
+
+    def readiness(self, client_ids: Iterable[str]) -> dict[str, object]:
+        """What ``/readyz`` shows (information only): per client its status, ``unknown``
+        until a round has reported on it, and per key its SID, status and the checks that
+        did not pass (never a secret)."""
+        clients: dict[str, object] = {}
+        for cid in sorted(client_ids):
+            report = self.reports.get(cid)
+            if report is None:
+                clients[cid] = {"status": "unknown", "keys": []}
+                continue
+            clients[cid] = {
+                "status": report.status,
+                "keys": [
+                    {
+                        "sid": k.sid,
+                        "status": k.status,
+                        "checks": {c.name: c.status for c in k.checks},
+                        "failed": [
+                            {
+                                "check": c.name,
+                                "resource": c.resource,
+                                "result": c.status,
+                                "detail": c.detail,
+                            }
+                            for c in k.checks
+                            if c.status != "ok"
+                        ],
+                    }
+                    for k in report.keys
+                ],
+            }
+        return {"mode": self.mode, "clients": clients}
 
     def record(self, client: ClientConfig, report: ClientReport) -> ClientReport:
         """Merge a fresh report into the last one and return what is now known."""
