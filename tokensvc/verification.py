@@ -5,7 +5,9 @@ starts (readiness never waits for it), again whenever :meth:`VerificationRunner.
 called with ``"ok"``, and otherwise every ``interval`` seconds, jittered by +-20 % so pods that
 started together spread their calls. A round that overruns delays the next one; rounds never
 overlap. Nothing on the token path awaits this task: a Twilio outage only leaves reports
-``unknown``. Every failure inside a round is logged and the loop goes on.
+``unknown``. Every failure inside a round is logged and the loop goes on. After each round
+``on_round`` gets every client's merged report (the app hands them to
+``Telemetry.twilio_round`` through :func:`metric_rows`).
 
 ``TOKENSVC_TWILIO_VERIFY=off`` builds no runner; ``warn`` reports only; ``enforce`` also lets
 :class:`~tokensvc.verifier.KeyHealth` choose the signing key.
