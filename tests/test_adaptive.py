@@ -19,6 +19,7 @@ from tokensvc.adaptive import (
     target_order,
 )
 from tokensvc.clients import AdaptiveConfig, ClientConfig, load_clients
+from tokensvc.service import Service
 from tokensvc.store.memory import MemoryStore
 from tokensvc.store.redis import RedisStore
 from tokensvc.store.shared import SharedState
@@ -216,7 +217,9 @@ def test_hostile_bound_through_the_api(tmp_path: Path) -> None:
         ]
 
     def first_edge(c: TestClient) -> str:
-        c.portal.call(c.app.state.service.adaptive.sync)  # type: ignore[attr-defined]
+        service: Service = c.app.state.service  # type: ignore[attr-defined]
+        assert c.portal is not None
+        c.portal.call(service.adaptive.sync)
         edges = c.get("/v1/clients/app/edges", headers={"x-country": "IE"}).json()["edges"]
         return str(edges[0])
 
