@@ -49,8 +49,17 @@ from tokensvc.errors import (
 )
 from tokensvc.observability import FACTS_KEY, AccessLog, Fingerprinter, RequestFacts, Telemetry
 from tokensvc.observability import metrics as process_metrics
-from tokensvc.paths import EDGES_PATH, TOKEN_PATH, classify, token_client
+from tokensvc.paths import (
+    EDGE_REPORT_PATH,
+    EDGES_PATH,
+    PREFLIGHT_TOKEN_PATH,
+    TOKEN_PATH,
+    classify,
+    token_client,
+)
+from tokensvc.preflight_token import preflight_token
 from tokensvc.render import problem
+from tokensvc.reports import edge_report
 from tokensvc.service import Service
 from tokensvc.settings import Settings
 from tokensvc.store.factory import shared_state_from_settings
@@ -248,6 +257,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         if verification is not None:
             verification.start()  # in the background: readiness never waits for Twilio
         flusher = asyncio.create_task(_housekeeping(service), name="housekeeping")
+        service.adaptive.start()
         log.info(
             "ready",
             extra={
@@ -261,6 +271,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         finally:
             service.draining = True
             flusher.cancel()
+            await service.adaptive.stop()
             await clientset.stop()
             if verification is not None:
                 await verification.stop()
@@ -272,6 +283,10 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
             Route(TOKEN_PATH, routes.preflight, methods=["OPTIONS"]),
             Route(EDGES_PATH, routes.edges, methods=["GET"]),
             Route(EDGES_PATH, routes.preflight, methods=["OPTIONS"]),
+            Route(PREFLIGHT_TOKEN_PATH, preflight_token, methods=["POST"]),
+            Route(PREFLIGHT_TOKEN_PATH, routes.preflight, methods=["OPTIONS"]),
+            Route(EDGE_REPORT_PATH, edge_report, methods=["POST"]),
+            Route(EDGE_REPORT_PATH, routes.preflight, methods=["OPTIONS"]),
             Route("/livez", routes.livez, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),

@@ -107,6 +107,31 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class PreflightConfig:
+    """``preflight:``: the echo TwiML app a preflight token calls, its lifetime, its limit."""
+
+    outgoing_application_sid: str
+    ttl_seconds: int = 300
+    rate_per_identity: RateLimit = RateLimit(10, 3600)
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """``edges.adaptive:``: reorder configured lists from edge reports (tokensvc.adaptive)."""
+
+    window_seconds: int = 600
+    min_reports: int = 50
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """``edges.reports:``: the edge-report endpoint's own rate limits."""
+
+    per_identity: RateLimit = RateLimit(20, 3600)
+    per_ip: RateLimit = RateLimit(100, 3600)
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     type: str  # jwt | api_key | none
     algorithms: tuple[str, ...] = ()
@@ -144,6 +169,11 @@ class ClientConfig:
     fingerprint: str = field(default="", compare=False)
     #: files the config refers to (secrets, PEM keys): a change to one triggers a reload
     watched_files: tuple[str, ...] = field(default=(), compare=False)
+    #: ``preflight:`` (None: the preflight-token endpoint answers 404 no_preflight_app)
+    preflight: PreflightConfig | None = None
+    #: ``edges.adaptive:`` (None: the configured order always stands)
+    adaptive: AdaptiveConfig | None = None
+    report_limits: ReportLimits = ReportLimits()
 
     def blocks(self, raw_subject: str, twilio_identity: str) -> bool:
         """Whether this file blocks the caller: its raw subject is in ``blocked_subjects`` or
@@ -427,6 +457,35 @@ def _load_file(
         dev=ctx.dev,
         fingerprint=hashlib.sha256(raw).hexdigest()[:12],
         watched_files=tuple(ctx.watched),
+        preflight=_preflight(doc.get("preflight")),
+        adaptive=_adaptive((doc.get("edges") or {}).get("adaptive")),
+        report_limits=_report_limits((doc.get("edges") or {}).get("reports")),
+    )
+
+
+def _preflight(p: dict[str, Any] | None) -> PreflightConfig | None:
+    if p is None:
+        return None
+    rate = _rate(p.get("rate_limit"))
+    return PreflightConfig(
+        outgoing_application_sid=p["outgoing_application_sid"],
+        ttl_seconds=int(p.get("ttl_seconds", 300)),
+        rate_per_identity=rate or PreflightConfig.rate_per_identity,
+    )
+
+
+def _adaptive(a: dict[str, Any] | None) -> AdaptiveConfig | None:
+    if a is None:
+        return None
+    return AdaptiveConfig(int(a.get("window_seconds", 600)), int(a.get("min_reports", 50)))
+
+
+def _report_limits(r: dict[str, Any] | None) -> ReportLimits:
+    r = r or {}
+    default = ReportLimits()
+    return ReportLimits(
+        _rate(r.get("per_identity")) or default.per_identity,
+        _rate(r.get("per_ip")) or default.per_ip,
     )
 
 

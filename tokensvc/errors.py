@@ -10,6 +10,7 @@
         ├── Forbidden                  403 forbidden
         ├── UnknownClient              404 unknown_client
         ├── NotFound                   404 not_found
+        ├── NoPreflightApp             404 no_preflight_app (the client has no preflight section)
         ├── MethodNotAllowed           405 method_not_allowed
         ├── RequestTimeout             408 request_timeout
         ├── PayloadTooLarge            413 payload_too_large
@@ -110,6 +111,10 @@ class UnknownClient(ApiError):
 
 class NotFound(ApiError):
     status, code, title = 404, "not_found", "Not found"
+
+
+class NoPreflightApp(ApiError):
+    status, code, title = 404, "no_preflight_app", "No preflight app"
 
 
 class MethodNotAllowed(ApiError):

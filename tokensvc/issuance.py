@@ -46,9 +46,10 @@ class Issued:
     edges: list[str]
     region: str
     home_region: str
+    edge: str | None = None  # ios/android: the one edge a mobile SDK takes (edges[0])
 
     def document(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "token": self.token,
             "identity": self.identity,
             "ttl": self.ttl,
@@ -58,6 +59,9 @@ class Issued:
             "region": self.region,
             "home_region": self.home_region,
         }
+        if self.edge is not None:
+            doc["edge"] = self.edge
+        return doc
 
 
 _last_rfc3339: tuple[int, str] = (-1, "")
@@ -129,7 +133,9 @@ async def issue(
                 scope="identity",
             )
 
-    edges = without_drained(cfg.edges.for_country(request.country), shared.snapshot.drained(now))
+    configured = cfg.edges.for_country(request.country)
+    ordered = service.adaptive.order(cfg, request.country, configured)
+    edges = without_drained(ordered, shared.snapshot.drained(now))
     minted = client.minter.mint(identity, request.platform, request.apns_environment)
     facts.country = request.country
     facts.edge = edges[0]
@@ -144,4 +150,5 @@ async def issue(
         edges=edges,
         region=service.settings.region,
         home_region=cfg.twilio.home_region,
+        edge=None if request.platform == "browser" else edges[0],
     )

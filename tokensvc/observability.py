@@ -217,6 +217,7 @@ class Fingerprinter:
 TWILIO_CHECK_RESULTS = ("ok", "rejected", "missing", "mismatch", "unknown")
 TWILIO_CLIENT_STATUSES = ("ok", "rejected", "missing", "unknown")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+EDGE_RTT_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0, 2.0)
 
 
 class Metrics:
@@ -315,6 +316,25 @@ class Metrics:
         self.twilio_rounds = Counter(
             "tokensvc_twilio_verification_rounds",
             "Twilio verification rounds completed",
+            registry=r,
+        )
+        self.edge_reports = Counter(
+            "tokensvc_edge_reports",
+            "Edge outcomes from edge reports (connected | failed)",
+            ["client", "country", "edge", "outcome"],
+            registry=r,
+        )
+        self.edge_report_errors = Counter(
+            "tokensvc_edge_report_errors",
+            "Error codes in edge reports, by kind (token | connection | media | other)",
+            ["client", "country", "edge", "kind"],
+            registry=r,
+        )
+        self.edge_rtt = Histogram(
+            "tokensvc_edge_preflight_rtt_seconds",
+            "Preflight round-trip times reported per edge",
+            ["client", "country", "edge"],
+            buckets=EDGE_RTT_BUCKETS,
             registry=r,
         )
         self.build = Gauge(
@@ -434,6 +454,24 @@ class Telemetry:
 
     def jwks_refresh(self, result: str) -> None:
         self.metrics.child(self.metrics.jwks_refreshes, result).inc()
+
+    def edge_report(
+        self,
+        client: str,
+        country: str | None,
+        outcomes: Collection[tuple[str, bool]],
+        error: tuple[str, str] | None,
+        rtt: tuple[str, float] | None,
+    ) -> None:
+        """One accepted edge report (tokensvc.reports): edges from the catalogue, error kinds
+        from a fixed set, the country from the trusted header; rtt in milliseconds."""
+        m, where = self.metrics, country or "unknown"
+        for edge, ok in outcomes:
+            m.child(m.edge_reports, client, where, edge, "connected" if ok else "failed").inc()
+        if error is not None:
+            m.child(m.edge_report_errors, client, where, *error).inc()
+        if rtt is not None:
+            m.child(m.edge_rtt, client, where, rtt[0]).observe(rtt[1] / 1000)
 
     def store_operation(self, op: str, seconds: float, outcome: str) -> None:
         self.metrics.child(self.metrics.redis_latency, op).observe(seconds)

@@ -15,7 +15,8 @@ from tokensvc.clients import CLIENT_ID, HOME_REGIONS
 from tokensvc.edges import EDGES, country_locations
 from tokensvc.errors import api_errors
 from tokensvc.minting import APNS_ENVIRONMENTS, PLATFORMS
-from tokensvc.paths import EDGES_PATH, TOKEN_PATH
+from tokensvc.paths import EDGE_REPORT_PATH, EDGES_PATH, PREFLIGHT_TOKEN_PATH, TOKEN_PATH
+from tokensvc.reports import MAX_CODE, MAX_REPORT_BYTES, MIN_CODE, QUALITIES
 
 PROBLEM_CODES = [cls.code for cls in api_errors()]
 ORDER_OF_CHECKS = (
@@ -85,9 +86,9 @@ _CORS = {
 }
 
 
-def _preflight(method: str) -> dict[str, Any]:
+def _preflight(method: str, name: str) -> dict[str, Any]:
     return {
-        "operationId": f"preflight{method.title()}{'Token' if method == 'POST' else 'Edges'}",
+        "operationId": f"preflight{method.title()}{name}",
         "summary": "CORS preflight",
         "description": f"Answers 204 when Origin is in the client's cors.allow_origins and "
         f"Access-Control-Request-Method is {method}; 403 otherwise.",
@@ -177,7 +178,7 @@ OPENAPI: dict[str, Any] = {
                     **_ANY_ROUTE,
                 },
             },
-            "options": _preflight("POST"),
+            "options": _preflight("POST", "Token"),
         },
         EDGES_PATH: {
             "get": {
@@ -191,6 +192,14 @@ OPENAPI: dict[str, Any] = {
                         "description": "ISO 3166-1 alpha-2 code (either case); a trusted "
                         "load-balancer header wins. Anything else is a 400.",
                         "schema": {"type": "string", "pattern": country_pattern()},
+                    },
+                    {
+                        "name": "explain",
+                        "in": "query",
+                        "required": False,
+                        "description": "true: add ``explain`` (configured list, measurements "
+                        "from edge reports, and why the order differs)",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
                     },
                 ],
                 "responses": {
@@ -208,7 +217,83 @@ OPENAPI: dict[str, Any] = {
                     **_ANY_ROUTE,
                 },
             },
-            "options": _preflight("GET"),
+            "options": _preflight("GET", "Edges"),
+        },
+        PREFLIGHT_TOKEN_PATH: {
+            "post": {
+                "operationId": "mintPreflightToken",
+                "description": "A short-lived token (preflight.ttl_seconds, default 300) for "
+                "the client's echo TwiML app (preflight.outgoing_application_sid): no incoming, "
+                "no push. Run Device.runPreflight(token, {edge}) once per returned edge. Same "
+                "authentication and order of checks as the token POST; its own per-identity "
+                "limit (preflight.rate_limit). 404 no_preflight_app after authentication when "
+                "the client has no preflight section.",
+                "parameters": [_CLIENT],
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/PreflightTokenRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "A preflight token and the edges to test",
+                        "headers": _CORS,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PreflightTokenResponse"}
+                            }
+                        },
+                    },
+                    "400": _problem("Invalid body (invalid_request)"),
+                    "401": _problem("Missing or invalid caller credential (unauthenticated)"),
+                    "403": _problem("Identity blocked (forbidden)"),
+                    "404": _problem(
+                        "Unknown client (unknown_client) or no preflight app (no_preflight_app)"
+                    ),
+                    "408": _problem("Body not received in time (request_timeout)"),
+                    "413": _problem("Body too large (payload_too_large)"),
+                    "415": _problem("Body is not JSON (unsupported_media_type)"),
+                    "429": _problem("Rate limited (rate_limited)"),
+                    "503": _problem("Starting, or identity-provider keys unavailable (not_ready)"),
+                    **_ANY_ROUTE,
+                },
+            },
+            "options": _preflight("POST", "PreflightToken"),
+        },
+        EDGE_REPORT_PATH: {
+            "post": {
+                "operationId": "reportEdges",
+                "description": "What the caller saw of its edges: 202, no body. Counted per "
+                "client x country (trusted header) x edge; no connected_edge is a failure of "
+                "edges[0], connected_edge X a success of X and a failure of every edge before "
+                f"it. Body at most {MAX_REPORT_BYTES} bytes; limits edges.reports.",
+                "parameters": [_CLIENT],
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/EdgeReport"}}
+                    },
+                },
+                "responses": {
+                    "202": {"description": "Accepted", "headers": _CORS},
+                    "400": _problem("Unknown edge, code out of range, bad field (invalid_request)"),
+                    "401": _problem("Missing or invalid caller credential (unauthenticated)"),
+                    "403": _problem("Identity blocked (forbidden)"),
+                    "404": _problem("Unknown client (unknown_client)"),
+                    "408": _problem("Body not received in time (request_timeout)"),
+                    "413": _problem("Body too large (payload_too_large)"),
+                    "415": _problem("Body is not JSON (unsupported_media_type)"),
+                    "429": _problem("Rate limited (rate_limited)"),
+                    "503": _problem("Starting, or identity-provider keys unavailable (not_ready)"),
+                    **_ANY_ROUTE,
+                },
+            },
+            "options": _preflight("POST", "EdgeReport"),
         },
         "/livez": {
             "get": {
@@ -294,6 +379,84 @@ OPENAPI: dict[str, Any] = {
                     "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
                     "region": {"type": "string"},
                     "home_region": {"type": "string", "enum": list(HOME_REGIONS)},
+                    "edge": {
+                        "$ref": "#/components/schemas/Edge",
+                        "description": "ios and android only: the one edge to set "
+                        "(TwilioVoiceSDK.edge, Voice.setEdge), edges[0]; edges is the "
+                        "fallback order",
+                    },
+                },
+            },
+            "PreflightTokenRequest": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "identity": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024},
+                    "country": {"type": ["string", "null"], "pattern": country_pattern()},
+                },
+            },
+            "PreflightTokenResponse": {
+                "type": "object",
+                "required": ["token", "identity", "ttl", "expires_at", "edges", "region"],
+                "properties": {
+                    "token": {"type": "string"},
+                    "identity": {"type": "string"},
+                    "ttl": {"type": "integer"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
+                    "country": {"type": ["string", "null"]},
+                    "region": {"type": "string"},
+                    "home_region": {"type": "string", "enum": list(HOME_REGIONS)},
+                },
+            },
+            "EdgeReport": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["edges"],
+                "properties": {
+                    "edges": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": len(EDGES),
+                        "items": {"$ref": "#/components/schemas/Edge"},
+                    },
+                    "connected_edge": {
+                        "anyOf": [{"$ref": "#/components/schemas/Edge"}, {"type": "null"}]
+                    },
+                    "error_code": {
+                        "type": ["integer", "null"],
+                        "minimum": MIN_CODE,
+                        "maximum": MAX_CODE,
+                    },
+                    "identity": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024},
+                    "preflight": {
+                        "anyOf": [
+                            {"type": "null"},
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["edge"],
+                                "properties": {
+                                    "edge": {"$ref": "#/components/schemas/Edge"},
+                                    "rtt_ms": {
+                                        "type": ["number", "null"],
+                                        "minimum": 0,
+                                        "maximum": 60000,
+                                    },
+                                    "jitter_ms": {
+                                        "type": ["number", "null"],
+                                        "minimum": 0,
+                                        "maximum": 60000,
+                                    },
+                                    "mos": {"type": ["number", "null"], "minimum": 1, "maximum": 5},
+                                    "quality": {
+                                        "type": ["string", "null"],
+                                        "enum": [*QUALITIES, None],
+                                    },
+                                },
+                            },
+                        ]
+                    },
                 },
             },
             "EdgesResponse": {
@@ -303,6 +466,7 @@ OPENAPI: dict[str, Any] = {
                     "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
                     "country": {"type": ["string", "null"]},
                     "region": {"type": "string"},
+                    "explain": {"type": "object", "description": "with explain=true"},
                 },
             },
             "Problem": {

@@ -12,10 +12,10 @@ from starlette.requests import Request
 
 from tokensvc.clientset import Client
 from tokensvc.edges import without_drained
-from tokensvc.errors import Forbidden, UnknownClient
+from tokensvc.errors import Forbidden, InvalidRequest, UnknownClient
 from tokensvc.observability import facts_of
 from tokensvc.openapi import OPENAPI
-from tokensvc.paths import TOKEN_PATH
+from tokensvc.paths import EDGES_PATH
 from tokensvc.render import Answer, body, empty, json_answer
 from tokensvc.service import Service
 from tokensvc.token_endpoint import RequestHeaders, cors_headers, country_hint
@@ -23,7 +23,7 @@ from tokensvc.token_endpoint import RequestHeaders, cors_headers, country_hint
 EDGES_CACHE_SECONDS = 10
 PREFLIGHT_MAX_AGE = 600
 NO_STORE = {"Cache-Control": "no-store"}
-_TOKEN_SUFFIX = TOKEN_PATH.rsplit("}", 1)[1]
+_EDGES_SUFFIX = EDGES_PATH.rsplit("}", 1)[1]
 
 
 def _service(request: Request) -> Service:
@@ -46,14 +46,26 @@ async def edges(request: Request) -> Answer:
     parser = RequestHeaders(service.settings)
     headers = parser.parse(request.scope["headers"])
     where = parser.country(headers, country_hint(request.query_params.get("country")))
+    cfg = client.config
+    configured = cfg.edges.for_country(where)
     listed = without_drained(
-        client.config.edges.for_country(where), service.shared.snapshot.drained(time.time())
+        service.adaptive.order(cfg, where, configured), service.shared.snapshot.drained(time.time())
     )
     vary = "Origin" + (
         f", {service.settings.country_header}" if service.settings.country_header else ""
     )
+    document: dict[str, object] = {
+        "edges": listed,
+        "country": where,
+        "region": service.settings.region,
+    }
+    explain = request.query_params.get("explain")
+    if explain not in (None, "true", "false"):
+        raise InvalidRequest("explain must be true or false")
+    if explain == "true":
+        document["explain"] = service.adaptive.explain(cfg, where, configured)
     return json_answer(
-        {"edges": listed, "country": where, "region": service.settings.region},
+        document,
         headers={
             **cors_headers(client, headers),
             "Cache-Control": f"public, max-age={EDGES_CACHE_SECONDS}",
@@ -69,7 +81,7 @@ async def preflight(request: Request) -> Answer:
     if origin not in client.config.allow_origins:
         raise Forbidden("origin not allowed for this client")
     method = request.headers.get("access-control-request-method", "")
-    allowed = "POST" if request.url.path.endswith(_TOKEN_SUFFIX) else "GET"
+    allowed = "GET" if request.url.path.endswith(_EDGES_SUFFIX) else "POST"
     if method.upper() != allowed:
         raise Forbidden(f"only {allowed} is allowed")
     return empty(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from tokensvc.adaptive import AdaptiveOrder
 from tokensvc.clientset import ClientSet
 from tokensvc.edges import EDGES
 from tokensvc.observability import Fingerprinter, Telemetry
@@ -23,6 +24,13 @@ class Service:
     draining: bool = False
     #: the Twilio verifier's verdicts (None with TOKENSVC_TWILIO_VERIFY=off)
     key_health: KeyHealth | None = None
+    #: per-country edge order from edge reports (opt-in per client); built in __post_init__
+    adaptive: AdaptiveOrder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.adaptive = AdaptiveOrder(
+            self.shared, lambda: {cid: c.config for cid, c in self.clients.clients.items()}
+        )
 
     @property
     def serving(self) -> bool:

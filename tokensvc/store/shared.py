@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from tokensvc.errors import StoreError
 from tokensvc.ratelimit import RateCounter, RateDecision
-from tokensvc.store.base import Snapshot, Store
+from tokensvc.store.base import Delta, Snapshot, Store
 from tokensvc.store.breaker import CircuitBreaker
 
 log = logging.getLogger("tokensvc.state")
@@ -215,6 +215,22 @@ class SharedState:
             self._sync_ok = self.rates.shared = ok
             self._update_health()
             return ok
+
+    async def add_counts(self, deltas: list[Delta]) -> list[int] | None:
+        """Add shared counters (``Store.add_counts``) for a background task; the totals, or
+        None when the store is unavailable (``remote`` False: nothing is shared, also None)."""
+        if not self.remote:
+            return None
+        try:
+            totals = await self._guarded(
+                "counts",
+                self.write_breaker,
+                lambda: self.store.add_counts(deltas),
+                self.sync_timeout,
+            )
+        except _Unavailable:
+            return None
+        return totals if len(totals) == len(deltas) else None
 
     async def jwks_get(self, url: str) -> bytes | None:
         """The cached JWKS document for ``url``, or None (absent, or store unavailable)."""
