@@ -147,6 +147,20 @@ CONFIGS: tuple[Config, ...] = (
         worker_class="gthread",
     ),
 )
+#: A local checkout of Twilio's voice-quickstart-server-python (its ``server.py``), run as it
+#: is under gunicorn. Never downloaded: the peer exists only when this names a checkout.
+QUICKSTART = os.environ.get("TOKENSVC_BENCH_QUICKSTART")
+QUICKSTART_PATH = "/accessToken"  # the quickstart's token route; GET / answers TwiML (ready)
+if QUICKSTART and (Path(QUICKSTART) / "server.py").is_file():
+    CONFIGS += (
+        Config(
+            "quickstart",
+            "quickstart",
+            f"Twilio's voice-quickstart-server-python server.py from {QUICKSTART}, "
+            "gunicorn, 1 sync worker",
+            worker_class="sync",
+        ),
+    )
 CONFIGS_BY_NAME = {c.name: c for c in CONFIGS}
 
 
@@ -584,12 +598,38 @@ class Server:
             if c.worker_class == "gthread":
                 args += ["--threads", "4"]
             return [*args, "flask_quickstart:app"], env, BENCH_DIR
+        if c.kind == "quickstart":
+            assert QUICKSTART is not None
+            creds = self.work.creds.bench_env()
+            env.update(
+                {
+                    "ACCOUNT_SID": creds["BENCH_ACCOUNT_SID"],
+                    "API_KEY": creds["BENCH_API_KEY_SID"],
+                    "API_KEY_SECRET": creds["BENCH_API_KEY_SECRET"],
+                    "APP_SID": creds["BENCH_APP_SID"],
+                }
+            )
+            args = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--chdir",
+                QUICKSTART,
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(c.workers),
+                "--worker-class",
+                c.worker_class,
+                "server:app",
+            ]
+            return args, env, Path(QUICKSTART)
         raise ValueError(c.kind)
 
     def lua_env(self) -> dict[str, str]:
         env = {
             "BENCH_ASSERTIONS": str(self.work.callers_file),
-            "BENCH_PATH": TOKEN_PATH,
+            "BENCH_PATH": QUICKSTART_PATH if self.config.kind == "quickstart" else TOKEN_PATH,
             "BENCH_COUNTRY_HEADER": COUNTRY_HEADER,
         }
         if self.config.kind != "tokensvc":
@@ -617,7 +657,8 @@ class Server:
                 )
             for port in readyz_ports:
                 with contextlib.suppress(OSError, http.client.HTTPException):
-                    if http_get(port, "/readyz", timeout=0.5)[0] == 200:
+                    ready = "/" if self.config.kind == "quickstart" else "/readyz"
+                    if http_get(port, ready, timeout=0.5)[0] == 200:
                         elapsed = time.monotonic() - t0
                         self.remember_tree()
                         return elapsed
@@ -630,7 +671,8 @@ class Server:
     def sanity_check(self) -> dict[str, Any]:
         """One real token request before any load: must be 200 with a token."""
         identity, country, assertion = self.work.first_caller
-        path = TOKEN_PATH + (f"?identity={identity}" if self.config.kind != "tokensvc" else "")
+        route = QUICKSTART_PATH if self.config.kind == "quickstart" else TOKEN_PATH
+        path = route + (f"?identity={identity}" if self.config.kind != "tokensvc" else "")
         headers = {"Authorization": f"Bearer {assertion}", "Content-Type": "application/json"}
         if country:
             headers[COUNTRY_HEADER] = country
@@ -638,7 +680,13 @@ class Server:
         if status != 200:
             detail = body[:400].decode(errors="replace")
             raise RuntimeError(f"{self.config.name}: sanity request got {status}: {detail}")
-        doc = json.loads(body)
+        if self.config.kind == "quickstart":  # answers the bare JWT, not a JSON document
+            import jwt as pyjwt
+
+            claims = pyjwt.decode(body.decode(), options={"verify_signature": False})
+            doc = {"token": body.decode(), "identity": claims["grants"].get("identity")}
+        else:
+            doc = json.loads(body)
         if not isinstance(doc.get("token"), str) or doc.get("identity") != identity:
             raise RuntimeError(
                 f"{self.config.name}: sanity response lacks the token or the "
@@ -1132,13 +1180,14 @@ def targets(rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[d
         ratio(rps("tokensvc-full-asyncio"), rps("reference-asyncio")),
         0.85,
     )
-    flask_best = max((v for v in (rps("flask"), rps("flask-gthread")) if v), default=None)
+    peers = ("flask", "flask-gthread", "quickstart")
+    flask_best = max((v for v in map(rps, peers) if v), default=None)
     add(
         "tokensvc-full / best flask peer req/s at c=64 (one core each)",
         ratio(rps("tokensvc-full"), flask_best),
         1.25,
     )
-    flask_cpu = min((v for v in (cpu("flask"), cpu("flask-gthread")) if v), default=None)
+    flask_cpu = min((v for v in map(cpu, peers) if v), default=None)
     add(
         "best flask peer CPU/req / tokensvc-full CPU/req at c=64 (per core)",
         ratio(flask_cpu, cpu("tokensvc-full")),
@@ -1389,6 +1438,11 @@ def classify(frames: list[str]) -> str:
     return SERVER
 
 
+#: The leaf of a thread-pool worker waiting for work (``work_queue.get(block=True)``): py-spy's
+#: blocking mode samples it as busy; charged to "server" it diluted every share (≈ 37 %).
+IDLE_LEAF = re.compile(r"^_worker \(.*concurrent/futures/thread\.py:\d+\)$")
+
+
 def parse_collapsed(
     path: Path, busy_pids: set[int] | None = None
 ) -> tuple[Counter[str], Counter[str], int]:
@@ -1416,6 +1470,8 @@ def parse_collapsed(
         frames = [f for f in stack.split(";") if f and not f.startswith("thread (")]
         if not frames:
             continue
+        if IDLE_LEAF.search(frames[-1]):
+            continue  # an idle executor thread blocked on its work queue: not CPU
         features[classify(frames)] += count
         leaf = frames[-1]
         file_ = frame_file(leaf)

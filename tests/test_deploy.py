@@ -12,12 +12,14 @@ import yaml
 from tokensvc.observability import Metrics
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
-SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
+SUFFIXES = ("_total", "_bucket", "_sum", "_count")
 
 
 def exported() -> set[str]:
     names: set[str] = set()
-    for metric in Metrics().registry.collect():
+    metrics = Metrics()
+    metrics.enable_redis()  # exported when shared state is in Redis
+    for metric in metrics.registry.collect():
         names.add(metric.name)
         names.update(metric.name + s for s in SUFFIXES)
     return names

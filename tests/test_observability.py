@@ -7,9 +7,14 @@ import logging
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from redis_servers import Node
 from support import (
     API_KEY_SECRET,
     HS_SECRET,
@@ -18,13 +23,16 @@ from support import (
     serve,
     write_client,
 )
+from tokensvc import observability
 from tokensvc.observability import (
+    LATENCY_BUCKETS,
     AccessLog,
     Fingerprinter,
     Metrics,
     RequestFacts,
     Telemetry,
     TextFormatter,
+    request_fields,
 )
 
 TOKEN = "/v1/clients/app/token"
@@ -46,6 +54,19 @@ def call(
         data = e.read()
         e.close()
         return e.code, data
+
+
+def scrape_until(port: int, done: Callable[[str], bool], within: float = 10.0) -> str:
+    """The first /metrics text for which ``done`` holds (a scrape reaches one worker, and
+    each worker publishes twice a second); AssertionError after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        text = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+        if done(text):
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/metrics not as expected within {within}s:\n{text[:2000]}")
+        time.sleep(0.05)
 
 
 def minted_total(metrics_text: str) -> float:
@@ -193,7 +214,7 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
                 json.loads(line) for line in served.log().splitlines() if '"msg":"request"' in line
             ]
             pids = {line["pid"] for line in lines}
-        time.sleep(0.6)  # access lines are flushed every 0.5 s; metrics are immediate
+        time.sleep(0.6)  # access lines and metric counts are published every 0.5 s
         text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
     assert 2 == len(pids)
     assert float(sent) == minted_total(text)
@@ -201,13 +222,33 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
 
 
 def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(
-    config_dir: Path, tmp_path: Path
+    config_dir: Path, tmp_path: Path, redis_node: Node
 ) -> None:
-    """tokensvc_redis_up (min over live workers) is 1 when state is healthy."""
-    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
-        time.sleep(1.0)  # every worker refreshes its gauges on start and every 5 s
-        text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
+    """tokensvc_redis_up (min over live workers) is 1 when Redis state is healthy."""
+    env = {"TOKENSVC_WORKERS": "2", "TOKENSVC_REDIS_URL": redis_node.url}
+    with serve(config_dir, tmp_path, env) as served:
+        text = scrape_until(served.admin_port, lambda t: "tokensvc_redis_up 1.0" in t)
     assert re.search(r"^tokensvc_redis_up 1\.0$", text, re.M)
+
+
+def test_redis_up_is_absent_without_redis(config_dir: Path, tmp_path: Path) -> None:
+    """Without Redis there is no tokensvc_redis_up series (an alert on == 0 cannot fire)."""
+    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
+        time.sleep(0.6)  # past the first gauge refresh of both workers
+        text = get(f"http://127.0.0.1:{served.admin_port}/metrics")[1].decode()
+    assert "tokensvc_build_info" in text
+    assert [] == re.findall(r"^tokensvc_redis_up.*$", text, re.M)
+
+
+def test_no_created_series_and_process_metrics_per_worker(config_dir: Path, tmp_path: Path) -> None:
+    """/metrics has no `_created` series, and resident memory, CPU and open fds per worker."""
+    with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
+        text = scrape_until(
+            served.admin_port, lambda t: 2 == len(re.findall(r"^process_open_fds\{pid=", t, re.M))
+        )
+    assert [] == re.findall(r"^\w+_created", text, re.M)
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"):
+        assert 2 == len(re.findall(rf"^{name}\{{pid=\"\d+\"\}} [0-9.e+]+$", text, re.M))
 
 
 def test_fingerprint_is_keyed_and_stable() -> None:
@@ -293,3 +334,53 @@ def test_telemetry_emits_every_request_metric_from_the_facts() -> None:
         ),
         r("tokensvc_request_duration_seconds_count", {"route": "token"}),
     ]
+
+
+def test_histogram_cells_export_what_observe_exports() -> None:
+    """Observations counted in a cell and published give the series prometheus-client's own
+    Histogram.observe gives for the same values (every bucket edge included)."""
+    values = [0.0, 0.0005, 0.0006, 0.001, 0.3, 2.5, 2.6, 99.0, *LATENCY_BUCKETS]
+    cells, direct = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    for value in values:
+        cells.child(cells.latency, "token").observe(value)
+        direct.latency.labels("token").observe(value)
+
+    def samples(m: Metrics) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name, s.labels, s.value)
+            for family in m.registry.collect()
+            if family.name == "tokensvc_request_duration_seconds"
+            for s in family.samples
+        ]
+
+    assert samples(direct) == samples(cells)
+
+
+def test_access_line_is_the_dict_line_written_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """AccessLog.request writes exactly the line AccessLog.write writes from the same fields
+    (same keys, order and escaping), also for quotes, control characters and non-ASCII."""
+    logging.getLogger("test.access").setLevel(logging.INFO)
+    monkey = observability._json_lines
+    observability._json_lines = True
+    try:
+        log = AccessLog(logging.getLogger("test.access"))
+        facts = RequestFacts(
+            'r"1\\',
+            "POST",
+            "/v1/clients/a\n\u00e9\u2028/token",
+            "token",
+            status=401,
+            client="app",
+            code="unauthenticated",
+            reason="bad_signature",
+            identity_fp="ab",
+            edge="dublin",
+        )
+        for f in (facts, RequestFacts("r2", "GET", "/x", "other", status=404)):
+            log.request(f, 0.0123456, "eu")
+            log.write(request_fields(f, 0.0123456, "eu"))
+            a, b = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+            a.pop("ts"), b.pop("ts")
+            assert list(b.items()) == list(a.items())
+    finally:
+        observability._json_lines = monkey

@@ -201,12 +201,14 @@ class RequestContext:
 
 
 async def _housekeeping(service: Service) -> None:
-    """Flush the access log twice a second; refresh state gauges every 5 s in every worker
-    (a scrape reaches one worker, and multiprocess gauges are read from all of them)."""
+    """Flush the access log and publish this worker's metric counts twice a second; refresh
+    state gauges every 5 s in every worker (a scrape reaches one worker, and multiprocess
+    gauges are read from all of them)."""
     tick = 0
     while True:
         await asyncio.sleep(0.5)
         AccessLog.flush()
+        service.telemetry.publish()
         if tick % 10 == 0:
             service.observe_state()
         tick += 1
@@ -216,7 +218,9 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     """Build the application. Clients are loaded in the lifespan: an invalid config directory
     raises ConfigError there (``tokensvc serve`` validates before binding, too)."""
     state = shared if shared is not None else shared_state_from_settings(settings)
-    telemetry = Telemetry(process_metrics(), AccessLog(log), settings.region)
+    telemetry = Telemetry(
+        process_metrics(), AccessLog(log), settings.region, redis=state.backend != "memory"
+    )
     clientset = ClientSet(settings, state)
     key = settings.fingerprint_key.reveal().encode() if settings.fingerprint_key else None
     service = Service(
@@ -276,6 +280,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
             if verification is not None:
                 await verification.stop()
             await state.stop()
+            telemetry.publish()
             AccessLog.flush()
 
     app = Starlette(

@@ -8,10 +8,23 @@ appear only as a keyed, non-reversible fingerprint.
 In text mode every field (and the message) has its control characters escaped, so a
 ``%0a`` in a path cannot write a forged second line.
 
-Metrics use prometheus-client. With several Hypercorn workers the supervisor sets
-``PROMETHEUS_MULTIPROC_DIR`` before the workers start, and ``/metrics`` aggregates every
-worker's files. Label values are bounded: configured client ids (else ``unknown``), ISO
-country codes (else ``unknown``), edge names from the catalogue, fixed outcome words.
+Metrics use prometheus-client for their definitions and exposition, but the hot path never
+touches it: ``Metrics.child`` hands out plain per-worker cells (a float, or bucket counts and
+a sum for a histogram) and ``Metrics.publish`` adds what they gathered to the prometheus-client
+metrics. Publishing runs every 0.5 s (the app's housekeeping), before every collection of the
+registry and at shutdown. With several Hypercorn workers the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start; a scrape reaches one worker, which
+publishes its own cells and then sums every worker's files, so another worker's counts are at
+most 0.5 s old. Why files still: a scrape must see every worker and the workers share nothing
+else; writing them twice a second instead of on every increment keeps their cost off the
+request (prometheus-client's multiprocess value writes an mmap'd file per increment, behind a
+lock). No ``_created`` series are exported. Process metrics (``process_*``: resident memory,
+CPU seconds, open fds, start time) are exported per worker: with one process by
+prometheus-client's ``ProcessCollector``, with several as gauges carrying a ``pid`` label.
+``tokensvc_redis_up`` exists only when shared state is in Redis (``Telemetry(redis=True)``):
+without Redis it is absent, so an alert on ``== 0`` never fires for a memory-only pod.
+Label values are bounded: configured client ids (else ``unknown``), ISO country codes (else
+``unknown``), edge names from the catalogue, fixed outcome words.
 
 ``Telemetry`` is the only writer of metrics. Per request, the request context fills one
 ``RequestFacts`` (a slotted record: what the access log and the request metrics need) and
@@ -31,8 +44,10 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Collection, Mapping
+from bisect import bisect_left
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from prometheus_client import (
@@ -41,9 +56,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from tokensvc import __version__
 from tokensvc.settings import prometheus_multiproc_dir
@@ -159,6 +178,10 @@ class AccessLog:
         self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
         self._second = -1
         self._second_text = ""
+        self._fixed = (
+            f'"level":"info","logger":{encode_basestring_ascii(logger.name)},'
+            f'"msg":"request","pid":{self.pid},'
+        )
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
@@ -168,6 +191,7 @@ class AccessLog:
         return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def write(self, fields: dict[str, Any]) -> None:
+        """A line of ``fields`` (``None`` values left out), after the fixed ones."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
         if not _json_lines:
@@ -186,6 +210,32 @@ class AccessLog:
         # stdout closed or broken: never fail a request for a log line
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.write(self._encode(line) + "\n")
+
+    def request(self, facts: RequestFacts, elapsed: float, region: str) -> None:
+        """The request's line: the fields and order of ``write(request_fields(...))``, written
+        as one string (every string field escaped as ``json.dumps`` does, no dict built)."""
+        if not _json_lines or not self.logger.isEnabledFor(logging.INFO):
+            self.write(request_fields(facts, elapsed, region))
+            return
+        esc = encode_basestring_ascii
+        line = (
+            f'{{"ts":"{self._timestamp(time.time())}",{self._fixed}'
+            f'"request_id":{esc(facts.request_id)},"method":{esc(facts.method)},'
+            f'"path":{esc(facts.path[:200])},"client":{esc(facts.client)},'
+            f'"status":{facts.status:d}'
+        )
+        if facts.code is not None:
+            line += ',"code":' + esc(facts.code)
+        if facts.reason is not None:
+            line += ',"reason":' + esc(facts.reason)
+        line += f',"latency_ms":{round(elapsed * 1000, 3)!r},"region":{esc(region)}'
+        if facts.identity_fp is not None:
+            line += ',"identity_fp":' + esc(facts.identity_fp)
+        if facts.edge is not None:
+            line += ',"edge":' + esc(facts.edge)
+        line += "}\n"
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.write(line)
 
     @staticmethod
     def flush() -> None:
@@ -219,6 +269,98 @@ TWILIO_CLIENT_STATUSES = ("ok", "rejected", "missing", "unknown")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 EDGE_RTT_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.25, 0.4, 0.7, 1.0, 2.0)
 
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: nothing reads them, they double the output
+
+
+class CounterCell:
+    """One labelled counter, counted in a plain float until ``Metrics.publish``."""
+
+    __slots__ = ("pending", "target")
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.pending += amount
+
+    def publish(self) -> None:
+        if self.pending:
+            amount, self.pending = self.pending, 0.0
+            self.target.inc(amount)
+
+
+class HistogramCell:
+    """One labelled histogram: per-bucket counts and a sum, kept until ``Metrics.publish``.
+
+    Publishing adds them to prometheus-client's child through its per-bucket values (the
+    ``_buckets``/``_sum`` attributes ``Histogram.observe`` itself updates; a test pins that
+    the exported series equal those of ``observe`` for the same observations)."""
+
+    __slots__ = ("bounds", "counts", "sum", "target")
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.bounds: list[float] = list(target._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.sum += amount
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount
+
+    def publish(self) -> None:
+        counts = self.counts
+        if not any(counts):
+            return
+        total, self.sum = self.sum, 0.0
+        self.counts = [0] * len(counts)
+        self.target._sum.inc(total)
+        for value, count in zip(self.target._buckets, counts, strict=True):
+            if count:
+                value.inc(count)
+
+
+class _PublishFirst(Collector):
+    """Registered first: every collection of the registry publishes the cells before the
+    metrics after it are read (so ``registry.get_sample_value`` sees every count)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        self.metrics.publish()
+        return ()
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+
+class _WorkerProcess:
+    """Process metrics of this worker as ``pid``-labelled multiprocess gauges (with several
+    workers, where one process's ``ProcessCollector`` would show only the scraped worker)."""
+
+    NAMES = (
+        ("process_resident_memory_bytes", "Resident memory size in bytes."),
+        ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."),
+        ("process_open_fds", "Number of open file descriptors."),
+        ("process_start_time_seconds", "Start time of the process since unix epoch in seconds."),
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.source = ProcessCollector(registry=None)
+        self.gauges = {
+            name: Gauge(name, doc, registry=registry, multiprocess_mode="all")
+            for name, doc in self.NAMES
+        }
+
+    def update(self) -> None:
+        for family in self.source.collect():
+            for sample in family.samples:
+                gauge = self.gauges.get(sample.name)
+                if gauge is not None:
+                    gauge.set(sample.value)
+
 
 class Metrics:
     """Every metric tokensvc exports, on one registry."""
@@ -226,7 +368,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._cells: list[CounterCell | HistogramCell] = []
         r = self.registry
+        r.register(_PublishFirst(self))
         self.requests = Counter(
             "tokensvc_token_requests",
             "Token requests by outcome",
@@ -267,12 +411,8 @@ class Metrics:
             "Rate-limit checks counted locally (shared store unavailable)",
             registry=r,
         )
-        self.redis_up = Gauge(
-            "tokensvc_redis_up",
-            "1 when shared state is healthy",
-            registry=r,
-            multiprocess_mode="livemin",
-        )
+        #: created by ``enable_redis`` only: absent without Redis (see the module docstring)
+        self.redis_up: Gauge | None = None
         self.redis_failovers = Counter(
             "tokensvc_redis_failovers", "Redis primary changes seen", registry=r
         )
@@ -344,21 +484,55 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self._process: _WorkerProcess | None = None
+        if prometheus_multiproc_dir():
+            self._process = _WorkerProcess(r)
+        elif registry is None:
+            ProcessCollector(registry=r)
+
+    def enable_redis(self) -> Gauge:
+        """Create ``tokensvc_redis_up`` (shared state is in Redis); idempotent."""
+        if self.redis_up is None:
+            self.redis_up = Gauge(
+                "tokensvc_redis_up",
+                "1 when shared state is healthy",
+                registry=self.registry,
+                multiprocess_mode="livemin",
+            )
+        return self.redis_up
 
     def child(self, metric: Any, *values: str) -> Any:
-        """``metric.labels(*values)``, remembered: label lookups cost more than the update.
-        Label values are bounded (see the module docstring), so this map is too."""
+        """``metric.labels(*values)`` for the hot path: for a counter or a histogram a cell
+        that counts in plain numbers until ``publish``; for a gauge the child itself. Label
+        values are bounded (see the module docstring), so this map is too."""
         key = (id(metric), values)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*values)
+            target = metric.labels(*values) if values else metric
+            if isinstance(metric, Counter):
+                found = CounterCell(target)
+                self._cells.append(found)
+            elif isinstance(metric, Histogram):
+                found = HistogramCell(target)
+                self._cells.append(found)
+            else:
+                found = target
+            self._children[key] = found
         return found
+
+    def publish(self) -> None:
+        """Hand every cell's counts to prometheus-client (and refresh the process gauges)."""
+        for cell in self._cells:
+            cell.publish()
+        if self._process is not None:
+            self._process.update()
 
     def set_build(self, region: str) -> None:
         self.build.labels(__version__, region).set(1)
 
     def render(self) -> tuple[bytes, str]:
         if prometheus_multiproc_dir():
+            self.publish()
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -402,13 +576,38 @@ class RequestFacts:
     response_headers: dict[str, str] | None = None  # e.g. CORS, added to any answer
 
 
-class Telemetry:
-    """The one place metrics are written (and the request's access-log line)."""
+def request_fields(facts: RequestFacts, elapsed: float, region: str) -> dict[str, Any]:
+    """The access-log fields of one request, in their order (``None`` ones are left out)."""
+    return {
+        "request_id": facts.request_id,
+        "method": facts.method,
+        "path": facts.path[:200],
+        "client": facts.client,
+        "status": facts.status,
+        "code": facts.code,
+        "reason": facts.reason,
+        "latency_ms": round(elapsed * 1000, 3),
+        "region": region,
+        "identity_fp": facts.identity_fp,
+        "edge": facts.edge,
+    }
 
-    def __init__(self, metrics: Metrics, access_log: AccessLog, region: str) -> None:
+
+class Telemetry:
+    """The one place metrics are written (and the request's access-log line).
+
+    ``redis`` says whether shared state lives in Redis: only then is ``tokensvc_redis_up``
+    exported."""
+
+    def __init__(
+        self, metrics: Metrics, access_log: AccessLog, region: str, *, redis: bool = True
+    ) -> None:
         self.metrics = metrics
         self.access_log = access_log
         self.region = region
+        self.redis = redis
+        if redis:
+            metrics.enable_redis()
         self._failovers_reported = 0
         self._twilio_checks: set[tuple[str, str, str]] = set()
         self._twilio_clients: set[str] = set()
@@ -422,7 +621,7 @@ class Telemetry:
             outcome = "ok" if facts.status == 200 else (facts.code or "error")
             m.child(m.requests, client, outcome, str(facts.status)).inc()
         if facts.local_rate_checks:
-            m.rate_local.inc(facts.local_rate_checks)
+            m.child(m.rate_local).inc(facts.local_rate_checks)
         if facts.limited is not None:
             m.child(m.rate_limited, client, facts.limited).inc()
         if facts.reason is not None:
@@ -430,21 +629,11 @@ class Telemetry:
         if facts.home_region is not None and facts.edge is not None:
             m.child(m.minted, client, facts.home_region).inc()
             m.child(m.first_edge, client, facts.country or "unknown", facts.edge).inc()
-        self.access_log.write(
-            {
-                "request_id": facts.request_id,
-                "method": facts.method,
-                "path": facts.path[:200],
-                "client": client,
-                "status": facts.status,
-                "code": facts.code,
-                "reason": facts.reason,
-                "latency_ms": round(elapsed * 1000, 3),
-                "region": self.region,
-                "identity_fp": facts.identity_fp,
-                "edge": facts.edge,
-            }
-        )
+        self.access_log.request(facts, elapsed, self.region)
+
+    def publish(self) -> None:
+        """Publish this worker's counts (the housekeeping timer, and at shutdown)."""
+        self.metrics.publish()
 
     def build(self) -> None:
         self.metrics.set_build(self.region)
@@ -486,7 +675,8 @@ class Telemetry:
     ) -> None:
         """Copy shared-state health into gauges (periodically and on scrape)."""
         m = self.metrics
-        m.redis_up.set(0 if degraded else 1)
+        if self.redis and m.redis_up is not None:
+            m.redis_up.set(0 if degraded else 1)
         if failovers_seen > self._failovers_reported:
             m.redis_failovers.inc(failovers_seen - self._failovers_reported)
             self._failovers_reported = failovers_seen
