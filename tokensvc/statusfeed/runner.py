@@ -34,22 +34,20 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from tokensvc.errors import StoreError
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import JITTER, FeedConfig
 from tokensvc.statusfeed.decide import Action, Lease, Operator, Plan, Track, decide
 from tokensvc.statusfeed.feed import FeedError, poll
+from tokensvc.store.base import DrainRecord
+
+__all__ = ["ClientLists", "DrainRecord", "FeedRunner", "LeaseStore"]
 
 log = logging.getLogger("tokensvc.statusfeed")
 
 ClientLists = Mapping[str, Sequence[Sequence[str]]]  # client id -> its configured edge lists
-
-
-class DrainRecord(NamedTuple):
-    until: float  # unix seconds
-    reason: str
 
 
 class LeaseStore(Protocol):
