@@ -11,7 +11,6 @@ import time
 from starlette.requests import Request
 
 from tokensvc.clientset import Client
-from tokensvc.edges import without_drained
 from tokensvc.errors import Forbidden, UnknownClient
 from tokensvc.observability import facts_of
 from tokensvc.openapi import OPENAPI
@@ -46,9 +45,7 @@ async def edges(request: Request) -> Answer:
     parser = RequestHeaders(service.settings)
     headers = parser.parse(request.scope["headers"])
     where = parser.country(headers, country_hint(request.query_params.get("country")))
-    listed = without_drained(
-        client.config.edges.for_country(where), service.shared.snapshot.drained(time.time())
-    )
+    listed = service.edges_for(client.config.edges.for_country(where), time.time())
     vary = "Origin" + (
         f", {service.settings.country_header}" if service.settings.country_header else ""
     )

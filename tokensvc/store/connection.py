@@ -205,7 +205,8 @@ class RedisConnection:
             int(entry.deleted),
             CHANNEL,
             int(entry.is_lease),
-                    hold.to_json(),
+            FEED_PREFIX,
+            hold.to_json(),
         ]
         written = await self.run(lambda: self._apply(keys=keys, args=args), write=True)
         return bool(written)
