@@ -3,8 +3,9 @@
 ``preflight(environ, **overrides)`` returns the settings and every problem found in, in turn:
 the ``TOKENSVC_*`` variables (bad values, unknown names), the command-line overrides, both Redis
 URLs (parsed as the store will parse them, with the TLS files they name readable), the client
-files, the dev-client rule, and the status-feed file when ``TOKENSVC_STATUS_FEED_CONFIG`` is set. The caller prints them together and exits 1 when there is any;
-nothing here binds a socket, forks, or connects anywhere.
+files, the dev-client rule, and the status-feed file (``TOKENSVC_STATUS_FEED_CONFIG``). The
+caller prints them together and exits 1 when there is any; nothing here binds a socket,
+forks, or connects anywhere.
 """
 
 from __future__ import annotations

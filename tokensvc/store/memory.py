@@ -4,9 +4,9 @@ Expired drains, blocks, counters and JWKS documents are dropped lazily. Change n
 reach every open ``changes()`` subscription (each has its own event), so a subscriber never
 misses a change another one consumed.
 
-It is also the status feed's ``LeaseStore`` for one process (with in-memory state each process
-polls for itself: the poller lock only orders the runners of one process), applying the same rules as the Redis scripts (``tokensvc.store.leases``
-and ``entries.holds_after``).
+It is also the status feed's ``LeaseStore`` for one process (with in-memory state each
+process polls for itself: the lock only orders the runners of one process), with the same
+rules as the Redis scripts (``tokensvc.store.leases`` and ``entries.holds_after``).
 """
 
 from __future__ import annotations

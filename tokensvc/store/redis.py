@@ -162,9 +162,7 @@ class RedisStore:
         now = time.time()
         keys = [PREFIX + DRAINS, PREFIX + HOLDS, PREFIX + PINS]
         args = [edge, Entry(now, until, reason).to_json(), repr(now), CHANNEL, FEED_PREFIX]
-        written = await self.connection.run(
-            lambda: self._lease(keys=keys, args=args), write=True
-        )
+        written = await self.connection.run(lambda: self._lease(keys=keys, args=args), write=True)
         return bool(written)
 
     async def release_lease(self, edge: str, reason: str) -> None:
