@@ -126,6 +126,7 @@ def test_file_variants_of_secrets_are_known(tmp_path: Path) -> None:
         "TOKENSVC_REDIS_PASSWORD_FILE",
         "TOKENSVC_REDIS_SENTINEL_PASSWORD_FILE",
         "TOKENSVC_FINGERPRINT_KEY_FILE",
+        "TOKENSVC_STATUS_FEED_WEBHOOK_SECRET_FILE",
     } == {n for n in known_names() if n.endswith("_FILE")}
 
 

@@ -1,4 +1,5 @@
-"""Command line: serve, check-config, settings, mint, dev-assertion, and the ops commands.
+"""Command line: serve, check-config, settings, mint, dev-assertion, status-feed, and the ops
+commands.
 
 The process environment is read here, at the edge, and passed on as a mapping."""
 
@@ -165,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tokensvc.twilio_cli import add_check_twilio
 
     add_check_twilio(sub)
+
+    from tokensvc.statusfeed.cli import add_status_feed_parser
+
+    add_status_feed_parser(sub)
 
     try:
         from tokensvc.ops_cli import add_ops_commands

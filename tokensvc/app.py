@@ -62,6 +62,8 @@ from tokensvc.render import problem
 from tokensvc.reports import edge_report
 from tokensvc.service import Service
 from tokensvc.settings import Settings
+from tokensvc.statusfeed import webhook as feed_webhook
+from tokensvc.statusfeed.pod import PodFeed, feed_from_settings
 from tokensvc.store.factory import shared_state_from_settings
 from tokensvc.store.shared import SharedState
 from tokensvc.token_endpoint import TokenEndpoint
@@ -124,6 +126,9 @@ class RequestContext:
             scope["path"] = raw.decode("latin-1")  # route on what was sent, not its decoding
         route_path: str = scope["path"]
         route, client_id = classify(route_path)
+        webhook = feed_webhook.is_webhook_path(route_path)
+        if webhook:
+            path = feed_webhook.masked(path)  # the secret is in the path: never log it
         facts = RequestFacts(request_id, scope["method"], path, route)
         scope[FACTS_KEY] = facts
         status = 500
@@ -156,7 +161,9 @@ class RequestContext:
                     "HTTP/2 is not served on this port; use HTTP/1.1",
                     headers={"Connection": "close"},
                 )
-            if on_admin and route_path not in ADMIN_PATHS:
+            if webhook and not on_admin:
+                raise NotFound()
+            if on_admin and route_path not in ADMIN_PATHS and not webhook:
                 raise NotFound("admin port: metrics and probes only")
             if route_path == "/metrics" and not on_admin:
                 raise NotFound("metrics are served on the admin port")
@@ -250,6 +257,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     clientset.on_jwks_refresh = telemetry.jwks_refresh
     if state.backend != "memory":
         state.on_operation = telemetry.store_operation
+    feed: PodFeed | None = feed_from_settings(service)  # None unless configured
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,6 +268,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         await clientset.start_watching()
         if verification is not None:
             verification.start()  # in the background: readiness never waits for Twilio
+        if feed is not None:
+            feed.start()
         flusher = asyncio.create_task(_housekeeping(service), name="housekeeping")
         service.adaptive.start()
         log.info(
@@ -276,6 +286,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
             service.draining = True
             flusher.cancel()
             await service.adaptive.stop()
+            if feed is not None:
+                await feed.stop()  # bounded: a stuck poll is cancelled
             await clientset.stop()
             if verification is not None:
                 await verification.stop()
@@ -296,6 +308,8 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
             Route("/readyz", routes.readyz, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
             Route("/openapi.json", routes.openapi, methods=["GET"]),
+            Route(feed_webhook.WEBHOOK_PATH, feed_webhook.webhook, methods=["POST"]),
+            Route(feed_webhook.WEBHOOK_PREFIX + "{secret}", feed_webhook.webhook, methods=["POST"]),
         ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
@@ -303,5 +317,6 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
     app.router.redirect_slashes = False  # a redirect would point at the caller's Host header
     app.state.service = service
     app.state.verification = verification
+    app.state.status_feed = feed
     app.add_middleware(RequestContext, service=service)
     return app

@@ -2,7 +2,8 @@
 
     per-IP limit -> client keys usable? -> verify caller -> Twilio identity -> the body's
     identity, if any, is that one (jwt clients) -> blocked? ->
-    per-identity limit -> edges for the caller's country, minus drains -> mint -> Issued
+    per-identity limit -> edges for the caller's country, minus drains (feed drains demoted
+    past the floor) -> mint -> Issued
 
 It raises ``ApiError`` for every refusal and records what the access log and the request
 metrics need (identity fingerprint, first edge, country, local rate checks) on ``facts``.
@@ -15,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 from tokensvc.clientset import Client
-from tokensvc.edges import without_drained
 from tokensvc.errors import Forbidden, NotReady, RateLimited
 from tokensvc.identity import to_twilio_identity
 from tokensvc.observability import RequestFacts
@@ -135,7 +135,7 @@ async def issue(
 
     configured = cfg.edges.for_country(request.country)
     ordered = service.adaptive.order(cfg, request.country, configured)
-    edges = without_drained(ordered, shared.snapshot.drained(now))
+    edges = service.edges_for(ordered, now)
     minted = client.minter.mint(identity, request.platform, request.apns_environment)
     facts.country = request.country
     facts.edge = edges[0]

@@ -362,6 +362,58 @@ class _WorkerProcess:
                     gauge.set(sample.value)
 
 
+class FeedMetrics:
+    """The status feed's metrics (tokensvc.statusfeed); label values are bounded by its
+    config (mapped components, the edge catalogue, the rule and action enums)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "tokensvc_status_feed_up",
+            "1 when this pod's last poll of the status feed succeeded (poller pods only)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.poller = Gauge(
+            "tokensvc_status_feed_poller",
+            "1 when this process holds its region's poller lock",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.last_good = Gauge(
+            "tokensvc_status_feed_last_good_poll_timestamp",
+            "Unix time of the last good poll of the status feed",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.max_stale = Gauge(
+            "tokensvc_status_feed_max_stale_seconds",
+            "The feed config's max_stale_seconds (for the stale alert)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.component = Gauge(
+            "tokensvc_status_feed_component_status",
+            "1 for the status a mapped component last reported",
+            ["component", "status"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.auto_drained = Gauge(
+            "tokensvc_status_feed_auto_drained",
+            "1 while the status feed holds a lease on an edge",
+            ["edge"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.decisions = Counter(
+            "tokensvc_status_feed_decisions",
+            "Status-feed decisions by action and the rule that made them (skip, demote and "
+            "expire are suppressions by a safety rule)",
+            ["action", "rule"],
+            registry=r,
+        )
+
+
 class Metrics:
     """Every metric tokensvc exports, on one registry."""
 
@@ -484,6 +536,7 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.feed = FeedMetrics(r)
         self._process: _WorkerProcess | None = None
         if prometheus_multiproc_dir():
             self._process = _WorkerProcess(r)
@@ -664,6 +717,35 @@ class Telemetry:
 
     def store_operation(self, op: str, seconds: float, outcome: str) -> None:
         self.metrics.child(self.metrics.redis_latency, op).observe(seconds)
+
+    def status_feed(
+        self,
+        *,
+        poller: bool,
+        up: bool | None,
+        last_good_at: float | None,
+        max_stale: float,
+        statuses: Mapping[str, str],
+        decisions: Iterable[tuple[str, str]],
+        feed_drained: Collection[str],
+        edges: Collection[str],
+        all_statuses: Collection[str],
+    ) -> None:
+        """After each status-feed tick: ``up`` None when this pod is not the poller."""
+        m, f = self.metrics, self.metrics.feed
+        f.poller.set(1 if poller else 0)
+        f.max_stale.set(max_stale)
+        if up is not None:
+            f.up.set(1 if up else 0)
+        if last_good_at is not None:
+            f.last_good.set(last_good_at)
+        for component, current in statuses.items():
+            for status in all_statuses:
+                m.child(f.component, component, status).set(1 if status == current else 0)
+        for action, rule in decisions:
+            m.child(f.decisions, action, rule).inc()
+        for edge in edges:
+            m.child(f.auto_drained, edge).set(1 if edge in feed_drained else 0)
 
     def state(
         self,

@@ -2,7 +2,8 @@
 
     OpsConfig / Region      which Redis each region runs (``regions: {name: url}`` YAML), and
                             optionally where the client files are (``clients_dir``)
-    Ops                     drain / undrain / block / unblock / show / sync, all regions at once
+    Ops                     drain / undrain / pin / unpin / block / unblock / show / sync, all
+                            regions at once
     RegionResult            what happened in one region (ok, or why not)
     parse_duration()        "30m", "1h30m", "2d", "90" (seconds; ASCII digits; bounded)
     find_client() / block_identity()
@@ -17,7 +18,14 @@ and a different caller whose raw subject is the string ``auth0_7c777`` (Twilio i
 ``auth0__7c777``) is not blocked. ``--twilio-identity`` takes the stored form directly, and is
 refused unless the client could ever issue it (right prefix, encoding round-trips).
 
-Limits: a drain lasts at most ``MAX_DRAIN_SECONDS`` (7 days), a block at most
+Status-feed leases (drains with reason ``statusfeed:...``) belong to the region whose poller
+wrote them: an operator's drain or undrain replaces one whatever the clocks say (and the undrain
+of a live lease leaves an undrain hold in that region, see ``tokensvc.store.entries``), but
+``sync`` neither copies leases to other regions nor removes them with a tombstone from
+elsewhere. A pin (``edges pin EDGE --for 2h``) is an entry of its own kind, written to every
+region like a drain, that keeps the feed from draining that edge.
+
+Limits: a drain or a pin lasts at most ``MAX_DRAIN_SECONDS`` (7 days), a block at most
 ``MAX_BLOCK_SECONDS`` (365 days) unless it is explicitly permanent.
 
 Every command is sent to every region concurrently, each bounded by a timeout, and reports
@@ -68,6 +76,7 @@ from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.entries import (
     BLOCKS,
     DRAINS,
+    PINS,
     TOMBSTONE_SECONDS,
     Entry,
     block_field,
@@ -373,6 +382,13 @@ class Ops:
     async def undrain(self, edge: str) -> list[RegionResult]:
         return await self._write(DRAINS, edge, Entry.tombstone(self.clock()))
 
+    async def pin(self, edge: str, seconds: float, reason: str) -> list[RegionResult]:
+        now = self.clock()
+        return await self._write(PINS, edge, Entry(now, now + seconds, reason))
+
+    async def unpin(self, edge: str) -> list[RegionResult]:
+        return await self._write(PINS, edge, Entry.tombstone(self.clock()))
+
     async def block(
         self, client: str, identity: str, seconds: float | None, reason: str
     ) -> list[RegionResult]:
@@ -400,14 +416,21 @@ class Ops:
         """Bring every reachable region up to date with the winners across all of them."""
         read = await self._each(lambda admin: self._read_all(admin, kind))
         now = self.clock()
-        winners = merge([r.entries for r in read if r.ok])
+        # Feed leases are their region's own: never copied, never removed by a tombstone.
+        winners = merge(
+            [{k: e for k, e in r.entries.items() if not e.is_lease} for r in read if r.ok]
+        )
 
         async def run(admin: RegionAdmin, region: str) -> RegionResult:
             have = next(r.entries for r in read if r.region == region)
             missing = {
                 k: e
                 for k, e in winners.items()
-                if (e.wins_over(have[k]) if k in have else in_force(e, now))
+                if (
+                    (not (e.deleted and have[k].is_lease) and e.wins_over(have[k]))
+                    if k in have
+                    else in_force(e, now)
+                )
             }
             written = await admin.apply_many(kind, missing)
             await admin.prune([kind], now)

@@ -1,6 +1,7 @@
 """``tokensvc edges ...`` and ``tokensvc identities ...``: the operator commands.
 
     edges drain EDGE [--for 30m] [--reason TEXT]       edges undrain EDGE
+    edges pin EDGE --for 2h [--reason TEXT]            edges unpin EDGE
     edges list [--json]                                edges sync
     identities block CLIENT (SUBJECT | --twilio-identity NAME) (--for D | --permanent)
                      [--reason TEXT] [--config DIR]
@@ -13,6 +14,9 @@ Redis of ``TOKENSVC_REDIS_URL`` is used, as the region named by ``TOKENSVC_REGIO
 config's ``clients_dir``, else ``TOKENSVC_CONFIG_DIR``) to check the client exists and to map
 the subject to the Twilio identity the service compares blocks with; they print that identity
 before writing anything.
+
+``edges pin`` keeps the status feed from draining an edge (a known false alarm) for at most
+7 days; ``edges list`` shows operator drains, feed leases (marked ``feed lease``) and pins.
 
 Exit status: 0 every region done, 1 some region failed (re-run, or ``sync`` later) or, for a
 listing, no region could be read at all; 2 bad input (unknown edge or client, bad duration,
@@ -48,7 +52,7 @@ from tokensvc.ops import (
     parse_duration,
     regions_from_env,
 )
-from tokensvc.store.entries import BLOCKS, DRAINS, Entry, parse_block_field
+from tokensvc.store.entries import BLOCKS, DRAINS, PINS, Entry, parse_block_field
 
 if TYPE_CHECKING:
     from tokensvc.settings import Settings
@@ -60,6 +64,7 @@ _MAX_IDENTITY = 256
 _MAX_REASON = 200
 
 Handler = Callable[[argparse.Namespace], int]
+_WHAT = {DRAINS: "drains", BLOCKS: "blocks", PINS: "pins"}
 
 
 def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,7 +87,22 @@ def add_ops_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     p = _command(edge_cmds, "undrain", "put a drained edge back", _edges_undrain)
     p.add_argument("edge", metavar="EDGE")
 
-    p = _command(edge_cmds, "list", "active drains, per region", _edges_list)
+    p = _command(
+        edge_cmds, "pin", "keep the status feed from draining an edge, for a while", _edges_pin
+    )
+    p.add_argument("edge", metavar="EDGE", help="an edge name from the SDK catalogue")
+    p.add_argument(
+        "--for",
+        dest="duration",
+        required=True,
+        help="how long (e.g. 2h; at most 7d): pins always expire",
+    )
+    p.add_argument("--reason", default="", help="shown by `edges list`")
+
+    p = _command(edge_cmds, "unpin", "let the status feed act on an edge again", _edges_unpin)
+    p.add_argument("edge", metavar="EDGE")
+
+    p = _command(edge_cmds, "list", "active drains, feed leases and pins, per region", _edges_list)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     _command(edge_cmds, "sync", "reconcile regions that missed drains/undrains", _edges_sync)
@@ -182,6 +202,29 @@ def _edges_undrain(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         return _usage(exc)
     return _run_ns(ns, lambda ops: ops.undrain(edge), f"undrain {edge}", "edges")
+
+
+def _edges_pin(ns: argparse.Namespace) -> int:
+    try:
+        edge = _edge(ns.edge)
+        seconds = parse_duration(ns.duration, MAX_DRAIN_SECONDS)
+        _reason(ns.reason)
+    except ValueError as exc:
+        return _usage(exc)
+    return _run_ns(
+        ns,
+        lambda ops: ops.pin(edge, seconds, ns.reason),
+        f"pin {edge} for {format_duration(seconds)}",
+        "edges",
+    )
+
+
+def _edges_unpin(ns: argparse.Namespace) -> int:
+    try:
+        edge = _edge(ns.edge)
+    except ValueError as exc:
+        return _usage(exc)
+    return _run_ns(ns, lambda ops: ops.unpin(edge), f"unpin {edge}", "edges")
 
 
 def _edges_list(ns: argparse.Namespace) -> int:
@@ -367,37 +410,43 @@ def _exit(results: list[RegionResult], group: str) -> int:
 
 
 def _run_list(ns: argparse.Namespace, kind: str) -> int:
+    """List one kind in every region; for drains, the pins too (``pins`` in the JSON)."""
     config = _ops_config(ns)
     if isinstance(config, int):
         return config
-    results = asyncio.run(Ops(config.regions).show(kind))
+    ops = Ops(config.regions)
+    results = asyncio.run(ops.show(kind))
+    pins = asyncio.run(ops.show(PINS)) if kind == DRAINS else []
     now = time.time()
-    what = "drains" if kind == DRAINS else "blocks"
+    what = _WHAT[kind]
+
+    def regions(kind: str, results: list[RegionResult]) -> dict[str, object]:
+        return {
+            r.region: {
+                "ok": r.ok,
+                "detail": r.detail,
+                "entries": {k: _entry_json(kind, k, e) for k, e in r.entries.items()},
+            }
+            for r in results
+        }
+
     if ns.json:
-        print(
-            json.dumps(
-                {
-                    "regions": {
-                        r.region: {
-                            "ok": r.ok,
-                            "detail": r.detail,
-                            "entries": {k: _entry_json(kind, k, e) for k, e in r.entries.items()},
-                        }
-                        for r in results
-                    }
-                },
-                indent=2,
-            )
-        )
+        doc = {"regions": regions(kind, results)}
+        if kind == DRAINS:
+            doc["pins"] = regions(PINS, pins)
+        print(json.dumps(doc, indent=2))
     elif any(r.ok for r in results):
         _print_table(kind, results, now)
+        if any(r.ok for r in pins):
+            print()
+            _print_table(PINS, pins, now)
     if not any(r.ok for r in results):
         # Nothing was read: "no active drains" would be a claim nobody checked.
         for r in results:
             print(f"region {r.region}: FAILED ({r.detail})", file=sys.stderr)
         print(f"could not read any region: active {what} unknown", file=sys.stderr)
         return EXIT_PARTIAL
-    return _exit(results, "edges" if kind == DRAINS else "identities")
+    return _exit(results, "identities" if kind == BLOCKS else "edges")
 
 
 def _entry_json(kind: str, key: str, entry: Entry) -> dict[str, object]:
@@ -406,6 +455,8 @@ def _entry_json(kind: str, key: str, entry: Entry) -> dict[str, object]:
         "reason": entry.reason,
         "issued_at": _rfc3339(entry.at),
     }
+    if kind == DRAINS:
+        doc["feed_lease"] = entry.is_lease
     if kind == BLOCKS:
         client_identity = parse_block_field(key)
         if client_identity is not None:
@@ -426,7 +477,7 @@ def _print_table(kind: str, results: list[RegionResult], now: float) -> None:
         for key, entry in r.entries.items():
             if key not in latest or entry.wins_over(latest[key]):
                 latest[key] = entry
-    label = "EDGE" if kind == DRAINS else "CLIENT/IDENTITY"
+    label = "CLIENT/IDENTITY" if kind == BLOCKS else ("PINNED EDGE" if kind == PINS else "EDGE")
     rows = [(label, "UNTIL (UTC)", "LEFT", "REASON", "NOTE")]
     for key in sorted(latest):
         entry = latest[key]
@@ -435,17 +486,21 @@ def _print_table(kind: str, results: list[RegionResult], now: float) -> None:
             pair = parse_block_field(key)
             name = f"{pair[0]}/{pair[1]}" if pair else key
         missing = [r.region for r in reachable if r.entries.get(key) != entry]
+        note = f"out of sync in {', '.join(missing)}" if missing else ""
+        if entry.is_lease:  # the region's own feed lease: per region by design
+            holders = [r.region for r in reachable if r.entries.get(key) == entry]
+            note = f"feed lease ({', '.join(holders)})"
         rows.append(
             (
                 name,
                 _rfc3339(entry.until) or "until undone",
                 "-" if entry.until is None else format_duration(entry.until - now),
                 entry.reason,
-                f"out of sync in {', '.join(missing)}" if missing else "",
+                note,
             )
         )
     if len(rows) == 1:
-        print(f"no active {'drains' if kind == DRAINS else 'blocks'}")
+        print(f"no active {_WHAT[kind]}")
     else:
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:

@@ -3,8 +3,9 @@
 ``preflight(environ, **overrides)`` returns the settings and every problem found in, in turn:
 the ``TOKENSVC_*`` variables (bad values, unknown names), the command-line overrides, both Redis
 URLs (parsed as the store will parse them, with the TLS files they name readable), the client
-files, and the dev-client rule. The caller prints them together and exits 1 when there is any;
-nothing here binds a socket, forks, or connects anywhere.
+files, the dev-client rule, and the status-feed file (``TOKENSVC_STATUS_FEED_CONFIG``). The
+caller prints them together and exits 1 when there is any; nothing here binds a socket,
+forks, or connects anywhere.
 """
 
 from __future__ import annotations
@@ -33,7 +34,21 @@ def preflight(environ: Mapping[str, str], **overrides: Any) -> tuple[Settings, l
     problems += redis_problems(settings)
     result = scan_clients(settings.config_dir, environ)
     problems += result.problems + dev_problems(settings, result.clients)
+    problems += status_feed_problems(settings)
     return settings, problems
+
+
+def status_feed_problems(settings: Settings) -> list[Problem]:
+    """Problems of the status-feed file (each naming the file and the field), when set."""
+    if settings.status_feed_config is None:
+        return []
+    from tokensvc.statusfeed.config import load_config
+
+    try:
+        load_config(settings.status_feed_config)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def redis_problems(settings: Settings) -> list[Problem]:

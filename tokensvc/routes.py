@@ -11,7 +11,6 @@ import time
 from starlette.requests import Request
 
 from tokensvc.clientset import Client
-from tokensvc.edges import without_drained
 from tokensvc.errors import Forbidden, InvalidRequest, UnknownClient
 from tokensvc.observability import facts_of
 from tokensvc.openapi import OPENAPI
@@ -48,9 +47,7 @@ async def edges(request: Request) -> Answer:
     where = parser.country(headers, country_hint(request.query_params.get("country")))
     cfg = client.config
     configured = cfg.edges.for_country(where)
-    listed = without_drained(
-        service.adaptive.order(cfg, where, configured), service.shared.snapshot.drained(time.time())
-    )
+    listed = service.edges_for(service.adaptive.order(cfg, where, configured), time.time())
     vary = "Origin" + (
         f", {service.settings.country_header}" if service.settings.country_header else ""
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tokensvc.adaptive import AdaptiveOrder
@@ -10,6 +11,7 @@ from tokensvc.clientset import ClientSet
 from tokensvc.edges import EDGES
 from tokensvc.observability import Fingerprinter, Telemetry
 from tokensvc.settings import Settings
+from tokensvc.statusfeed.edgelist import apply_drains
 from tokensvc.store.shared import SharedState
 from tokensvc.verifier import KeyHealth
 
@@ -32,6 +34,9 @@ class Service:
             self.shared, lambda: {cid: c.config for cid, c in self.clients.clients.items()}
         )
 
+    #: the status feed's floor of non-roaming edges per list (its config's min_edges_kept)
+    feed_min_edges_kept: int = 1
+
     @property
     def serving(self) -> bool:
         """Can answer token requests: true from the first good config load until exit, also
@@ -42,6 +47,15 @@ class Service:
     def ready(self) -> bool:
         """What /readyz says: serving, and not shutting down."""
         return self.serving and not self.draining
+
+    def edges_for(self, listed: Sequence[str], now: float) -> list[str]:
+        """A configured edge list with the drains in force: operator drains removed, status-feed
+        drains removed or, past ``feed_min_edges_kept``, demoted to the end (edgelist.py).
+        The drain sets are computed once per snapshot: this is on every token request."""
+        operator, feed = self.shared.snapshot.drain_sets(now)
+        if not (operator or feed):
+            return list(listed)
+        return apply_drains(listed, operator, feed, self.feed_min_edges_kept)
 
     def readiness(self) -> dict[str, object]:
         return {

@@ -114,6 +114,15 @@ def parse_region(raw: str) -> str:
     return value
 
 
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,256}")
+
+
+def parse_webhook_secret(raw: str) -> Secret:
+    if not _WEBHOOK_SECRET.fullmatch(raw.strip()):
+        raise ValueError("must be 16-256 of [A-Za-z0-9_-] (it is part of a URL path)")
+    return Secret(raw.strip())
+
+
 def parse_header_name(raw: str) -> str:
     value = raw.strip().lower()
     if not value or not all(c.isalnum() or c in "-_" for c in value):
@@ -336,6 +345,21 @@ class Settings:
     )
     ops_config: Path | None = setting(
         None, Path, "Ops tooling: YAML file listing every region's Redis (`regions: {name: url}`)."
+    )
+    status_feed_config: Path | None = setting(
+        None,
+        Path,
+        "Status-feed file: when set, the pods drain edges automatically, as short leases, while "
+        "Twilio's status page reports them down ([docs/status-feed.md](docs/status-feed.md)).",
+    )
+    status_feed_webhook_secret: Secret | None = setting(
+        None,
+        parse_webhook_secret,
+        "Enables `POST /statusfeed/webhook/<secret>` on the admin port (or the secret in an "
+        "`X-Tokensvc-Webhook-Secret` header): a Statuspage push only polls the feed sooner. "
+        "At least 16 of `[A-Za-z0-9_-]` (or `TOKENSVC_STATUS_FEED_WEBHOOK_SECRET_FILE`).",
+        secret=True,
+        file=True,
     )
     twilio_verify: str = setting(
         "warn",

@@ -14,11 +14,13 @@ from redis_servers import Node
 from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.entries import (
     DRAINS,
+    HOLDS,
     PREFIX,
     TOMBSTONE_SECONDS,
     Entry,
     block_field,
     decode_hash,
+    holds_after,
     parse_block_field,
 )
 
@@ -32,6 +34,30 @@ def test_merge_rule_later_write_wins_and_tombstone_wins_ties() -> None:
         old.wins_over(new),
         tomb.wins_over(new),
         new.wins_over(tomb),
+    )
+
+
+def test_operator_entries_win_over_feed_leases_whatever_the_clocks() -> None:
+    """An operator's drain or undrain replaces a feed lease even when the lease's `at` is
+    later (a pod clock ahead); a lease never replaces an operator's entry by merge."""
+    lease = Entry(100.0, 200.0, "statusfeed:c1:major_outage")
+    drain, tomb = Entry(50.0, 150.0, "maintenance"), Entry.tombstone(50.0)
+    assert (True, True, False, False) == (
+        drain.wins_over(lease),
+        tomb.wins_over(lease),
+        lease.wins_over(drain),
+        lease.wins_over(tomb),
+    )
+
+
+def test_undrain_of_a_live_lease_leaves_a_hold() -> None:
+    """Only a tombstone over a lease live at the tombstone's `at` leaves an undrain hold."""
+    lease = Entry(100.0, 200.0, "statusfeed:c1:major_outage")
+    assert (True, False, False, False) == (
+        holds_after(lease, Entry.tombstone(150.0)),
+        holds_after(lease, Entry.tombstone(250.0)),
+        holds_after(Entry(100.0, 200.0, "maintenance"), Entry.tombstone(150.0)),
+        holds_after(lease, Entry(150.0, 300.0, "maintenance")),
     )
 
 
@@ -67,7 +93,9 @@ async def admin(redis_node: Node) -> AsyncIterator[RegionAdmin]:
 NOW = time.time()
 #: Versions that tie, differ by a microsecond, and differ by seconds; records and tombstones.
 VERSIONS = [NOW - 10.0, NOW, NOW + 0.000001]
-CANDIDATES = [Entry(at, at + 60, "r", deleted) for at in VERSIONS for deleted in (False, True)]
+CANDIDATES = [Entry(at, at + 60, "r", deleted) for at in VERSIONS for deleted in (False, True)] + [
+    Entry(at, at + until, "statusfeed:c1:major_outage") for at in VERSIONS for until in (-5, 60)
+]
 
 
 async def test_lua_apply_implements_wins_over(redis_node: Node, admin: RegionAdmin) -> None:
@@ -84,10 +112,11 @@ async def test_lua_apply_implements_wins_over(redis_node: Node, admin: RegionAdm
         elif stored is not None:
             raw.hset(PREFIX + DRAINS, field, stored)
         wins = not isinstance(stored, Entry) or new.wins_over(stored)
+        hold = wins and holds_after(stored if isinstance(stored, Entry) else None, new)
         written = await admin.apply(DRAINS, field, new)
         now_stored = Entry.from_json(raw.hget(PREFIX + DRAINS, field) or b"")
-        expected.append((wins, new if wins else stored))
-        actual.append((written, now_stored))
+        expected.append((wins, new if wins else stored, hold))
+        actual.append((written, now_stored, raw.hexists(PREFIX + HOLDS, field)))
     assert expected == actual
 
 

@@ -5,9 +5,11 @@
   when the feed could not be read.
 - ``check [--config FILE] [--clients DIR]`` polls once and prints what the feed would do now:
   each edge it would drain, renew, release, skip or demote and the rule that decided. A dry
-  run assumes the statuses it sees have lasted ``confirm_polls`` (or ``clear_polls``) polls,
-  and, unless a store is passed in, that no lease, pin or operator drain exists. It writes
-  nothing. Exit 0 when it could read the feed, 1 when not (or when the config is invalid).
+  run assumes the statuses it sees have lasted ``confirm_polls`` (or ``clear_polls``) polls.
+  It reads the region's real leases, pins, holds and operator drains from its Redis when one
+  is configured (``TOKENSVC_REDIS_URL``, else the ``TOKENSVC_REGION`` entry of the ops config
+  ``TOKENSVC_OPS_CONFIG``); otherwise it assumes none exist. It writes nothing. Exit 0 when
+  it could read the feed (and the store, if any), 1 when not (or when a config is invalid).
 
 The file defaults to ``TOKENSVC_STATUS_FEED_CONFIG``. Wire it into ``tokensvc.__main__`` with
 ``add_status_feed_parser(subparsers)``; each subcommand sets ``args.func``.
@@ -20,9 +22,9 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from tokensvc.errors import ConfigError
+from tokensvc.errors import ConfigError, StoreError
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import FeedConfig, load_config
 from tokensvc.statusfeed.decide import Lease, Operator, Plan, Track, decide
@@ -115,10 +117,54 @@ def dry_run_tracks(config: FeedConfig, statuses: Mapping[str, str]) -> dict[str,
     }
 
 
+def region_store() -> LeaseStore | None:
+    """This region's RedisStore from the environment (see the module docstring), or None.
+    Raises ConfigError for a bad URL or ops config."""
+    from tokensvc.settings import Settings
+
+    environ = os.environ  # the CLI edge
+    settings = Settings.from_env(environ)
+    from tokensvc.store.redis import RedisStore
+
+    if settings.redis_url is not None:
+        from tokensvc.store.factory import store_from_settings
+
+        store = store_from_settings(settings)
+        return store if isinstance(store, RedisStore) else None
+    if settings.ops_config is None:
+        return None
+    from tokensvc.ops import load_ops_config
+
+    for region in load_ops_config(settings.ops_config, environ).regions:
+        if region.name == settings.region:
+            return RedisStore(
+                region.url.reveal(),
+                password=region.password.reveal() if region.password else None,
+                sentinel_password=(
+                    region.sentinel_password.reveal() if region.sentinel_password else None
+                ),
+                source=f"regions.{region.name}",
+            )
+    return None
+
+
 async def check_plan(
-    config: FeedConfig, client_lists: ClientLists, store: LeaseStore | None = None
+    config: FeedConfig,
+    client_lists: ClientLists,
+    store: LeaseStore | None = None,
+    store_factory: Callable[[], LeaseStore | None] | None = None,
 ) -> Plan:
-    """The dry-run plan; FeedError when the feed cannot be read. Writes nothing."""
+    """The dry-run plan; FeedError when the feed cannot be read, StoreError when the store
+    cannot. Writes nothing. ``store_factory`` builds a store inside the loop (closed after)."""
+    if store is None and store_factory is not None:
+        made = store_factory()
+        if made is not None:
+            try:
+                return await check_plan(config, client_lists, made)
+            finally:
+                close = getattr(made, "close", None)
+                if close is not None:
+                    await close()
     fetcher = Fetcher()
     try:
         page = await poll(fetcher, config)
@@ -156,7 +202,13 @@ def main_check(args: argparse.Namespace, store: LeaseStore | None = None) -> int
         _print_problems(err)
         return 1
     try:
-        plan = asyncio.run(check_plan(config, lists, store))
+        plan = asyncio.run(check_plan(config, lists, store, None if store else region_store))
+    except ConfigError as err:
+        _print_problems(err)
+        return 1
+    except StoreError as exc:
+        print(f"cannot read this region's store: {exc}", file=sys.stderr)
+        return 1
     except FeedError as exc:
         print(f"cannot read the feed ({config.url}): {exc}", file=sys.stderr)
         print("feed: down -> nothing would be renewed; feed leases expire by themselves")

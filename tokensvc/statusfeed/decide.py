@@ -41,8 +41,9 @@ from enum import StrEnum
 from tokensvc.edges import ROAMING
 from tokensvc.statusfeed.config import STATUSES, FeedConfig
 from tokensvc.statusfeed.edgelist import demoted_edges
+from tokensvc.store.base import FEED_PREFIX
 
-REASON_PREFIX = "statusfeed:"
+REASON_PREFIX = FEED_PREFIX
 _SEVERITY = {status: rank for rank, status in enumerate(STATUSES)}
 
 

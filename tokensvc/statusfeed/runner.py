@@ -34,22 +34,20 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from tokensvc.errors import StoreError
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import JITTER, FeedConfig
 from tokensvc.statusfeed.decide import Action, Lease, Operator, Plan, Track, decide
 from tokensvc.statusfeed.feed import FeedError, poll
+from tokensvc.store.base import DrainRecord
+
+__all__ = ["ClientLists", "DrainRecord", "FeedRunner", "LeaseStore"]
 
 log = logging.getLogger("tokensvc.statusfeed")
 
 ClientLists = Mapping[str, Sequence[Sequence[str]]]  # client id -> its configured edge lists
-
-
-class DrainRecord(NamedTuple):
-    until: float  # unix seconds
-    reason: str
 
 
 class LeaseStore(Protocol):
@@ -102,6 +100,7 @@ class FeedRunner:
         client_lists: Callable[[], ClientLists] = dict,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        on_tick: Callable[[FeedRunner, Plan | None], None] | None = None,
     ) -> None:
         self.config, self.fetcher, self.store = config, fetcher, store
         self.holder, self.client_lists, self.clock = holder, client_lists, clock
@@ -110,17 +109,25 @@ class FeedRunner:
         self.last_good_at: float | None = None
         self.newest_seen: datetime | None = None
         self.last_error = ""
+        #: after each tick: whether this pod holds the lock, and the statuses it last read
+        self.poller = False
+        self.statuses: Mapping[str, str] = {}
+        self.on_tick = on_tick
         self._poke = asyncio.Event()
 
     async def tick(self) -> Plan | None:
         """One poll and its writes; None when this pod is not the poller or the store failed."""
         now = self.clock()
         try:
-            if not await self.store.acquire_poller_lock(self.holder, self.config.lock_seconds):
-                self.tracks = {}
-                return None
+            self.poller = await self.store.acquire_poller_lock(
+                self.holder, self.config.lock_seconds
+            )
         except StoreError as exc:
+            self.poller = False
             log.warning("status feed: store unavailable, no auto-drain this poll: %s", exc)
+            return None
+        if not self.poller:
+            self.tracks = {}
             return None
         statuses: Mapping[str, str] | None
         try:
@@ -131,6 +138,7 @@ class FeedRunner:
         else:
             statuses, self.last_error = page.statuses(list(self.config.components)), ""
             self.newest_seen = page.updated_at
+            self.statuses = statuses
         try:
             plan = await self._decide_and_write(now, statuses)
         except StoreError as exc:
@@ -176,8 +184,8 @@ class FeedRunner:
         return plan
 
     def poke(self) -> None:
-        """Poll now rather than at the end of the interval (for a future webhook receiver:
-        a push can only shorten the wait for the next poll, never drain by itself)."""
+        """Poll now rather than at the end of the interval (the webhook receiver: a push can
+        only shorten the wait for the next poll, never drain by itself)."""
         self._poke.set()
 
     def next_delay(self) -> float:
@@ -187,7 +195,9 @@ class FeedRunner:
         """Tick until ``stop`` is set; no exception ends the loop."""
         while not stop.is_set():
             try:
-                await self.tick()
+                plan = await self.tick()
+                if self.on_tick is not None:
+                    self.on_tick(self, plan)
             except Exception:  # one bad tick must not end the loop (logged with its traceback)
                 log.exception("status feed tick failed")
             self._poke.clear()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+#: The reason prefix of a status-feed lease (as ``tokensvc.store.entries.FEED_PREFIX``; this
+#: module imports nothing from tokensvc).
+FEED_PREFIX = "statusfeed:"
 
 #: What a rate-limit sync sends per counter: (name, delta, ttl in milliseconds).
 Delta = tuple[str, int, int]
@@ -20,6 +24,13 @@ class Drain:
     edge: str
     until: float  # unix seconds; a drain always expires
     reason: str = ""
+
+
+class DrainRecord(NamedTuple):
+    """A live drain as the status feed reads it (operator's or feed lease)."""
+
+    until: float  # unix seconds
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,26 @@ class Snapshot:
     blocks: dict[tuple[str, str], Block] = field(default_factory=dict)
     taken_at: float = 0.0
 
+    _split: list[tuple[float, frozenset[str], frozenset[str]]] = field(
+        default_factory=list, compare=False, repr=False
+    )
+
     def drained(self, now: float) -> frozenset[str]:
         return frozenset(e for e, d in self.drains.items() if d.until > now)
+
+    def drain_sets(self, now: float) -> tuple[frozenset[str], frozenset[str]]:
+        """(operator drains, feed drains) in force at ``now``. Computed once per snapshot and
+        again only when a drain has expired since: the request path calls this every time."""
+        if self._split:
+            valid_until, operator, feed = self._split[0]
+            if now < valid_until:
+                return operator, feed
+        live = [d for d in self.drains.values() if d.until > now]
+        operator = frozenset(d.edge for d in live if not d.reason.startswith(FEED_PREFIX))
+        feed = frozenset(d.edge for d in live if d.reason.startswith(FEED_PREFIX))
+        valid_until = min((d.until for d in live), default=float("inf"))
+        self._split[:] = [(valid_until, operator, feed)]
+        return operator, feed
 
     def is_blocked(self, client: str, identity: str, now: float) -> bool:
         block = self.blocks.get((client, identity))

@@ -30,7 +30,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 
 from tokensvc.errors import StoreError
-from tokensvc.store.entries import APPLY_LUA, CHANNEL, KINDS, PREFIX, Entry, decode_hash
+from tokensvc.store.base import FEED_PREFIX
+from tokensvc.store.entries import (
+    APPLY_LUA,
+    CHANNEL,
+    DRAINS,
+    HOLD_SECONDS,
+    HOLDS,
+    KINDS,
+    PREFIX,
+    Entry,
+    decode_hash,
+)
 from tokensvc.store.sentinel import EpochSentinel
 from tokensvc.store.urls import Endpoint, Timeouts, parse_url
 
@@ -181,16 +192,23 @@ class RedisConnection:
 
     async def apply(self, kind: str, field: str, entry: Entry) -> bool:
         """Write ``entry`` unless the stored one wins over it (``Entry.wins_over``, atomically
-        in APPLY_LUA); a write publishes a change notification. Returns whether it wrote."""
+        in APPLY_LUA); a write publishes a change notification. An undrain of a live feed
+        lease also writes an undrain hold (``entries.holds_after``). Returns whether it wrote."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
-        written = await self.run(
-            lambda: self._apply(
-                keys=[PREFIX + kind],
-                args=[field, entry.to_json(), repr(entry.at), int(entry.deleted), CHANNEL],
-            ),
-            write=True,
-        )
+        keys = [PREFIX + kind] + ([PREFIX + HOLDS] if kind == DRAINS else [])
+        hold = Entry(entry.at, entry.at + HOLD_SECONDS, "undrain hold")
+        args: list[str | int] = [
+            field,
+            entry.to_json(),
+            repr(entry.at),
+            int(entry.deleted),
+            CHANNEL,
+            int(entry.is_lease),
+            FEED_PREFIX,
+            hold.to_json(),
+        ]
+        written = await self.run(lambda: self._apply(keys=keys, args=args), write=True)
         return bool(written)
 
     async def check_primary(self) -> None:

@@ -2,13 +2,24 @@
 
     Entry              one drain or block: a record, or a tombstone left by undrain/unblock
     block_field()      the hash field of a block: JSON ``[client, identity]``
-    Entry.wins_over()  THE merge rule: the later ``at`` wins; on a tie, a tombstone wins
+    Entry.wins_over()  THE merge rule: an operator's entry beats a feed lease; otherwise the
+                       later ``at`` wins; on a tie, a tombstone wins
+    holds_after()      an undrain of a live feed lease leaves an undrain hold (statusfeed)
     Entry.prunable()   when an entry may be deleted
     merge(), in_force()  the rule across regions (ops ``sync``)
     APPLY_LUA, PRUNE_LUA the same two rules inside Redis (a conditional write must be atomic)
 
-Keys (all under ``tokensvc:``): the ``drains`` and ``blocks`` hashes map an edge, or a block
-field, to an Entry's JSON; a write publishes the hash's name on ``tokensvc:changes``.
+Keys (all under ``tokensvc:``): the ``drains``, ``blocks`` and ``pins`` hashes map an edge, or
+a block field, to an Entry's JSON; a write publishes the hash's name on ``tokensvc:changes``.
+``holds`` (edge -> Entry JSON) are the undrain holds of the status feed: region-local, written
+by the same script as the undrain that causes them (``tokensvc.store.leases`` has the feed's
+other rules).
+
+Feed leases (``reason`` starting with ``statusfeed:``) are drains the status feed writes in
+its own region only. An operator's drain or undrain always wins over one, whatever the clocks
+of the two writers say (a pod whose clock runs ahead must not make an operator's command "older"
+than a lease); a lease is written over an operator's entry only by the feed's own conditional
+script (``leases.LEASE_LUA``), never by a merge.
 
 The rule is written twice, once here in Python and once in Lua, because a conditional write
 has to run inside Redis to be atomic. ``tests/store/test_entries.py`` runs both on the same
@@ -27,11 +38,18 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tokensvc.store.base import FEED_PREFIX  # the reason prefix of a feed lease
+
 PREFIX = "tokensvc:"
 DRAINS = "drains"
 BLOCKS = "blocks"
-KINDS = (DRAINS, BLOCKS)
+PINS = "pins"
+KINDS = (DRAINS, BLOCKS, PINS)
+HOLDS = "holds"
 CHANNEL = PREFIX + "changes"
+#: How long an undrain hold lasts at most (the feed ends it sooner, once the edge's
+#: components are operational again): long, so that none is forgotten forever.
+HOLD_SECONDS = 86400.0
 
 #: How long an undrain/unblock tombstone (and an expired record) is kept, so that a merge
 #: cannot resurrect what it cancelled: longer than any drain can last, and long enough for a
@@ -52,8 +70,17 @@ class Entry:
     def live(self, now: float) -> bool:
         return not self.deleted and (self.until is None or self.until > now)
 
+    @property
+    def is_lease(self) -> bool:
+        """A status-feed lease (a drain record whose reason starts with ``statusfeed:``)."""
+        return not self.deleted and self.reason.startswith(FEED_PREFIX)
+
     def wins_over(self, other: Entry) -> bool:
-        """The merge rule: later ``at`` wins; on a tie, a tombstone wins. (APPLY_LUA)"""
+        """The merge rule: an operator's entry (record or tombstone) wins over a feed lease and
+        a lease never over an operator's entry; otherwise the later ``at`` wins, and on a
+        tie a tombstone wins. (APPLY_LUA)"""
+        if self.is_lease != other.is_lease:
+            return other.is_lease
         return (self.at, self.deleted) > (other.at, other.deleted)
 
     def prunable(self, now: float, keep: float = TOMBSTONE_SECONDS) -> bool:
@@ -84,6 +111,12 @@ class Entry:
     @classmethod
     def tombstone(cls, at: float) -> Entry:
         return cls(at=at, until=at + TOMBSTONE_SECONDS, deleted=True)
+
+
+def holds_after(stored: Entry | None, new: Entry) -> bool:
+    """Whether writing ``new`` over ``stored`` leaves an undrain hold: an operator's undrain
+    (a tombstone) of a lease that is live at the undrain's ``at``. (APPLY_LUA, drains only)"""
+    return new.deleted and stored is not None and stored.is_lease and stored.live(new.at)
 
 
 def block_field(client: str, identity: str) -> str:
@@ -128,25 +161,43 @@ def in_force(entry: Entry, now: float) -> bool:
     return entry.live(now) or (entry.deleted and (entry.until is None or entry.until > now))
 
 
-#: ``wins_over`` as an atomic conditional write. KEYS[1] the hash; ARGV: field, entry JSON,
-#: the entry's ``at``, 1 if a tombstone else 0, the channel. Writes (and publishes) unless the
-#: stored entry wins; an unreadable stored value is overwritten. Returns 1 when written.
+#: ``wins_over`` (and, for drains, ``holds_after``) as an atomic conditional write. KEYS[1]
+#: the hash, KEYS[2] (drains only) the holds hash; ARGV: field, entry JSON, the entry's ``at``,
+#: 1 if a tombstone else 0, the channel, 1 if the entry is a feed lease else 0, the lease
+#: prefix, the hold's JSON. Writes (and publishes) unless the stored entry wins; an unreadable
+#: stored value is overwritten. Returns 1 when written.
 APPLY_LUA = """
+local prefix = ARGV[7]
+local function lease(e)
+  return e['deleted'] ~= true and type(e['reason']) == 'string'
+    and string.sub(e['reason'], 1, #prefix) == prefix
+end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local nat = tonumber(ARGV[3])
+local hold = false
 if cur then
   local ok, c = pcall(cjson.decode, cur)
   if ok and type(c) == 'table' then
-    local cat = tonumber(c['at']) or 0
-    local nat = tonumber(ARGV[3])
-    if cat > nat then return 0 end
-    if cat == nat then
-      local cdel = 0
-      if c['deleted'] == true then cdel = 1 end
-      if cdel >= tonumber(ARGV[4]) then return 0 end
+    local clease = lease(c)
+    local nlease = ARGV[6] == '1'
+    if clease ~= nlease then
+      if nlease then return 0 end
+    else
+      local cat = tonumber(c['at']) or 0
+      if cat > nat then return 0 end
+      if cat == nat then
+        local cdel = 0
+        if c['deleted'] == true then cdel = 1 end
+        if cdel >= tonumber(ARGV[4]) then return 0 end
+      end
+    end
+    if clease and ARGV[4] == '1' and (type(c['until']) ~= 'number' or c['until'] > nat) then
+      hold = true
     end
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if hold and KEYS[2] then redis.call('HSET', KEYS[2], ARGV[1], ARGV[8]) end
 redis.call('PUBLISH', ARGV[5], KEYS[1])
 return 1
 """

@@ -5,7 +5,9 @@ replica (URL forms in ``tokensvc.store.urls``; connections and errors in
 Keys (all under ``tokensvc:``): the ``drains`` and ``blocks`` hashes of ``Entry`` records
 (``tokensvc.store.entries``), ``rl:<key>:<window>:<window start>`` counters (added to in
 batches, see tokensvc.ratelimit), ``jwks:<sha256 of url>`` documents; change notifications on
-the ``tokensvc:changes`` channel. The operator's API (apply, prune, list) is
+the ``tokensvc:changes`` channel. It is also the status feed's ``LeaseStore``
+(``tokensvc.statusfeed.runner``): the ``pins`` and ``holds`` hashes and the poller lock, with
+the conditional writes of ``tokensvc.store.leases``. The operator's API (apply, prune, list) is
 ``tokensvc.store.admin.RegionAdmin``, not this class.
 """
 
@@ -15,20 +17,24 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from tokensvc.errors import StoreError
-from tokensvc.store.base import Block, Delta, Drain, Snapshot
+from tokensvc.store.base import FEED_PREFIX, Block, Delta, Drain, DrainRecord, Snapshot
 from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import (
     BLOCKS,
     CHANNEL,
     DRAINS,
+    HOLDS,
+    PINS,
     PREFIX,
     Entry,
     block_field,
+    decode_hash,
     parse_block_field,
 )
+from tokensvc.store.leases import LEASE_LUA, LOCK_KEY, LOCK_LUA, RELEASE_LUA
 from tokensvc.store.urls import Timeouts
 
 # Rate-limit sync: KEYS are counters; ARGV[1] is "delta ttl_ms delta ttl_ms ..." in KEYS order
@@ -79,7 +85,11 @@ class RedisStore:
             timeouts=timeouts,
             source=source,
         )
-        self._add_counts = self.connection.primary.register_script(_ADD_COUNTS)
+        primary = self.connection.primary
+        self._add_counts = primary.register_script(_ADD_COUNTS)
+        self._lease = primary.register_script(LEASE_LUA)
+        self._release = primary.register_script(RELEASE_LUA)
+        self._lock = primary.register_script(LOCK_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.connection.describe()})"
@@ -128,6 +138,66 @@ class RedisStore:
         await self.connection.apply(
             BLOCKS, block_field(client, identity), Entry.tombstone(time.time())
         )
+
+    async def pin(self, edge: str, seconds: float, reason: str) -> None:
+        now = time.time()
+        await self.connection.apply(PINS, edge, Entry(now, now + seconds, reason))
+
+    async def unpin(self, edge: str) -> None:
+        await self.connection.apply(PINS, edge, Entry.tombstone(time.time()))
+
+    # -- the status feed's LeaseStore (tokensvc.statusfeed.runner) -------------------------
+
+    async def drain_records(self) -> Mapping[str, DrainRecord]:
+        """Every live drain, read from the primary (the feed decides on what it writes to)."""
+        entries = await self._hash(DRAINS)
+        now = time.time()
+        return {
+            edge: DrainRecord(e.until, e.reason)
+            for edge, e in entries.items()
+            if e.live(now) and e.until is not None
+        }
+
+    async def write_lease(self, edge: str, reason: str, until: float) -> bool:
+        now = time.time()
+        keys = [PREFIX + DRAINS, PREFIX + HOLDS, PREFIX + PINS]
+        args = [edge, Entry(now, until, reason).to_json(), repr(now), CHANNEL, FEED_PREFIX]
+        written = await self.connection.run(lambda: self._lease(keys=keys, args=args), write=True)
+        return bool(written)
+
+    async def release_lease(self, edge: str, reason: str) -> None:
+        args = [edge, reason, CHANNEL, FEED_PREFIX]
+        await self.connection.run(
+            lambda: self._release(keys=[PREFIX + DRAINS], args=args), write=True
+        )
+
+    async def pins(self) -> Mapping[str, float]:
+        now = time.time()
+        return {
+            e: p.until
+            for e, p in (await self._hash(PINS)).items()
+            if p.live(now) and p.until is not None
+        }
+
+    async def undrain_holds(self) -> frozenset[str]:
+        now = time.time()
+        return frozenset(e for e, h in (await self._hash(HOLDS)).items() if h.live(now))
+
+    async def end_undrain_hold(self, edge: str) -> None:
+        primary = self.connection.primary
+        await self.connection.run(lambda: primary.hdel(PREFIX + HOLDS, edge), write=True)
+
+    async def acquire_poller_lock(self, holder: str, seconds: float) -> bool:
+        args: list[str | int] = [holder, max(1, int(seconds * 1000))]
+        held = await self.connection.run(
+            lambda: self._lock(keys=[PREFIX + LOCK_KEY], args=args), write=True
+        )
+        return bool(held)
+
+    async def _hash(self, name: str) -> dict[str, Entry]:
+        primary = self.connection.primary
+        raw = await self.connection.run(lambda: primary.hgetall(PREFIX + name), write=False)
+        return decode_hash(dict(raw))
 
     async def add_counts(self, deltas: Sequence[Delta]) -> list[int]:
         if not deltas:
