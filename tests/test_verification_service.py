@@ -113,18 +113,18 @@ def test_a_client_with_every_key_rejected_is_not_ready_alone(
 def test_a_twilio_outage_neither_fails_nor_slows_tokens(
     fake: FakeTwilio, tmp_path: Path, mode: str
 ) -> None:
-    """While every Twilio call hangs or fails, token requests succeed as fast as before."""
+    """While every Twilio call hangs or fails, every token request succeeds without waiting on
+    Twilio: each one takes less than a single Twilio call's deadline (1 s), so none of them
+    waited for the verifier (latency itself is measured in bench/, not here)."""
     directory = tmp_path / "clients"
     write_client(directory, "app")
-    with make_client(directory, **settings(fake, "off")) as baseline_client:
-        baseline = timed(baseline_client)
     fake.mode = mode
     with make_client(directory, **settings(fake, "enforce")) as test_client:
         wait_for(lambda: len(fake.requests) >= 4)  # the round is under way
         during = timed(test_client)
         if mode == "hang":  # 3 attempts x 1 s deadline: the round outlasts the requests
             assert 0 == runner(test_client).rounds
-    assert ([200] * 30, True) == (during[0], max(during[1]) < max(max(baseline[1]) * 3, 0.1))
+    assert ([200] * 30, True) == (during[0], max(during[1]) < 1.0)
 
 
 def timed(test_client: TestClient) -> tuple[list[int], list[float]]:
