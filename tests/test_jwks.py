@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from support import AUDIENCE, ISSUER, eventually, make_client, write_client
+from support import AUDIENCE, ISSUER, eventually, make_client, wait_until, write_client
 from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
@@ -92,7 +92,7 @@ class Idp:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
 
@@ -321,6 +321,7 @@ async def test_jwks_with_more_than_100_keys_is_refused_keeping_old_keys(
         await source.stop()
 
 
+@pytest.mark.slow
 async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
     idp: Idp, fetcher: Fetcher
 ) -> None:
@@ -362,6 +363,7 @@ async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
     assert fetches <= 1 + elapsed / FORCED_REFRESH_INTERVAL
 
 
+@pytest.mark.slow
 async def test_dripping_idp_never_delays_another_clients_rotation(
     idp: Idp, fetcher: Fetcher
 ) -> None:
@@ -478,23 +480,13 @@ class DripIdp:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(check: Any, within: float) -> float:
-    """Seconds until ``check()`` is true (sync twin of support.eventually, for TestClient)."""
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > within:
-            raise AssertionError(f"not true within {within}s")
-        time.sleep(0.02)
-    return time.monotonic() - began
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -24,7 +25,7 @@ def twilio(region: str = "us1", keys: int = 1) -> TwilioConfig:
     return TwilioConfig(ACCOUNT_SID, api_keys, APP_SID, True, region, PUSH)
 
 
-def decode(token: str, secret: str = API_KEY_SECRET + "0") -> tuple[dict, dict]:
+def decode(token: str, secret: str = API_KEY_SECRET + "0") -> tuple[dict[str, Any], dict[str, Any]]:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": True})
     return header, claims

@@ -10,6 +10,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from support import (
     API_KEY_SECRET,
     HS_SECRET,
@@ -57,6 +59,7 @@ def minted_total(metrics_text: str) -> float:
     )
 
 
+@pytest.mark.process
 def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     """Across success and every error path (401 variants, 400, 403, 413, 415, 429 per
     identity and per IP, a rejected reload), no token, assertion, API key, secret,
@@ -145,6 +148,7 @@ def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     assert "person@example.com" not in metrics
 
 
+@pytest.mark.process
 def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: Path) -> None:
     """Each token request logs one JSON line with request id, client, status, code, latency,
     region and identity fingerprint."""
@@ -173,6 +177,7 @@ def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: 
     )
 
 
+@pytest.mark.process
 def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path) -> None:
     """With two workers that both served requests, /metrics counts every token minted."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
@@ -200,6 +205,7 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
     assert 'tokensvc_build_info{region="local"' in text
 
 
+@pytest.mark.process
 def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(
     config_dir: Path, tmp_path: Path
 ) -> None:

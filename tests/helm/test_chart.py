@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
-import jsonschema  # type: ignore[import-untyped]  # no stubs installed here
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
