@@ -10,6 +10,8 @@ A test is marked by what it uses, so ``make test-fast`` (``-m unit``-style desel
 - a test that starts any other process (``tokensvc serve``, the CLI, npm, hadolint, promtool)
   carries ``@pytest.mark.process`` or a module ``pytestmark``, and the guard below fails a test
   that starts a process without a cost marker, so the markers cannot drift.
+
+A skipped test fails the run: whatever a test needs, ``make test`` installs.
 """
 
 from __future__ import annotations
@@ -72,6 +74,21 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     with _refuse_processes(item):
         return (yield)
+
+
+#: Tests that skipped: the suite skips nothing (a missing tool is a broken setup, not a skip).
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run with a skipped test fails (the ``-ra`` summary names each one and why)."""
+    if _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
