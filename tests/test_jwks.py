@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -300,7 +301,14 @@ async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(idp: Idp, fetcher
     )
     assert await source.refresh()  # a first request pays one-time costs (imports, pools)
     idp.raw = document
-    lag = await max_loop_lag(source.refresh())
+    # The objects earlier tests left in this process would make a garbage collection during the
+    # parse (it holds the GIL) cost what the test suite's heap costs, not what the service's does.
+    gc.collect()
+    gc.freeze()
+    try:
+        lag = await max_loop_lag(source.refresh())
+    finally:
+        gc.unfreeze()
     print(f"inline parse {inline * 1000:.0f} ms, worst loop lag {lag * 1000:.1f} ms")
     assert 4500 == len(source.keys)
     assert lag < inline / 2
