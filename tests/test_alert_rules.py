@@ -45,12 +45,14 @@ def _rules() -> list[dict[str, object]]:
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
+@pytest.mark.process
 def test_promtool_check_rules_passes(promtool: str) -> None:
     """`promtool check rules` accepts the rules file."""
     result = _run(promtool, "check", "rules", str(ALERTS))
     assert (0, "") == (result.returncode, result.stderr.strip())
 
 
+@pytest.mark.process
 def test_promtool_unit_tests_of_the_alerts_pass(promtool: str) -> None:
     """`promtool test rules deploy/alerts.test.yaml` passes: each alert fires when it should,
     with its labels and annotations, and not before."""
@@ -58,6 +60,7 @@ def test_promtool_unit_tests_of_the_alerts_pass(promtool: str) -> None:
     assert (0, "SUCCESS") == (result.returncode, result.stdout.strip().splitlines()[-1].strip())
 
 
+@pytest.mark.process
 def test_a_broken_expectation_fails_the_unit_tests(promtool: str, tmp_path: Path) -> None:
     """The unit tests can fail: expecting no TargetDown alert where one fires is reported."""
     doc = yaml.safe_load(ALERT_TESTS.read_text("utf-8"))

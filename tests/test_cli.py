@@ -75,6 +75,7 @@ def test_dev_assertion_refuses_non_dev_client(tmp_path: Path) -> None:
         del os.environ["TEST_HS"]
 
 
+@pytest.mark.process
 def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> None:
     """serve exits 1 before binding, listing every problem at once."""
     write_client(tmp_path, "one", edges={"default": ["frankfort"]})
@@ -99,6 +100,7 @@ def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> N
     assert "two.yaml: token.ttl_seconds" in result.stderr
 
 
+@pytest.mark.process
 def test_serve_refuses_dev_client_on_public_address(config_dir: Path) -> None:
     """A dev: true client is not served on 0.0.0.0 unless TOKENSVC_ALLOW_DEV is set."""
     import os
@@ -151,6 +153,7 @@ def serve_refused(config_dir: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_refuses_a_bad_redis_url_before_binding(config_dir: Path, workers: str) -> None:
     """A bad TOKENSVC_REDIS_URL: exit 1 naming it, no traceback, never "listening"."""
@@ -162,6 +165,7 @@ def test_serve_refuses_a_bad_redis_url_before_binding(config_dir: Path, workers:
     assert "environment: TOKENSVC_REDIS_URL: must start with redis://" in result.stderr
 
 
+@pytest.mark.process
 def test_serve_names_a_misspelled_variable(config_dir: Path) -> None:
     """TOKENSVC_REDIS_ULR is refused at start-up with the name it probably meant."""
     result = serve_refused(config_dir, {"TOKENSVC_REDIS_ULR": "redis://127.0.0.1:6379/0"})
@@ -172,6 +176,7 @@ def test_serve_names_a_misspelled_variable(config_dir: Path) -> None:
     )
 
 
+@pytest.mark.process
 def test_serve_lists_setting_redis_and_client_problems_together(tmp_path: Path) -> None:
     """Bad values, both Redis URLs, a missing TLS file and a bad client file: one report."""
     write_client(tmp_path, "one", edges={"default": ["frankfort"]})

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -181,14 +183,10 @@ def test_distinct_prefixes_on_a_shared_account_load(tmp_path: Path) -> None:
     assert [] == problems_of(tmp_path)
 
 
-def _pem(key: object) -> str:
-    from cryptography.hazmat.primitives import serialization
-
+def _pem(key: PrivateKeyTypes) -> str:
     return (
         key.public_key()
-        .public_bytes(  # type: ignore[attr-defined, no-any-return]
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
 
@@ -413,6 +411,7 @@ def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
     return out
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -8,15 +8,13 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from support import assertion, eventually, get, make_client, serve, write_client
+from support import eventually, get, make_client, post_token, serve, write_client
 from tokensvc.clientset import ClientSet
 from tokensvc.settings import Settings
 from tokensvc.store.factory import shared_state_from_settings
@@ -204,25 +202,8 @@ def test_a_real_service_refuses_a_5_mb_file_and_keeps_serving(
     assert 'tokensvc_config_reloads_total{result="error"} 1.0' in metrics
 
 
-def _post_token(url: str) -> int:
-    request = urllib.request.Request(
-        url + "/v1/clients/app/token",
-        method="POST",
-        data=b"{}",
-        headers={
-            "Authorization": f"Bearer {assertion('alice')}",
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        e.close()
-        return int(e.code)
-
-
 @pytest.mark.slow
+@pytest.mark.process
 def test_two_workers_survive_every_bad_push(config_dir: Path, tmp_path: Path) -> None:
     """A 2-worker service fed in turn a comment-only file, a wrong-typed file, a deletion of
     every client and a 5 MB file keeps answering tokens, and reports each refusal."""
@@ -250,7 +231,7 @@ def test_two_workers_survive_every_bad_push(config_dir: Path, tmp_path: Path) ->
                     json.loads(get(served.url + "/readyz")[1])["checks"]["config_reload"]["reason"]
                     for _ in range(6)
                 }
-            codes = [_post_token(served.url) for _ in range(10)]
+            codes = [post_token(served.url)[0] for _ in range(10)]
             seen.append((expected, any(expected in r for r in reasons), codes))
             (config_dir / "app.yaml").write_text(good)
             _touch(config_dir / "app.yaml")

@@ -12,15 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from redis_servers import BlackHole, Node, SentinelCluster
-from support import Served, assertion, get, serve, write_client
+from support import Served, get, post_token, serve, write_client
 
 TOKEN = "/v1/clients/app/token"
 
@@ -47,22 +45,12 @@ class Stream:
         i = 0
         while not self._stop.is_set():
             i += 1
-            request = urllib.request.Request(
-                self.url + TOKEN,
-                method="POST",
-                data=b"{}",
-                headers={
-                    "Authorization": f"Bearer {assertion(f'caller{i % 50}')}",
-                    "Content-Type": "application/json",
-                },
-            )
             start = time.perf_counter()
             try:
-                with urllib.request.urlopen(request, timeout=5) as r:
-                    if r.status != 200:
-                        self.failures.append(str(r.status))
-                    r.read()
-            except (urllib.error.URLError, OSError) as exc:
+                status, _ = post_token(self.url, f"caller{i % 50}")
+                if status != 200:
+                    self.failures.append(str(status))
+            except (OSError, ValueError) as exc:  # URLError is an OSError; ValueError: not JSON
                 self.failures.append(type(exc).__name__)
             self.latencies.append(time.perf_counter() - start)
             time.sleep(0.005)

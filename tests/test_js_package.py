@@ -36,6 +36,7 @@ def packed() -> dict[str, Any]:
     return report
 
 
+@pytest.mark.process
 def test_the_package_ships_only_sources_types_and_readme(packed: dict[str, Any]) -> None:
     """The tarball holds src/*.js, index.d.ts, README.md and package.json, nothing else."""
     expected = sorted(
@@ -58,6 +59,7 @@ def test_the_package_is_publishable() -> None:
     )
 
 
+@pytest.mark.process
 def test_every_export_target_is_in_the_tarball(packed: dict[str, Any]) -> None:
     """Each path named by main, types or exports is among the packed files."""
     meta = json.loads((JS / "package.json").read_text("utf-8"))

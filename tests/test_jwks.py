@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from support import AUDIENCE, ISSUER, eventually, make_client, write_client
+from support import AUDIENCE, ISSUER, eventually, make_client, wait_until, write_client
 from tokensvc.auth import Authenticator
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
@@ -92,7 +93,7 @@ class Idp:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
 
@@ -300,7 +301,14 @@ async def test_parsing_a_4500_key_jwks_does_not_stall_the_loop(idp: Idp, fetcher
     )
     assert await source.refresh()  # a first request pays one-time costs (imports, pools)
     idp.raw = document
-    lag = await max_loop_lag(source.refresh())
+    # The objects earlier tests left in this process would make a garbage collection during the
+    # parse (it holds the GIL) cost what the test suite's heap costs, not what the service's does.
+    gc.collect()
+    gc.freeze()
+    try:
+        lag = await max_loop_lag(source.refresh())
+    finally:
+        gc.unfreeze()
     print(f"inline parse {inline * 1000:.0f} ms, worst loop lag {lag * 1000:.1f} ms")
     assert 4500 == len(source.keys)
     assert lag < inline / 2
@@ -321,6 +329,7 @@ async def test_jwks_with_more_than_100_keys_is_refused_keeping_old_keys(
         await source.stop()
 
 
+@pytest.mark.slow
 async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
     idp: Idp, fetcher: Fetcher
 ) -> None:
@@ -362,6 +371,7 @@ async def test_rotated_key_is_accepted_within_seconds_despite_unknown_kid_burst(
     assert fetches <= 1 + elapsed / FORCED_REFRESH_INTERVAL
 
 
+@pytest.mark.slow
 async def test_dripping_idp_never_delays_another_clients_rotation(
     idp: Idp, fetcher: Fetcher
 ) -> None:
@@ -478,23 +488,13 @@ class DripIdp:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(check: Any, within: float) -> float:
-    """Seconds until ``check()`` is true (sync twin of support.eventually, for TestClient)."""
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > within:
-            raise AssertionError(f"not true within {within}s")
-        time.sleep(0.02)
-    return time.monotonic() - began
 
 
 @pytest.mark.slow

@@ -10,12 +10,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given
 from hypothesis import strategies as st
+from jwt.types import Options
 
 from support import AUDIENCE, HS_SECRET, ISSUER, assertion
 from tokensvc.jwtlib import VERIFIER, MemoizedHMAC, _RegexSegmentJWS
 
 STOCK = jwt.PyJWT()
-OPTIONS = {"require": ["exp", "iss", "aud"]}
+OPTIONS: Options = {"require": ["exp", "iss", "aud"]}
 
 
 def outcome(decoder: jwt.PyJWT, token: str) -> object:
@@ -27,7 +28,7 @@ def outcome(decoder: jwt.PyJWT, token: str) -> object:
             audience=AUDIENCE,
             issuer=ISSUER,
             options=OPTIONS,
-        )  # type: ignore[arg-type]
+        )
     except jwt.PyJWTError as exc:
         return type(exc)
 

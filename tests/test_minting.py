@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 from unittest import mock
 
 import jwt
@@ -31,7 +32,7 @@ def twilio(region: str = "us1", keys: int = 1) -> TwilioConfig:
     return TwilioConfig(ACCOUNT_SID, api_keys, APP_SID, True, region, PUSH)
 
 
-def decode(token: str, secret: str = API_KEY_SECRET + "0") -> tuple[dict, dict]:
+def decode(token: str, secret: str = API_KEY_SECRET + "0") -> tuple[dict[str, Any], dict[str, Any]]:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": True})
     return header, claims
@@ -107,7 +108,7 @@ def test_unknown_platform_is_invalid_request() -> None:
         Minter(twilio(), 600).mint("alice", "fax")
 
 
-SIDS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+SIDS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 SECRETS = st.one_of(
     st.text(min_size=32, max_size=64),  # the specialised builder signs
     st.text(max_size=31),  # shorter than SHA-256: twilio-python signs (pyjwt warns)

@@ -56,9 +56,10 @@ def call(
         return e.code, data
 
 
-def scrape_until(port: int, done: Callable[[str], bool], within: float = 10.0) -> str:
+def scrape_until(port: int | None, done: Callable[[str], bool], within: float = 10.0) -> str:
     """The first /metrics text for which ``done`` holds (a scrape reaches one worker, and
     each worker publishes twice a second); AssertionError after ``within`` seconds."""
+    assert port is not None, "the service runs without an admin port"
     deadline = time.monotonic() + within
     while True:
         text = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
@@ -78,6 +79,7 @@ def minted_total(metrics_text: str) -> float:
     )
 
 
+@pytest.mark.process
 def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     """Across success and every error path (401 variants, 400, 403, 413, 415, 429 per
     identity and per IP, a rejected reload), no token, assertion, API key, secret,
@@ -166,6 +168,7 @@ def test_no_secret_reaches_a_log_line_or_a_metric(tmp_path: Path) -> None:
     assert "person@example.com" not in metrics
 
 
+@pytest.mark.process
 def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: Path) -> None:
     """Each token request logs one JSON line with request id, client, status, code, latency,
     region and identity fingerprint."""
@@ -194,6 +197,7 @@ def test_one_json_line_per_request_with_the_context(config_dir: Path, tmp_path: 
     )
 
 
+@pytest.mark.process
 def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path) -> None:
     """With two workers that both served requests, /metrics counts every token minted."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
@@ -221,6 +225,7 @@ def test_metrics_are_summed_across_two_workers(config_dir: Path, tmp_path: Path)
     assert 'tokensvc_build_info{region="local"' in text
 
 
+@pytest.mark.process
 def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(
     config_dir: Path, tmp_path: Path, redis_node: Node
 ) -> None:
@@ -231,6 +236,7 @@ def test_redis_up_gauge_is_1_in_every_worker_for_healthy_state(
     assert re.search(r"^tokensvc_redis_up 1\.0$", text, re.M)
 
 
+@pytest.mark.process
 def test_redis_up_is_absent_without_redis(config_dir: Path, tmp_path: Path) -> None:
     """Without Redis there is no tokensvc_redis_up series (an alert on == 0 cannot fire)."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:
@@ -240,6 +246,7 @@ def test_redis_up_is_absent_without_redis(config_dir: Path, tmp_path: Path) -> N
     assert [] == re.findall(r"^tokensvc_redis_up.*$", text, re.M)
 
 
+@pytest.mark.process
 def test_no_created_series_and_process_metrics_per_worker(config_dir: Path, tmp_path: Path) -> None:
     """/metrics has no `_created` series, and resident memory, CPU and open fds per worker."""
     with serve(config_dir, tmp_path, {"TOKENSVC_WORKERS": "2"}) as served:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redis_servers import Node
-from support import assertion, eventually, serve, write_client
+from support import eventually, post_token, serve, write_client
 from tokensvc.clients import load_clients
 from tokensvc.ops import MAX_BLOCK_SECONDS, block_identity, parse_duration
 from tokensvc.ops_cli import add_ops_commands
@@ -49,24 +47,6 @@ def clients(tmp_path: Path) -> Path:
     return directory
 
 
-def token(url: str, subject: str) -> tuple[int, dict[str, object]]:
-    """POST a token request for caller ``subject``; (status, JSON body)."""
-    request = urllib.request.Request(
-        url + "/v1/clients/app/token",
-        data=b"{}",
-        method="POST",
-        headers={
-            "authorization": f"Bearer {assertion(subject)}",
-            "content-type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 # -- end to end ----------------------------------------------------------------------------
 
 
@@ -79,15 +59,15 @@ async def test_block_by_subject_stops_that_caller_only(
     is that Twilio identity string still gets tokens."""
     config = ops_config(tmp_path / "ops.yaml", {"solo": redis_node.url}, clients_dir="clients")
     with serve(clients, tmp_path, env={"TOKENSVC_REDIS_URL": redis_node.url}) as served:
-        before, issued = await asyncio.to_thread(token, served.url, "auth0|777")
+        before, issued = await asyncio.to_thread(post_token, served.url, "auth0|777")
         status = await asyncio.to_thread(
             cli, "identities", "block", "app", "auth0|777", "--for", "1h", "--ops-config", config
         )
         out = capsys.readouterr().out
 
         # The check makes a blocking request; nothing else runs on this event loop.
-        await eventually(lambda: 403 == token(served.url, "auth0|777")[0], 5.0)
-        other, other_body = await asyncio.to_thread(token, served.url, str(issued["identity"]))
+        await eventually(lambda: 403 == post_token(served.url, "auth0|777")[0], 5.0)
+        other, other_body = await asyncio.to_thread(post_token, served.url, str(issued["identity"]))
     assert (200, 0, 200) == (before, status, other)
     assert f"twilio identity: {issued['identity']} (" in out
     assert PREFIX + "auth0_7c777" == issued["identity"]

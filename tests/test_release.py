@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -131,6 +132,7 @@ def _release(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.process
 def test_release_dry_run_plans_build_push_digest_and_chart() -> None:
     """--dry-run lists docker build/push, lint, package and OCI push, and ends with the
     image.digest line for the chart values."""
@@ -160,6 +162,7 @@ def test_release_dry_run_plans_build_push_digest_and_chart() -> None:
     )
 
 
+@pytest.mark.process
 def test_release_packages_the_chart(tmp_path: Path) -> None:
     """The chart-only release writes tokensvc-<version>.tgz with the regions, the examples
     and the monitoring files, and without the CI scenarios."""

@@ -9,31 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from support import assertion, free_port, get, serve, write_client
+from support import assertion, free_port, get, post_token, serve, write_client
+
+pytestmark = pytest.mark.process  # every test here runs `tokensvc serve`
 
 TOKEN = "/v1/clients/app/token"
-
-
-def post_token(url: str, sub: str = "alice", timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url + TOKEN,
-        method="POST",
-        data=b"{}",
-        headers={"Authorization": f"Bearer {assertion(sub)}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        body = json.loads(e.read())
-        e.close()
-        return e.code, body
 
 
 def test_serves_tokens_over_http(config_dir: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from tokensvc.__main__ import main
 from tokensvc.errors import ConfigError
+from tokensvc.preflight import preflight
 from tokensvc.settings import ENV_VARS, Settings, known_names
 
 README = Path(__file__).parent.parent / "README.md"
@@ -160,7 +161,7 @@ def test_admin_port_must_differ_from_public_port() -> None:
     assert ["TOKENSVC_ADMIN_PORT"] == [p.field for p in info.value.problems]
 
 
-def test_cli_port_out_of_range_is_a_problem() -> None:
-    """A --port override outside 1..65535 is reported as a problem."""
-    with pytest.raises(ConfigError):
-        Settings.from_env({}).with_overrides(port=99999)
+def test_cli_port_out_of_range_is_a_problem(config_dir: Path) -> None:
+    """A --port override outside 1..65535 is reported as a problem (as `serve --port` does)."""
+    _, problems = preflight({}, config_dir=config_dir, port=99999)
+    assert [("settings", "port")] == [(p.source, p.field) for p in problems]

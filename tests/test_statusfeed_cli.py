@@ -18,6 +18,8 @@ from fake_statuspage import FakeStatuspage, running
 from support import write_client
 from tokensvc.statusfeed.cli import main_check
 
+pytestmark = pytest.mark.process  # the CLI runs as a subprocess
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeStatuspage]:

@@ -19,8 +19,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fake_twilio import OTHER_SECRET, OTHER_SID, FakeTwilio, world
-from redis_servers import wait_until
-from support import API_KEY_SECRET, API_KEY_SID, APP_SID, assertion, get, serve, write_client
+from support import (
+    API_KEY_SECRET,
+    API_KEY_SID,
+    APP_SID,
+    assertion,
+    get,
+    serve,
+    wait_until,
+    write_client,
+)
 from tokensvc.clients import load_clients
 from tokensvc.observability import AccessLog, Metrics, Telemetry
 from tokensvc.verifier import Check, ClientReport, KeyHealth, KeyReport
@@ -171,6 +179,7 @@ def service_env(fake: FakeTwilio, mode: str) -> dict[str, str]:
     return {**fake.env(), "TOKENSVC_TWILIO_VERIFY": mode, "TOKENSVC_HTTP_TIMEOUT": "1"}
 
 
+@pytest.mark.process
 def test_a_running_service_shows_a_wrong_secret_in_readyz_and_metrics(
     fake: FakeTwilio, tmp_path: Path
 ) -> None:
@@ -199,6 +208,7 @@ def test_a_running_service_shows_a_wrong_secret_in_readyz_and_metrics(
     )
 
 
+@pytest.mark.process
 def test_enforce_in_a_running_service_signs_with_the_next_key_without_a_failed_request(
     fake: FakeTwilio, tmp_path: Path
 ) -> None:

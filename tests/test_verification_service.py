@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from fake_twilio import OTHER_SECRET, OTHER_SID, FakeTwilio, world
-from support import API_KEY_SECRET, API_KEY_SID, assertion, make_client, write_client
+from support import API_KEY_SECRET, API_KEY_SID, assertion, make_client, wait_until, write_client
 from tokensvc.verification import VerificationRunner
 
 BAD_FIRST = {
@@ -47,15 +47,6 @@ def runner(test_client: TestClient) -> VerificationRunner:
     return found
 
 
-def wait_for(check: Any, within: float = 10.0) -> None:
-    """Synchronous twin of support.eventually for TestClient tests (the app runs elsewhere)."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within}s")
-        time.sleep(0.01)
-
-
 def token(test_client: TestClient, client_id: str = "app") -> Any:
     return test_client.post(
         f"/v1/clients/{client_id}/token", headers={"Authorization": f"Bearer {assertion()}"}
@@ -67,7 +58,7 @@ def test_enforce_signs_with_the_next_good_key(fake: FakeTwilio, tmp_path: Path) 
     directory = tmp_path / "clients"
     write_client(directory, "app", twilio=BAD_FIRST)
     with make_client(directory, **settings(fake, "enforce")) as test_client:
-        wait_for(lambda: runner(test_client).rounds >= 1)
+        wait_until(lambda: runner(test_client).rounds >= 1, 10, "a verification round")
         response = token(test_client)
         claims = jwt.decode(response.json()["token"], API_KEY_SECRET, algorithms=["HS256"])
     assert (200, API_KEY_SID) == (response.status_code, claims["iss"])
@@ -78,7 +69,7 @@ def test_warn_mode_reports_but_keeps_the_first_key(fake: FakeTwilio, tmp_path: P
     directory = tmp_path / "clients"
     write_client(directory, "app", twilio=BAD_FIRST)
     with make_client(directory, **settings(fake, "warn")) as test_client:
-        wait_for(lambda: runner(test_client).rounds >= 1)
+        wait_until(lambda: runner(test_client).rounds >= 1, 10, "a verification round")
         claims = jwt.decode(token(test_client).json()["token"], OTHER_SECRET, algorithms=["HS256"])
         status = runner(test_client).health.status()
     assert ({"app": "rejected"}, OTHER_SID) == (status, claims["iss"])
@@ -98,7 +89,7 @@ def test_a_client_with_every_key_rejected_is_not_ready_alone(
     )
     write_client(directory, "app", auth={"identity_prefix": "a"})
     with make_client(directory, **settings(fake, "enforce")) as test_client:
-        wait_for(lambda: runner(test_client).rounds >= 1)
+        wait_until(lambda: runner(test_client).rounds >= 1, 10, "a verification round")
         broken, good = token(test_client, "broken"), token(test_client, "app")
         ready = test_client.get("/readyz").status_code
     assert (503, "not_ready", 200, 200) == (
@@ -120,7 +111,9 @@ def test_a_twilio_outage_neither_fails_nor_slows_tokens(
     write_client(directory, "app")
     fake.mode = mode
     with make_client(directory, **settings(fake, "enforce")) as test_client:
-        wait_for(lambda: len(fake.requests) >= 4)  # the round is under way
+        wait_until(
+            lambda: len(fake.requests) >= 4, 10, "4 requests to Twilio"
+        )  # the round is under way
         during = timed(test_client)
         if mode == "hang":  # 3 attempts x 1 s deadline: the round outlasts the requests
             assert 0 == runner(test_client).rounds
@@ -141,7 +134,7 @@ def test_a_good_reload_starts_a_round(fake: FakeTwilio, tmp_path: Path) -> None:
     directory = tmp_path / "clients"
     write_client(directory, "app")
     with make_client(directory, **settings(fake, "enforce"), reload_interval=0.05) as tc:
-        wait_for(lambda: runner(tc).health.status() == {"app": "ok"})
+        wait_until(lambda: runner(tc).health.status() == {"app": "ok"}, 10, "app verified ok")
         write_client(directory, "app", twilio={"api_key_secret": "wrong-secret"})
-        wait_for(lambda: runner(tc).health.status() == {"app": "rejected"})
+        wait_until(lambda: runner(tc).health.status() == {"app": "rejected"}, 10, "app rejected")
         assert 503 == token(tc).status_code

@@ -28,7 +28,7 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -416,12 +416,6 @@ class Settings:
         "`http://` only for loopback.",
         shown="Twilio's host",
     )
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with command-line overrides applied, checked again as a whole."""
-        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        updated.check()
-        return updated
 
     @property
     def loopback_only(self) -> bool:

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-REGIONS = ("us1", "ie1", "au1")
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 

@@ -10,7 +10,6 @@ is pointed at its directory, as the kubelet's mounts would. The only other chang
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import importlib.util
 import json
@@ -18,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -41,7 +39,7 @@ from chart_support import (
 )
 
 from redis_servers import start_node
-from support import eventually
+from support import free_port, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -96,13 +94,6 @@ SECRETS = {
     },
     "tokensvc-redis": {"redis-password": REDIS_PASSWORD},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -181,7 +172,7 @@ def pod(
         {
             "clients": {"runapp": RUN_CLIENT},
             "secrets": {"existingSecret": "tokensvc-client-secrets"},
-            "ports": {"http": _free_port(), "admin": _free_port()},
+            "ports": {"http": free_port(), "admin": free_port()},
             "redis": {
                 "url": f"{valkey}/{REGION_DB[region]}",
                 "readUrl": "",
@@ -356,7 +347,7 @@ def test_the_pod_writes_to_redis_with_the_mounted_password(pod: Pod, valkey: str
             headers={"Authorization": f"Bearer {_caller_jwt(identity)}"},
             timeout=5,
         )
-        asyncio.run(eventually(lambda: bool(client.keys(pattern)), within=10))
+        wait_until(lambda: client.keys(pattern), 10, f"keys matching {pattern!r} in Redis")
         after = client.keys(pattern)
     finally:
         client.close()
@@ -394,7 +385,7 @@ def _fingerprints_by_pid(
                 return record
         return None
 
-    asyncio.run(eventually(lambda: logged() is not None, within=5))
+    wait_until(lambda: logged() is not None, 5, "the access log line")
     record = logged()
     assert record is not None
     seen.setdefault(record["pid"], set()).add(record["identity_fp"])

@@ -69,6 +69,7 @@ def _stages() -> list[Stage]:
     return stages
 
 
+@pytest.mark.process
 def test_hadolint_reports_nothing() -> None:
     """hadolint finds no issue (each ignore pragma in the Dockerfile carries its reason)."""
     binary = shutil.which("hadolint")

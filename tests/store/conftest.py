@@ -13,9 +13,12 @@ from tokensvc.store.redis import RedisStore
 from tokensvc.store.shared import SharedState
 
 BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
+#: The two backends; the Redis one starts a valkey-server inside the fixture, so it is marked here
+#: (tests/conftest.py marks by the fixtures a test names, which cannot see getfixturevalue).
+BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.valkey)]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """A Store: the in-memory one, or a RedisStore on a fresh valkey-server."""
     if request.param == "memory":
@@ -27,7 +30,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     await redis_store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BACKENDS)
 async def pod(request: pytest.FixtureRequest) -> AsyncIterator[SharedState]:
     """One pod's SharedState, on the in-memory store or on a real Redis."""
     store: Store = MemoryStore()

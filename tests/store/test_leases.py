@@ -83,7 +83,7 @@ async def test_lua_release_implements_lease_releasable(
     assert expected == actual
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.valkey)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MemoryStore | RedisStore]:
     if request.param == "memory":
         yield MemoryStore()

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from redis_servers import BlackHole, Node, SentinelCluster, free_port, start_replica
-from support import eventually
+from redis_servers import BlackHole, Node, SentinelCluster, start_replica
+from support import eventually, free_port
 from tokensvc.errors import StoreError
 from tokensvc.store.redis import RedisStore
 from tokensvc.store.shared import SharedState

@@ -97,9 +97,6 @@ class FeedConfig:
         holder renews it in time and a dead one is replaced within one lock lease."""
         return 2 * self.poll_interval_seconds * (1 + JITTER) + self.timeout_seconds
 
-    def edges_of(self, component: str) -> tuple[str, ...]:
-        return self.components.get(component, ())
-
     def components_of(self, edge: str) -> tuple[str, ...]:
         return tuple(c for c, edges in self.components.items() if edge in edges)
 
