@@ -173,7 +173,7 @@ export async function deadRegionUrl() {
 }
 
 /**
- * Poll `predicate` every 10 ms until it is truthy or `timeoutMs` passes.
+ * Poll `predicate` (awaited: it may be async) every 10 ms until it is truthy or `timeoutMs` passes.
  *
  * @param {() => unknown} predicate
  * @param {number} [timeoutMs]
@@ -181,8 +181,8 @@ export async function deadRegionUrl() {
 export async function waitFor(predicate, timeoutMs = 3000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (predicate()) return true;
+    if (await predicate()) return true;
     await new Promise((r) => setTimeout(r, 10));
   }
-  return Boolean(predicate());
+  return Boolean(await predicate());
 }
