@@ -8,6 +8,7 @@ metadata a registry needs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -68,3 +69,20 @@ def test_every_export_target_is_in_the_tarball(packed: dict[str, Any]) -> None:
         targets.update(value.values() if isinstance(value, dict) else [value])
     files = {f"./{f['path']}" for f in packed["files"]}
     assert set() == targets - files
+
+
+def test_the_helper_knows_every_problem_code_of_the_service() -> None:
+    """js/src/errors.js PROBLEM_CODES and index.d.ts's ProblemCode list tokensvc/errors.py's
+    codes, in api_errors() order."""
+    from tokensvc.errors import api_errors
+
+    source = (JS / "src" / "errors.js").read_text("utf-8")
+    block = re.search(r"PROBLEM_CODES = Object\.freeze\(\[(.*?)\]\)", source, re.S)
+    types = (JS / "index.d.ts").read_text("utf-8")
+    union = re.search(r"export type ProblemCode =(.*?);", types, re.S)
+    assert block is not None and union is not None
+    expected = [cls.code for cls in api_errors()]
+    assert (expected, expected) == (
+        re.findall(r"'([a-z_]+)'", block.group(1)),
+        re.findall(r"'([a-z_]+)'", union.group(1)),
+    )

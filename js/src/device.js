@@ -13,6 +13,13 @@
  * the service's `refresh_in` (the SDK's event has fired only once in some releases). Both lead to
  * the same single in-flight refresh.
  *
+ * Edge reports (unless `reportEdges: false`, and when the provider has `reportEdges`): one after
+ * each `registered` event (`{edges: <the list the Device was given>, connected_edge: device.edge
+ * || null, error_code: null}`), and one after a Device error with a connection code
+ * (`CONNECTION_ERROR_CODES`: `connected_edge: null` and the code), at most one such per
+ * registration attempt (an attempt ends with `registering` or `registered`). Reports are
+ * fire-and-forget: nothing waits for them and they never fail the binding.
+ *
  * @module
  */
 
@@ -29,7 +36,7 @@ const CALL_END_EVENTS = ['disconnect', 'cancel', 'reject', 'error'];
  * and 31204/31205 as 31005, indistinguishable from network faults: the binding turns it on.
  */
 export const TOKEN_ERROR_CODES = Object.freeze([
-  20101, 20104, 20107, 20151, 31202, 31204, 31205, 31207,
+  20101, 20103, 20104, 20107, 20151, 20157, 31202, 31204, 31205, 31207,
 ]);
 
 /**
@@ -71,6 +78,10 @@ const PRECISION_FLAG = 'enableImprovedSignalingErrorPrecision';
  * @property {(error: unknown) => void} [onError] a refresh failed (default: `console.warn`)
  * @property {(error: {code?: number, message?: string}, action: DeviceErrorAction) => void}
  *   [onDeviceError] the Device emitted `error`; `action` says what the binding did about it
+ * @property {boolean} [reportEdges] send edge reports after registrations and connection errors
+ *   (default true)
+ * @property {(result: import('./provider.js').ReportResult,
+ *   report: import('./provider.js').EdgeReport) => void} [onReport] after each edge report
  *
  * @typedef {'refresh' | 'sdk_fallback' | 'none'} DeviceErrorAction
  *   `refresh`: a token error, a new token was requested at once (never a new edge);
@@ -138,9 +149,30 @@ export async function bindDevice(Device, provider, options = {}) {
   const onDestroyed = () => stop();
   /** @type {string | null} */
   let connectedEdge = null;
+  /** A connection error was reported in this registration attempt (debounce). */
+  let errorReported = false;
+  const reporting = options.reportEdges !== false && typeof provider.reportEdges === 'function';
+  /** @param {string | null} connected @param {number | null} errorCode */
+  function sendReport(connected, errorCode) {
+    if (!reporting || stopped || !provider.reportEdges) return;
+    const report = {
+      edges: edgeOption(currentEdges ?? []),
+      connected_edge: connected,
+      error_code: errorCode,
+    };
+    provider.reportEdges(report).then(
+      (result) => options.onReport?.(result, report),
+      () => {}, // reportEdges never rejects; a custom provider might
+    );
+  }
+  const onRegistering = () => {
+    errorReported = false;
+  };
   const onRegistered = () => {
     const edge = /** @type {{edge?: unknown}} */ (device).edge;
     connectedEdge = typeof edge === 'string' && edge ? edge : null;
+    errorReported = false;
+    sendReport(connectedEdge, null);
   };
   /** @param {{code?: number, message?: string} | undefined} error */
   const onDeviceError = (error) => {
@@ -152,11 +184,16 @@ export async function bindDevice(Device, provider, options = {}) {
       tokenErrorRefresh();
     } else if (CONNECTION_ERROR_CODES.includes(code)) {
       action = 'sdk_fallback';
+      if (!errorReported) {
+        errorReported = true;
+        sendReport(null, code);
+      }
     }
     options.onDeviceError?.(error ?? {}, action);
   };
   device.on('tokenWillExpire', onWillExpire);
   device.on('destroyed', onDestroyed);
+  device.on('registering', onRegistering);
   device.on('registered', onRegistered);
   device.on('error', onDeviceError);
 
@@ -287,6 +324,7 @@ export async function bindDevice(Device, provider, options = {}) {
     unwatchIdle();
     removeListener(device, 'tokenWillExpire', onWillExpire);
     removeListener(device, 'destroyed', onDestroyed);
+    removeListener(device, 'registering', onRegistering);
     removeListener(device, 'registered', onRegistered);
     removeListener(device, 'error', onDeviceError);
   }

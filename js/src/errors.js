@@ -10,6 +10,31 @@
  * @module
  */
 
+/**
+ * The service's problem+json codes (tokensvc/errors.py `api_errors()`, in its order; a Python
+ * test keeps the two lists equal). `TokenRequestError.code` is one of these, or `http_<status>`
+ * when a proxy answered instead of tokensvc.
+ *
+ * - `no_preflight_app` (404): `fetchPreflightToken()` for a client without a `preflight` section.
+ */
+export const PROBLEM_CODES = Object.freeze([
+  'invalid_request',
+  'unauthenticated',
+  'forbidden',
+  'unknown_client',
+  'not_found',
+  'no_preflight_app',
+  'method_not_allowed',
+  'request_timeout',
+  'payload_too_large',
+  'unsupported_media_type',
+  'rate_limited',
+  'headers_too_large',
+  'not_ready',
+  'internal',
+  'http_version_not_supported',
+]);
+
 /** Base of every error this package throws on purpose. */
 export class TokenProviderError extends Error {
   /**

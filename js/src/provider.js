@@ -13,6 +13,16 @@
  *   and start another round, or throw `TokenUnavailableError` after the last round. The back-off
  *   is remembered: the next `fetchToken()` waits for it before sending anything.
  *
+ * `fetchPreflightToken()` asks `POST .../preflight-token` the same way (same rounds, cool-downs,
+ * stickiness and back-off); a client without a preflight app answers 404 `no_preflight_app`.
+ *
+ * `reportEdges(report)` posts one edge report (`POST .../edge-report`, 202) and never rejects:
+ * it goes to the region that produced the last token (else the first of the round order), and
+ * after a network error, timeout, 5xx, 408 or 429 to one other region, never more (at most two
+ * requests per report). A 4xx is final. It honours a running back-off (the report is dropped:
+ * every region just failed) and changes no state: a lost report never cools a region down or
+ * delays a token.
+ *
  * @module
  */
 
@@ -72,8 +82,44 @@ const DEFAULTS = Object.freeze({
  * @property {{endpoint: string, remainingMs: number}[]} cooling endpoints in cool-down
  * @property {number} backoffRemainingMs time before the next request may be sent
  *
+ * @typedef {object} PreflightTokenResponse The service's 200 answer to `POST .../preflight-token`.
+ * @property {string} token a short-lived token for the client's echo TwiML app (no incoming grant)
+ * @property {string[]} edges the client's configured edge list for the country: one preflight each
+ * @property {number} [ttl]
+ * @property {string} [expires_at]
+ * @property {string} [identity]
+ * @property {string | null} [country]
+ * @property {string} [region]
+ * @property {string} [home_region]
+ *
+ * @typedef {object} PreflightFigures The `preflight` object of an edge report.
+ * @property {string} edge
+ * @property {number | null} rtt_ms
+ * @property {number | null} jitter_ms
+ * @property {number | null} mos
+ * @property {'excellent'|'great'|'good'|'fair'|'degraded' | null} quality
+ *
+ * @typedef {object} EdgeReport The body of `POST .../edge-report` (`identity` is added for
+ *   api_key clients).
+ * @property {string[]} edges the edge list the Device was given, 1..16 edges
+ * @property {string | null} [connected_edge] the edge connected to (`device.edge`), or null
+ * @property {number | null} [error_code] the Twilio error code, or null
+ * @property {PreflightFigures | null} [preflight]
+ *
+ * @typedef {object} ReportResult What became of one edge report (never a rejection).
+ * @property {boolean} sent true when a region answered 2xx (202)
+ * @property {string | null} endpoint the region that answered last, if any
+ * @property {number} [status] its HTTP status
+ * @property {string} [code] problem+json `code` of a refusal
+ * @property {'rejected'|'unavailable'|'backoff'|'credential'|'invalid'} [reason] why not sent:
+ *   a 4xx; no region answered in two tries; the provider is backing off; `getCredential` failed;
+ *   the report itself is malformed (nothing sent)
+ * @property {Attempt[]} attempts
+ *
  * @typedef {object} TokenProvider
  * @property {(options?: {signal?: AbortSignal}) => Promise<TokenResponse>} fetchToken
+ * @property {(options?: {signal?: AbortSignal}) => Promise<PreflightTokenResponse>} [fetchPreflightToken]
+ * @property {(report: EdgeReport) => Promise<ReportResult>} [reportEdges]
  * @property {() => ProviderStatus} status
  * @property {() => void} reset forget stickiness, cool-downs and back-off (e.g. on `online`)
  * @property {readonly string[]} endpoints
@@ -138,8 +184,15 @@ export function createTokenProvider(options) {
     return delay;
   }
 
-  /** @param {{signal?: AbortSignal}} [callOptions] */
-  async function fetchToken(callOptions = {}) {
+  /**
+   * Rounds over the regions until one answers `path` with a token (see the module comment).
+   *
+   * @param {string} path `token` or `preflight-token`
+   * @param {() => Record<string, string>} makeBody
+   * @param {{signal?: AbortSignal}} callOptions
+   * @returns {Promise<TokenResponse>}
+   */
+  async function obtain(path, makeBody, callOptions) {
     const { signal } = callOptions;
     signal?.throwIfAborted();
     /** @type {Attempt[]} */
@@ -147,10 +200,10 @@ export function createTokenProvider(options) {
     for (let round = 1; ; round += 1) {
       await sleep(notBefore - Date.now(), signal);
       const credential = await cfg.getCredential();
-      const body = JSON.stringify(requestBody(cfg));
+      const body = JSON.stringify(makeBody());
       let retryAfterMs = 0;
       for (const endpoint of order()) {
-        const result = await attempt(cfg, endpoint, credential, body, signal);
+        const result = await attempt(cfg, endpoint, path, credential, body, signal, parseTokenResponse);
         attempts.push(result.attempt);
         cfg.onAttempt?.(result.attempt);
         if (result.response) {
@@ -166,8 +219,55 @@ export function createTokenProvider(options) {
     }
   }
 
+  /** @param {{signal?: AbortSignal}} [callOptions] */
+  function fetchToken(callOptions = {}) {
+    return obtain('token', () => requestBody(cfg), callOptions);
+  }
+
+  /** @param {{signal?: AbortSignal}} [callOptions] */
+  function fetchPreflightToken(callOptions = {}) {
+    return /** @type {Promise<PreflightTokenResponse>} */ (
+      obtain('preflight-token', () => preflightBody(cfg), callOptions)
+    );
+  }
+
+  /**
+   * @param {EdgeReport} report
+   * @returns {Promise<ReportResult>}
+   */
+  async function reportEdges(report) {
+    /** @type {Attempt[]} */
+    const attempts = [];
+    const body = reportBody(cfg, report);
+    if (body === null) return { sent: false, endpoint: null, reason: 'invalid', attempts };
+    if (notBefore > Date.now()) return { sent: false, endpoint: null, reason: 'backoff', attempts };
+    let credential;
+    try {
+      credential = await cfg.getCredential();
+    } catch {
+      return { sent: false, endpoint: null, reason: 'credential', attempts };
+    }
+    const rest = order();
+    const first = lastEndpoint ?? rest[0];
+    const targets = [first, ...rest.filter((e) => e !== first)].slice(0, 2);
+    const text = JSON.stringify(body);
+    /** @type {string | null} */
+    let endpoint = null;
+    for (const target of targets) {
+      endpoint = target;
+      const result = await attempt(cfg, target, 'edge-report', credential, text, undefined, acceptAny);
+      attempts.push(result.attempt);
+      const { status, code } = result.attempt;
+      if (result.response) return { sent: true, endpoint, status, attempts };
+      if (result.final) return { sent: false, endpoint, status, code, reason: 'rejected', attempts };
+    }
+    return { sent: false, endpoint, reason: 'unavailable', attempts };
+  }
+
   return {
     fetchToken,
+    fetchPreflightToken,
+    reportEdges,
     endpoints: cfg.endpoints,
     get lastEndpoint() {
       return lastEndpoint;
@@ -193,25 +293,29 @@ export function createTokenProvider(options) {
 }
 
 /**
+ * @template [R=TokenResponse]
  * @typedef {object} AttemptResult
  * @property {Attempt} attempt
- * @property {TokenResponse} [response] set on success
+ * @property {R} [response] set on success
  * @property {TokenRequestError} [final] set on a final (non-retryable) answer
  * @property {number} retryAfterMs from a `Retry-After` header, else 0
  */
 
 /**
- * One request to one endpoint, bounded by `attemptTimeoutMs` (headers and body).
+ * One POST to one endpoint, bounded by `attemptTimeoutMs` (headers and body).
  *
+ * @template R
  * @param {ReturnType<typeof normalize>} cfg
  * @param {string} endpoint
+ * @param {string} path the last path segment: `token`, `preflight-token`, `edge-report`
  * @param {string} credential
  * @param {string} body
- * @param {AbortSignal | undefined} signal the caller's signal: aborting it aborts `fetchToken()`
- * @returns {Promise<AttemptResult>}
+ * @param {AbortSignal | undefined} signal the caller's signal: aborting it aborts the request
+ * @param {(text: string) => R | null} parse a 2xx body, or null when it is not what was asked for
+ * @returns {Promise<AttemptResult<R>>}
  */
-async function attempt(cfg, endpoint, credential, body, signal) {
-  const url = `${endpoint}/v1/clients/${encodeURIComponent(cfg.client)}/token`;
+async function attempt(cfg, endpoint, path, credential, body, signal, parse) {
+  const url = `${endpoint}/v1/clients/${encodeURIComponent(cfg.client)}/${path}`;
   const started = Date.now();
   const controller = new AbortController();
   let timedOut = false;
@@ -240,7 +344,7 @@ async function attempt(cfg, endpoint, credential, body, signal) {
     const text = await res.text();
     const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
     if (res.ok) {
-      const response = parseTokenResponse(text);
+      const response = parse(text);
       if (response) return { attempt: record({ outcome: 'ok', status: res.status }), response, retryAfterMs: 0 };
       return { attempt: record({ outcome: 'bad_response', status: res.status }), retryAfterMs: 0 };
     }
@@ -284,6 +388,63 @@ function requestBody(cfg) {
   if (country) body.country = country;
   if (cfg.identity) body.identity = cfg.identity;
   return body;
+}
+
+/** @param {ReturnType<typeof normalize>} cfg */
+function preflightBody(cfg) {
+  const { platform: _platform, ...body } = requestBody(cfg);
+  return body;
+}
+
+/** Any 2xx answers an edge report (202, no body). */
+function acceptAny() {
+  return {};
+}
+
+const QUALITIES = ['excellent', 'great', 'good', 'fair', 'degraded'];
+
+/**
+ * The report as the service takes it, or null when it is malformed (the service would answer
+ * 400; nothing is sent).
+ *
+ * @param {ReturnType<typeof normalize>} cfg
+ * @param {EdgeReport} report
+ * @returns {Record<string, unknown> | null}
+ */
+function reportBody(cfg, report) {
+  if (report === null || typeof report !== 'object') return null;
+  const { edges, connected_edge: connected = null, error_code: code = null, preflight = null } = report;
+  if (!Array.isArray(edges) || edges.length === 0 || edges.length > 16 || !edges.every(isEdgeName)) return null;
+  if (connected !== null && !isEdgeName(connected)) return null;
+  if (code !== null && !(Number.isInteger(code) && code >= 10000 && code <= 99999)) return null;
+  /** @type {PreflightFigures | null} */
+  let figures = null;
+  if (preflight !== null) {
+    if (typeof preflight !== 'object' || !isEdgeName(preflight.edge)) return null;
+    const quality = preflight.quality ?? null;
+    if (quality !== null && !QUALITIES.includes(quality)) return null;
+    figures = {
+      edge: preflight.edge,
+      rtt_ms: finiteOrNull(preflight.rtt_ms),
+      jitter_ms: finiteOrNull(preflight.jitter_ms),
+      mos: finiteOrNull(preflight.mos),
+      quality,
+    };
+  }
+  /** @type {Record<string, unknown>} */
+  const body = { edges: [...edges], connected_edge: connected, error_code: code, preflight: figures };
+  if (cfg.identity) body.identity = cfg.identity;
+  return body;
+}
+
+/** @param {unknown} value */
+function finiteOrNull(value) {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+/** @param {unknown} value */
+function isEdgeName(value) {
+  return typeof value === 'string' && EDGE_NAME.test(value);
 }
 
 /**

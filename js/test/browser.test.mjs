@@ -1,15 +1,19 @@
 // The helper in headless Chromium: real fetch, CORS preflights, AbortController, module loading.
 // 1. against stand-in regions (always, when Chromium is there);
 // 2. against two real `tokensvc serve` instances, the first one then stopped (when tokensvc is on
-//    PATH). Missing Chromium or tokensvc skips loudly instead of failing.
+//    PATH): failover, then the binding's registration report, a preflight token and a preflight
+//    run's reports, all answered by the real server and counted in its /metrics. The Device is
+//    the page's stand-in: the real SDK cannot register without Twilio's servers.
+//    Missing Chromium or tokensvc skips loudly instead of failing.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { browserUnavailable, launchChromium, loudSkip, startPageServer } from '../testing/page.mjs';
-import { deadRegionUrl, startRegion } from '../testing/regions.mjs';
+import { deadRegionUrl, startRegion, waitFor } from '../testing/regions.mjs';
 import {
   CLIENT_EDGES,
   decodeJwt,
+  sampleValue,
   signCallerJwt,
   startTokensvc,
   which,
@@ -89,7 +93,7 @@ describe('in headless Chromium', async () => {
     assert.ok(result.elapsedMs >= 450 && result.elapsedMs < 500 + 2500, `took ${result.elapsedMs} ms`);
     assert.deepEqual(
       [result.created, result.token, result.options],
-      [1, 'stand-in-token-good-1', { logLevel: 'warn', edge: ['tokyo', 'singapore'] }],
+      [1, 'stand-in-token-good-1', { logLevel: 'warn', enableImprovedSignalingErrorPrecision: true, edge: ['tokyo', 'singapore'] }],
     );
     assert.deepEqual(
       good.hits.map((h) => [h.method, h.authorization, h.body]),
@@ -152,7 +156,10 @@ describe('in headless Chromium', async () => {
         country: 'IE',
         onAttempt: (a) => window.attempts.push([a.endpoint, a.outcome, a.status ?? null]),
       });
-      window.binding = await bindDevice(window.StandInDevice, window.provider);
+      window.reports = [];
+      window.binding = await bindDevice(window.StandInDevice, window.provider, {
+        onReport: (result, report) => window.reports.push({ result, report }),
+      });
       return { attempts: window.attempts.splice(0), lastEndpoint: window.provider.lastEndpoint };
     }, { endpoints: [eu.url, us.url], credential, client: CLIENT });
     assert.deepEqual(first, { attempts: [[eu.url, 'ok', 200]], lastEndpoint: eu.url });
@@ -163,7 +170,6 @@ describe('in headless Chromium', async () => {
     const second = await page.evaluate(async () => {
       const response = await window.binding.refresh();
       const device = window.StandInDevice.created[0];
-      window.binding.stop();
       return {
         attempts: window.attempts.splice(0),
         response,
@@ -183,6 +189,67 @@ describe('in headless Chromium', async () => {
     assert.deepEqual(second.edgeUpdates, []); // same edges from both regions: options untouched
     const { header, payload } = decodeJwt(second.deviceToken);
     assert.deepEqual([header.alg, header.cty, payload.grants?.identity], ['HS256', 'twilio-fpa;v=1', 'alice']);
+
+    // Registration: the binding reports to the region of the last token (us); the real server
+    // answers 202 and counts it (the counting rule: frankfurt connected, dublin before it failed).
+    const counts = async () => {
+      const text = await us.metrics();
+      const count = (/** @type {string} */ edge, /** @type {string} */ outcome) =>
+        sampleValue(text, 'tokensvc_edge_reports_total', { client: CLIENT, edge, outcome });
+      return {
+        dublinFailed: count('dublin', 'failed'),
+        frankfurtConnected: count('frankfurt', 'connected'),
+        preflightRtt: sampleValue(text, 'tokensvc_edge_preflight_rtt_seconds_count', { client: CLIENT, edge: 'dublin' }),
+      };
+    };
+    const before = await counts();
+    const registration = await page.evaluate(async () => {
+      const device = window.StandInDevice.created[0];
+      device.edge = 'frankfurt'; // what voice-sdk sets before emitting `registered`
+      device.emit('registered');
+      const deadline = Date.now() + 10_000;
+      while (window.reports.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      window.binding.stop();
+      return window.reports.map(({ result, report }) => ({
+        report, sent: result.sent, status: result.status, endpoint: result.endpoint,
+      }));
+    });
+    assert.deepEqual(registration, [{
+      report: { edges: CLIENT_EDGES.IE, connected_edge: 'frankfurt', error_code: null },
+      sent: true,
+      status: 202,
+      endpoint: us.url,
+    }]);
+    const counted = await waitFor(async () => {
+      const now = await counts();
+      return now.dublinFailed === before.dublinFailed + 1 && now.frankfurtConnected === before.frankfurtConnected + 1;
+    }, 10_000);
+    assert.ok(counted, `tokensvc_edge_reports_total not incremented: ${JSON.stringify([before, await counts()])}`);
+
+    // A preflight token from the real server (the client's echo app, no incoming grant), then one
+    // preflight run per given edge, each reported with its figures (the RTT histogram counts it).
+    const preflight = await page.evaluate(async () => {
+      const token = await window.provider.fetchPreflightToken();
+      const results = await window.tokensvc.runPreflight(window.StandInDevice, window.provider, { edges: ['dublin'] });
+      return {
+        token,
+        runs: window.StandInDevice.preflights.map((p) => p.options.edge),
+        results: results.map((r) => ({ edge: r.edge, ok: r.ok, rttMs: r.rttMs, quality: r.quality, sent: r.reported?.sent, status: r.reported?.status })),
+      };
+    });
+    const pf = decodeJwt(preflight.token.token).payload;
+    assert.deepEqual(
+      [preflight.token.region, preflight.token.edges, pf.grants?.voice?.outgoing?.application_sid, pf.grants?.voice?.incoming],
+      ['us', CLIENT_EDGES.IE, config.preflightAppSid, undefined],
+    );
+    assert.deepEqual([preflight.runs, preflight.results], [
+      ['dublin'],
+      [{ edge: 'dublin', ok: true, rttMs: 42, quality: 'excellent', sent: true, status: 202 }],
+    ]);
+    assert.ok(
+      await waitFor(async () => (await counts()).preflightRtt === before.preflightRtt + 1, 10_000),
+      'tokensvc_edge_preflight_rtt_seconds not observed',
+    );
     assert.deepEqual(consoleErrors, []);
   });
 });

@@ -72,6 +72,20 @@ class StandInDevice extends EventEmitter {
   }
 }
 
+/**
+ * Token requests a stand-in region received (edge reports go to the same region).
+ *
+ * @param {{hits: {path: string}[]}} region
+ */
+const tokenRequests = (region) => region.hits.filter((h) => h.path.endsWith('/token')).length;
+
+/**
+ * Edge-report bodies a stand-in region received.
+ *
+ * @param {{hits: {path: string, body: unknown}[]}} region
+ */
+const reportsTo = (region) => region.hits.filter((h) => h.path.endsWith('/edge-report')).map((h) => h.body);
+
 /** @type {Array<{close: () => Promise<void>}>} */
 let started = [];
 /** @type {Array<{stop: () => void}>} */
@@ -252,7 +266,7 @@ describe('edges', () => {
 });
 
 describe('device errors', () => {
-  for (const code of [20101, 20104, 20107, 20151, 31202, 31204, 31205, 31207]) {
+  for (const code of [20101, 20103, 20104, 20107, 20151, 20157, 31202, 31204, 31205, 31207]) {
     test(`token error ${code} fetches a new token at once and never changes edges`, async () => {
       /** @type {Array<[number | undefined, string]>} */
       const seen = [];
@@ -270,7 +284,7 @@ describe('device errors', () => {
       const { device, region } = await setup({ bind: { onDeviceError: (_e, action) => actions.push(action) } });
       device.emit('error', { code, message: 'connection problem' });
       await new Promise((r) => setTimeout(r, 100));
-      assert.deepEqual([region.hits.length, device.tokenUpdates, device.optionUpdates, actions], [1, [], [], ['sdk_fallback']]);
+      assert.deepEqual([tokenRequests(region), device.tokenUpdates, device.optionUpdates, actions], [1, [], [], ['sdk_fallback']]);
     });
   }
 
@@ -292,6 +306,105 @@ describe('device errors', () => {
   });
 });
 
+describe('edge reports', () => {
+  test('each registered event sends one report: the edges given and device.edge', async () => {
+    /** @type {unknown[]} */
+    const results = [];
+    const { device, region } = await setup({
+      edges: ['dublin', 'frankfurt', 'ashburn'],
+      bind: { onReport: (result) => results.push([result.sent, result.status]) },
+    });
+    Object.assign(device, { edge: 'frankfurt' });
+    device.emit('registered');
+    assert.ok(await waitFor(() => results.length === 1));
+    assert.deepEqual(
+      [reportsTo(region), region.hits.at(-1)?.authorization, results],
+      [[{ edges: ['dublin', 'frankfurt', 'ashburn'], connected_edge: 'frankfurt', error_code: null, preflight: null }],
+        'Bearer caller-credential', [[true, 202]]],
+    );
+  });
+
+  test('a Device without an edge on registered reports connected_edge null', async () => {
+    const { device, region } = await setup({ edges: ['sydney'] });
+    device.emit('registered');
+    assert.ok(await waitFor(() => reportsTo(region).length === 1));
+    assert.deepEqual(reportsTo(region), [{ edges: ['sydney'], connected_edge: null, error_code: null, preflight: null }]);
+  });
+
+  test('an empty edge list is reported as the SDK default the Device was given: roaming', async () => {
+    const { device, region } = await setup({ edges: [] });
+    Object.assign(device, { edge: 'roaming' });
+    device.emit('registered');
+    assert.ok(await waitFor(() => reportsTo(region).length === 1));
+    assert.deepEqual(reportsTo(region)[0], { edges: ['roaming'], connected_edge: 'roaming', error_code: null, preflight: null });
+  });
+
+  test('reportEdges: false sends no report on registered nor on a connection error', async () => {
+    const { device, region } = await setup({ bind: { reportEdges: false } });
+    device.emit('registered');
+    device.emit('error', { code: 31005 });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(reportsTo(region), []);
+  });
+
+  test('a connection error sends one report with connected_edge null and the code', async () => {
+    const { device, region } = await setup({ edges: ['dublin', 'frankfurt'] });
+    device.emit('error', { code: 53000 });
+    assert.ok(await waitFor(() => reportsTo(region).length === 1));
+    assert.deepEqual(reportsTo(region), [{ edges: ['dublin', 'frankfurt'], connected_edge: null, error_code: 53000, preflight: null }]);
+  });
+
+  test('a burst of connection errors in one registration attempt sends one report', async () => {
+    const { device, region } = await setup();
+    for (const code of [31005, 31009, 53000, 31005]) device.emit('error', { code });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(reportsTo(region).map((b) => /** @type {{error_code: number}} */ (b).error_code), [31005]);
+  });
+
+  test('a new registration attempt (registering) allows one more connection-error report', async () => {
+    const { device, region } = await setup();
+    device.emit('error', { code: 31005 });
+    device.emit('registering');
+    device.emit('error', { code: 31009 });
+    device.emit('error', { code: 31009 });
+    assert.ok(await waitFor(() => reportsTo(region).length === 2));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(reportsTo(region).map((b) => /** @type {{error_code: number}} */ (b).error_code), [31005, 31009]);
+  });
+
+  test('a token error sends no edge report (it is not the edge)', async () => {
+    const { device, region } = await setup();
+    device.emit('error', { code: 31204 });
+    assert.ok(await waitFor(() => device.tokenUpdates.length === 1));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(reportsTo(region), []);
+  });
+
+  test('a refused report never reaches onError and the binding keeps working', async () => {
+    /** @type {unknown[]} */
+    const results = [];
+    const { device, region, binding, errors } = await setup({ bind: { onReport: (r) => results.push([r.sent, r.code]) } });
+    region.set({ status: 400, code: 'invalid_request' });
+    device.emit('registered');
+    assert.ok(await waitFor(() => results.length === 1));
+    region.set('ok');
+    await binding.refresh();
+    assert.deepEqual([results, errors, device.tokenUpdates.length], [[[false, 'invalid_request']], [], 1]);
+  });
+
+  test('a provider without reportEdges (a custom one) binds and sends nothing', async () => {
+    const region = await startRegion('eu', 'ok');
+    started.push(region);
+    const full = createTokenProvider({ endpoints: [region.url], client: 'webphone', getCredential: () => 'c' });
+    const binding = await bindDevice(StandInDevice, { fetchToken: (o) => full.fetchToken(o) }, { onError: () => {} });
+    bindings.push(binding);
+    binding.device.emit('registered');
+    binding.device.emit('error', { code: 31005 });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(reportsTo(region), []);
+  });
+});
+
 describe('stop', () => {
   test('stop() removes the listeners and the refresh timer', async () => {
     const { device, region, binding } = await setup({ refreshIn: 0.1 });
@@ -300,8 +413,8 @@ describe('stop', () => {
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(
       [device.listenerCount('tokenWillExpire'), device.listenerCount('destroyed'), device.listenerCount('error'),
-        device.listenerCount('registered'), region.hits.length, device.tokenUpdates],
-      [0, 0, 0, 0, 1, []],
+        device.listenerCount('registered'), device.listenerCount('registering'), region.hits.length, device.tokenUpdates],
+      [0, 0, 0, 0, 0, 1, []],
     );
   });
 

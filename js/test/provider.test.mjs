@@ -299,3 +299,166 @@ describe('parseRetryAfter', () => {
     assert.ok(fromDate > 55_000 && fromDate <= 60_000, `date gave ${fromDate}`);
   });
 });
+
+/** A valid registration report. */
+const REPORT = Object.freeze({ edges: ['dublin', 'frankfurt'], connected_edge: 'frankfurt', error_code: null });
+
+/**
+ * Edge-report requests a stand-in region received.
+ *
+ * @param {{hits: {path: string}[]}} r
+ */
+const reportHits = (r) => r.hits.filter((h) => h.path.endsWith('/edge-report'));
+
+describe('reportEdges', () => {
+  test('POSTs the report with the bearer credential to the region of the last token', async () => {
+    const eu = await region('eu', { status: 503 });
+    const us = await region('us');
+    const { p } = provider([eu.url, us.url]);
+    await p.fetchToken(); // eu fails, us answers
+    eu.set('ok'); // eu is back, but the report goes where the token came from
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual(
+      [result.sent, result.endpoint, result.status, reportHits(eu).length,
+        reportHits(us).map((h) => [h.path, h.authorization, h.contentType, h.body])],
+      [true, us.url, 202, 0, [['/v1/clients/webphone/edge-report', 'Bearer caller-credential', 'application/json',
+        { edges: ['dublin', 'frankfurt'], connected_edge: 'frankfurt', error_code: null, preflight: null }]]],
+    );
+  });
+
+  test('before any token it goes to the first region of the round order', async () => {
+    const eu = await region('eu');
+    const us = await region('us');
+    const { p } = provider([eu.url, us.url]);
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual([result.endpoint, reportHits(eu).length, reportHits(us).length], [eu.url, 1, 0]);
+  });
+
+  test('a 5xx moves it to one other region, and that is the only retry', async () => {
+    const eu = await region('eu');
+    const us = await region('us', { status: 503 });
+    const ap = await region('ap', { status: 503 });
+    const { p } = provider([eu.url, us.url, ap.url]);
+    await p.fetchToken();
+    eu.set({ status: 503 });
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual(
+      [result.sent, result.reason, result.attempts.map((a) => [a.endpoint, a.status]), reportHits(ap).length],
+      [false, 'unavailable', [[eu.url, 503], [us.url, 503]], 0],
+    );
+  });
+
+  test('a refused connection moves it to the next region, which takes it', async () => {
+    const dead = await deadRegionUrl();
+    const us = await region('us');
+    const { p } = provider([dead, us.url]);
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual([result.sent, result.attempts.map((a) => a.outcome)], [true, ['network', 'ok']]);
+  });
+
+  test('a 4xx is final: one request, the problem code, no other region asked', async () => {
+    const eu = await region('eu', { status: 400, code: 'invalid_request' });
+    const us = await region('us');
+    const { p } = provider([eu.url, us.url]);
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual(
+      [result.sent, result.reason, result.status, result.code, reportHits(us).length],
+      [false, 'rejected', 400, 'invalid_request', 0],
+    );
+  });
+
+  test('a failed report changes no failover state: no cool-down, no back-off, no stickiness', async () => {
+    const eu = await region('eu', { status: 503 });
+    const us = await region('us', { status: 503 });
+    const { p } = provider([eu.url, us.url]);
+    await p.reportEdges(REPORT);
+    assert.deepEqual(p.status(), { preferred: null, cooling: [], backoffRemainingMs: 0 });
+  });
+
+  test('while the provider backs off the report is dropped without a request', async () => {
+    const eu = await region('eu', { status: 503 });
+    const { p } = provider([eu.url], { backoffBaseMs: 60_000 });
+    await p.fetchToken().catch(() => {});
+    const before = eu.hits.length;
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual([result.sent, result.reason, eu.hits.length - before], [false, 'backoff', 0]);
+  });
+
+  test('never rejects: a failing getCredential resolves with reason credential', async () => {
+    const eu = await region('eu');
+    const p = createTokenProvider({
+      endpoints: [eu.url],
+      client: 'webphone',
+      getCredential: () => { throw new Error('signed out'); },
+    });
+    const result = await p.reportEdges(REPORT);
+    assert.deepEqual([result.sent, result.reason, eu.hits.length], [false, 'credential', 0]);
+  });
+
+  for (const [what, report] of /** @type {const} */ ([
+    ['no edges', { edges: [] }],
+    ['a malformed edge name', { edges: ['Dublin!'] }],
+    ['an error code out of range', { edges: ['dublin'], error_code: 999 }],
+    ['an unknown call quality', { edges: ['dublin'], preflight: { edge: 'dublin', quality: 'superb' } }],
+  ])) {
+    test(`a report with ${what} is not sent (reason invalid)`, async () => {
+      const eu = await region('eu');
+      const { p } = provider([eu.url]);
+      const result = await p.reportEdges(/** @type {any} */ (report));
+      assert.deepEqual([result.sent, result.reason, eu.hits.length], [false, 'invalid', 0]);
+    });
+  }
+
+  test('only the preflight fields the service takes are sent, non-numbers as null', async () => {
+    const eu = await region('eu');
+    const { p } = provider([eu.url]);
+    await p.reportEdges({
+      edges: ['dublin'],
+      connected_edge: 'dublin',
+      preflight: /** @type {any} */ ({ edge: 'dublin', rtt_ms: 41.5, jitter_ms: Number.NaN, mos: '4', quality: 'good', callSid: 'CA1' }),
+    });
+    assert.deepEqual(reportHits(eu)[0]?.body, {
+      edges: ['dublin'], connected_edge: 'dublin', error_code: null,
+      preflight: { edge: 'dublin', rtt_ms: 41.5, jitter_ms: null, mos: null, quality: 'good' },
+    });
+  });
+
+  test('an api_key client names the identity in the report', async () => {
+    const eu = await region('eu');
+    const { p } = provider([eu.url], { identity: 'alice' });
+    await p.reportEdges(REPORT);
+    assert.equal(/** @type {{identity?: string}} */ (reportHits(eu)[0]?.body).identity, 'alice');
+  });
+});
+
+describe('fetchPreflightToken', () => {
+  test('POSTs preflight-token with country and identity only, and returns token and edges', async () => {
+    const eu = await region('eu', 'ok', { edges: ['dublin', 'frankfurt'] });
+    const { p } = provider([eu.url], { country: 'IE', identity: 'alice' });
+    const response = await p.fetchPreflightToken();
+    assert.deepEqual(
+      [response.token, response.edges, eu.hits.map((h) => [h.path, h.authorization, h.body])],
+      ['stand-in-preflight-eu-1', ['dublin', 'frankfurt'],
+        [['/v1/clients/webphone/preflight-token', 'Bearer caller-credential', { country: 'IE', identity: 'alice' }]]],
+    );
+  });
+
+  test('fails over like the token fetch', async () => {
+    const eu = await region('eu', { status: 503 });
+    const us = await region('us');
+    const { p, tried } = provider([eu.url, us.url]);
+    const response = await p.fetchPreflightToken();
+    assert.deepEqual([response.region, tried(), p.lastEndpoint], ['us', [eu.url, us.url], us.url]);
+  });
+
+  test('a client without a preflight app: TokenRequestError no_preflight_app, next region not asked', async () => {
+    const eu = await region('eu', { status: 404, code: 'no_preflight_app' });
+    const us = await region('us');
+    const { p } = provider([eu.url, us.url]);
+    const error = await p.fetchPreflightToken().then(() => null, (e) => e);
+    assert.deepEqual(
+      [error instanceof TokenRequestError, error?.status, error?.code, us.hits.length],
+      [true, 404, 'no_preflight_app', 0],
+    );
+  });
+});

@@ -43,6 +43,25 @@ class StandInDevice {
   emit(event, ...args) { for (const fn of this.listeners.get(event) ?? []) fn(...args); }
   updateToken(token) { this.token = token; this.tokenUpdates.push(token); }
   updateOptions(options) { this.options = { ...this.options, ...options }; this.optionUpdates.push(options); }
+  // Device.runPreflight: a stand-in PreflightTest that completes with a voice-sdk 2.18-shaped
+  // report (edge, selectedEdge, stats.{rtt,jitter,mos}.average, callQuality, networkTiming).
+  static preflights = [];
+  static runPreflight(token, options) {
+    const listeners = new Map();
+    const test = {
+      on(event, fn) { listeners.set(event, [...(listeners.get(event) ?? []), fn]); return test; },
+      off(event, fn) { listeners.set(event, (listeners.get(event) ?? []).filter((f) => f !== fn)); return test; },
+      stop() {},
+    };
+    StandInDevice.preflights.push({ token, options });
+    const stat = (v) => ({ average: v, max: v, min: v });
+    const report = {
+      edge: options.edge, selectedEdge: options.edge, callSid: 'CA0', networkTiming: {},
+      stats: { rtt: stat(42), jitter: stat(3.5), mos: stat(4.3) }, callQuality: 'excellent',
+    };
+    setTimeout(() => { for (const fn of listeners.get('completed') ?? []) fn(report); }, 10);
+    return test;
+  }
 }
 
 window.tokensvc = tokensvc;

@@ -33,6 +33,9 @@ export async function startRegion(name, behaviour = 'ok', options = {}) {
     /** @type {{method: string, path: string, authorization: string | undefined, contentType: string | undefined, body: unknown, at: number}[]} */
     hits: [],
     issued: 0,
+    reports: 0,
+    preflights: 0,
+    preflightTtl: 300,
     url: '',
     /** @param {Behaviour} b */
     set(b) {
@@ -72,7 +75,7 @@ export async function startRegion(name, behaviour = 'ok', options = {}) {
         body,
         at: Date.now(),
       });
-      respond(region, res);
+      respond(region, res, req.url ?? '');
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
@@ -86,15 +89,39 @@ export async function startRegion(name, behaviour = 'ok', options = {}) {
 }
 
 /**
+ * `ok` answers what tokensvc would for the path: a token, a preflight token (`stand-in-preflight-
+ * <region>-<n>`), or 202 with no body for an edge report.
+ *
  * @param {Awaited<ReturnType<typeof startRegion>>} region
  * @param {import('node:http').ServerResponse} res
+ * @param {string} path
  */
-function respond(region, res) {
+function respond(region, res, path) {
   const b = region.behaviour;
   if (b === 'hang') return; // never answer; the connection is destroyed at close()
   if (b === 'garbage') {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end('<html>captive portal</html>');
+    return;
+  }
+  if (b === 'ok' && path.endsWith('/edge-report')) {
+    region.reports += 1;
+    res.writeHead(202, { 'Cache-Control': 'no-store' });
+    res.end();
+    return;
+  }
+  if (b === 'ok' && path.endsWith('/preflight-token')) {
+    region.preflights += 1;
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+    res.end(JSON.stringify({
+      token: `stand-in-preflight-${region.name}-${region.preflights}`,
+      identity: 'alice',
+      ttl: region.preflightTtl,
+      edges: region.edges,
+      country: null,
+      region: region.name,
+      home_region: 'us1',
+    }));
     return;
   }
   if (b === 'ok') {
@@ -146,7 +173,7 @@ export async function deadRegionUrl() {
 }
 
 /**
- * Poll `predicate` every 10 ms until it is truthy or `timeoutMs` passes.
+ * Poll `predicate` (awaited: it may be async) every 10 ms until it is truthy or `timeoutMs` passes.
  *
  * @param {() => unknown} predicate
  * @param {number} [timeoutMs]
@@ -154,8 +181,8 @@ export async function deadRegionUrl() {
 export async function waitFor(predicate, timeoutMs = 3000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (predicate()) return true;
+    if (await predicate()) return true;
     await new Promise((r) => setTimeout(r, 10));
   }
-  return Boolean(predicate());
+  return Boolean(await predicate());
 }

@@ -39,13 +39,15 @@ export function which(name) {
 const hex = (n) => randomBytes(n).toString('hex');
 
 /**
- * A temp config dir holding one dev client file (JSON is valid YAML). Secrets are random per run.
+ * A temp config dir holding one dev client file (JSON is valid YAML), with a preflight (echo)
+ * TwiML app. Secrets and SIDs are random per run.
  *
  * @param {{client: string, origin: string}} options
  */
 export function writeClientConfig({ client, origin }) {
   const dir = mkdtempSync(path.join(tmpdir(), 'tokensvc-js-'));
   const hs256Secret = hex(32);
+  const preflightAppSid = `AP${hex(16)}`;
   const config = {
     twilio: {
       account_sid: `AC${hex(16)}`,
@@ -67,10 +69,11 @@ export function writeClientConfig({ client, origin }) {
     cors: { allow_origins: [origin] },
     edges: { default: [...CLIENT_EDGES.default], by_country: { IE: [...CLIENT_EDGES.IE] } },
     rate_limit: { per_identity: '30/minute', per_ip: '300/minute' },
+    preflight: { outgoing_application_sid: preflightAppSid, ttl_seconds: 300 },
     dev: true,
   };
   writeFileSync(path.join(dir, `${client}.yaml`), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  return { dir, hs256Secret, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, hs256Secret, preflightAppSid, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** @param {object} value */
@@ -112,16 +115,20 @@ export function decodeJwt(jwt) {
 
 /**
  * Start `tokensvc serve` for one region and wait for /readyz. The process leads its own group so
- * that stop() also reaches any Hypercorn worker it forked.
+ * that stop() also reaches any Hypercorn worker it forked. `/metrics` is on its own admin port
+ * (`instance.metrics()` reads it).
  *
  * @param {{executable: string, configDir: string, region: string, readyTimeoutMs?: number}} options
  */
 export async function startTokensvc({ executable, configDir, region, readyTimeoutMs = 30_000 }) {
   const port = await freePort();
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
   const child = spawn(executable, ['serve', '--config', configDir, '--host', '127.0.0.1', '--port', String(port)], {
     env: {
       ...process.env,
       TOKENSVC_REGION: region,
+      TOKENSVC_ADMIN_PORT: String(adminPort),
       TOKENSVC_GRACEFUL_TIMEOUT: '1',
       TOKENSVC_RELOAD_INTERVAL: '0',
       TOKENSVC_LOG_LEVEL: 'warning',
@@ -149,10 +156,17 @@ export async function startTokensvc({ executable, configDir, region, readyTimeou
   });
 
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
   const instance = {
     region,
     url,
+    adminUrl,
     pid,
+    /** The Prometheus text of the admin port's /metrics. */
+    async metrics() {
+      const res = await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
+      return res.text();
+    },
     get output() {
       return output;
     },
@@ -194,4 +208,22 @@ function signalGroup(pid, signal) {
   } catch {
     // already gone
   }
+}
+
+/**
+ * The value of one sample in Prometheus text, or 0 when the series is absent: `name` and every
+ * label of `labels` must match (other labels may be present).
+ *
+ * @param {string} text
+ * @param {string} name
+ * @param {Record<string, string>} labels
+ */
+export function sampleValue(text, name, labels) {
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(match[3]);
+  }
+  return 0;
 }

@@ -2,9 +2,16 @@
 import {
   bindDevice,
   createTokenProvider,
+  PROBLEM_CODES,
+  runPreflight,
   TokenRequestError,
   TokenUnavailableError,
   type DeviceLike,
+  type PreflightResult,
+  type PreflightTestLike,
+  type PreflightTokenResponse,
+  type ProblemCode,
+  type ReportResult,
   type TokenResponse,
 } from '../index.js';
 
@@ -55,4 +62,42 @@ export async function example(): Promise<void> {
   const edges: readonly string[] = binding.edges;
   void edges;
   binding.stop();
+}
+
+class StandInPreflight implements PreflightTestLike {
+  on(_event: string, _listener: (...args: unknown[]) => void): this {
+    return this;
+  }
+  stop(): void {}
+}
+
+export async function reportsAndPreflight(): Promise<void> {
+  const provider = createTokenProvider({
+    endpoints: ['https://token.eu.example.com'],
+    client: 'webphone',
+    getCredential: () => 'caller-jwt',
+  });
+  const sent: ReportResult = await provider.reportEdges({ edges: ['dublin'], connected_edge: 'dublin', error_code: null });
+  if (!sent.sent && sent.reason === 'rejected') console.warn(sent.code);
+  try {
+    const preflight: PreflightTokenResponse = await provider.fetchPreflightToken();
+    void preflight.edges;
+  } catch (err) {
+    if (err instanceof TokenRequestError && err.code === 'no_preflight_app') return;
+    throw err;
+  }
+  const Device = { runPreflight: (_token: string, _options: Record<string, unknown>) => new StandInPreflight() };
+  const results: PreflightResult[] = await runPreflight(Device, provider, {
+    edges: ['dublin', 'frankfurt'],
+    onResult: (r) => console.info(r.edge, r.ok, r.rttMs ?? '-', r.quality ?? '-'),
+  });
+  void results;
+  const codes: readonly ProblemCode[] = PROBLEM_CODES;
+  void codes;
+  const binding = await bindDevice(StandInDevice, provider, {
+    reportEdges: false,
+    onReport: (result, report) => console.debug(result.sent, report.edges),
+  });
+  const edge: string | null = binding.edge;
+  void edge;
 }
