@@ -73,6 +73,7 @@ from tokensvc.errors import ConfigError, Forbidden, Problem, StoreError
 from tokensvc.identity import decode_identity, is_valid_twilio_identity, to_twilio_identity
 from tokensvc.secret import Secret, SecretRefError, resolve_secret
 from tokensvc.store.admin import RegionAdmin
+from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import (
     BLOCKS,
     DRAINS,
@@ -142,14 +143,18 @@ class Region:
     password: Secret | None = None
     sentinel_password: Secret | None = None
 
-    def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
-        return RegionAdmin(
+    def connection(self, timeouts: Timeouts | None = None) -> RedisConnection:
+        """The region's Redis (for ``RegionAdmin``, or a ``RedisStore`` in that region)."""
+        return RedisConnection(
             self.url.reveal(),
             password=self.password.reveal() if self.password else None,
             sentinel_password=self.sentinel_password.reveal() if self.sentinel_password else None,
             timeouts=timeouts,
             source=f"regions.{self.name}",
         )
+
+    def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
+        return RegionAdmin(self.connection(timeouts))
 
 
 @dataclass(frozen=True)

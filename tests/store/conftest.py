@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -13,6 +14,28 @@ from tokensvc.store.redis import RedisStore
 from tokensvc.store.shared import SharedState
 
 BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[Callable[[C], C]]:
+    """``closing(RegionAdmin(url))``: the object itself, closed at teardown (stores and
+    admins opened by a test)."""
+    made: list[Closable] = []
+
+    def keep(thing: C) -> C:
+        made.append(thing)
+        return thing
+
+    yield keep
+    for thing in made:
+        await thing.close()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -17,28 +17,14 @@ from collections.abc import Iterable, Mapping
 
 from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import KINDS, PREFIX, PRUNE_LUA, TOMBSTONE_SECONDS, Entry
-from tokensvc.store.urls import Timeouts
 
 
 class RegionAdmin:
     """One region's drains and blocks, as the operator tooling reads and writes them."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        password: str | None = None,
-        sentinel_password: str | None = None,
-        timeouts: Timeouts | None = None,
-        source: str = "TOKENSVC_REDIS_URL",
-    ) -> None:
-        self.connection = RedisConnection(
-            url,
-            password=password,
-            sentinel_password=sentinel_password,
-            timeouts=timeouts,
-            source=source,
-        )
+    def __init__(self, connection: RedisConnection | str) -> None:
+        """``connection``: the region's Redis, or just its URL (``RedisConnection(url)``)."""
+        self.connection = RedisConnection(connection) if isinstance(connection, str) else connection
         self._prune = self.connection.primary.register_script(PRUNE_LUA)
 
     def __repr__(self) -> str:

@@ -115,31 +115,25 @@ class RedisConnection:
         self.timeouts = timeouts or Timeouts()
         self.endpoint, url_password = parse_url(url, source=source)
         self._closers: list[Callable[[], Awaitable[Any]]] = []
-        self.primary, manager = _client(
-            self.endpoint, password or url_password, sentinel_password, self.timeouts
-        )
         self._managers: list[EpochSentinel] = []
-        self._closers.append(self.primary.aclose)
-        if manager is not None:
-            self._managers.append(manager)
-            self._closers.append(manager.aclose)
+        self.primary = self._own(
+            _client(self.endpoint, password or url_password, sentinel_password, self.timeouts)
+        )
         self.read_endpoint: Endpoint | None = None
         self.read = self.primary
         if read_url:
             self.read_endpoint, read_password = parse_url(
                 read_url, source=source.replace("_URL", "_READ_URL")
             )
-            self.read, read_manager = _client(
-                self.read_endpoint,
-                password or read_password,
-                sentinel_password,
-                self.timeouts,
-                replica=True,
+            self.read = self._own(
+                _client(
+                    self.read_endpoint,
+                    password or read_password,
+                    sentinel_password,
+                    self.timeouts,
+                    replica=True,
+                )
             )
-            self._closers.append(self.read.aclose)
-            if read_manager is not None:
-                self._managers.append(read_manager)
-                self._closers.append(read_manager.aclose)
         self._apply = self.primary.register_script(APPLY_LUA)
         #: primary changes noticed (Sentinel reported a new primary, or a write met READONLY)
         self.failovers = 0
@@ -236,6 +230,15 @@ class RedisConnection:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeouts.call):
                     await close()
+
+    def _own(self, made: tuple[Redis, EpochSentinel | None]) -> Redis:
+        """Keep a client (and its Sentinel manager) to close them with the connection."""
+        client, manager = made
+        self._closers.append(client.aclose)
+        if manager is not None:
+            self._managers.append(manager)
+            self._closers.append(manager.aclose)
+        return client
 
     def _forget_primary(self) -> None:
         """After any error, the next connection asks Sentinel again (no cached primary)."""
