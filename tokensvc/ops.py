@@ -75,6 +75,7 @@ from tokensvc.secret import Secret, SecretRefError, resolve_secret
 from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import (
+    BLOCK_TOMBSTONE_SECONDS,
     BLOCKS,
     DRAINS,
     PINS,
@@ -98,7 +99,9 @@ _MAX_DURATION_TEXT = 32  # bounds the integers parsed (no huge-number work, no f
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-assert TOMBSTONE_SECONDS > MAX_DRAIN_SECONDS  # noqa: S101 - the merge rule depends on it
+# The merge rule depends on these: a tombstone outlives every entry it can cancel.
+assert TOMBSTONE_SECONDS > MAX_DRAIN_SECONDS  # noqa: S101
+assert BLOCK_TOMBSTONE_SECONDS > MAX_BLOCK_SECONDS  # noqa: S101
 
 
 def parse_duration(text: str, maximum: float = MAX_BLOCK_SECONDS) -> float:
@@ -392,7 +395,7 @@ class Ops:
         return await self._write(PINS, edge, Entry(now, now + seconds, reason))
 
     async def unpin(self, edge: str) -> list[RegionResult]:
-        return await self._write(PINS, edge, Entry.tombstone(self.clock()))
+        return await self._write(PINS, edge, Entry.tombstone(self.clock(), PINS))
 
     async def block(
         self, client: str, identity: str, seconds: float | None, reason: str
@@ -403,7 +406,7 @@ class Ops:
 
     async def unblock(self, client: str, identity: str) -> list[RegionResult]:
         return await self._write(
-            BLOCKS, block_field(client, identity), Entry.tombstone(self.clock())
+            BLOCKS, block_field(client, identity), Entry.tombstone(self.clock(), BLOCKS)
         )
 
     async def show(self, kind: str) -> list[RegionResult]:
@@ -421,10 +424,15 @@ class Ops:
         """Bring every reachable region up to date with the winners across all of them."""
         read = await self._each(lambda admin: self._read_all(admin, kind))
         now = self.clock()
-        # Feed leases are their region's own: never copied, never removed by a tombstone.
-        winners = merge(
-            [{k: e for k, e in r.entries.items() if not e.is_lease} for r in read if r.ok]
-        )
+        # Feed leases are their region's own: never copied, never removed by a tombstone from
+        # elsewhere; a region with a lease takes part with the operator's entry under it (as
+        # if the lease had never been written).
+        views = [
+            {k: v for k, e in r.entries.items() if (v := e.operator_entry) is not None}
+            for r in read
+            if r.ok
+        ]
+        winners = merge(views)
 
         async def run(admin: RegionAdmin, region: str) -> RegionResult:
             have = next(r.entries for r in read if r.region == region)

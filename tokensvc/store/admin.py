@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from tokensvc.store.connection import RedisConnection
-from tokensvc.store.entries import KINDS, PREFIX, PRUNE_LUA, TOMBSTONE_SECONDS, Entry
+from tokensvc.store.entries import KINDS, PREFIX, PRUNE_LUA, Entry, retention
 
 
 class RegionAdmin:
@@ -45,11 +45,11 @@ class RegionAdmin:
         return written
 
     async def prune(self, kinds: Iterable[str] = KINDS, now: float | None = None) -> int:
-        """Delete entries past ``Entry.prunable``; return how many."""
+        """Delete entries past ``Entry.prunable`` (kept ``retention(kind)``); return how many."""
         moment = time.time() if now is None else now
         removed = 0
-        args = [repr(moment), repr(TOMBSTONE_SECONDS)]
         for kind in kinds:
+            args = [repr(moment), repr(retention(kind))]
             prune = functools.partial(self._prune, keys=[PREFIX + kind], args=args)
             removed += int(await self.connection.run(prune, write=True))
         return removed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -185,8 +186,9 @@ class RedisConnection:
         return {kind: decode_hash(dict(mapping)) for kind, mapping in zip(KINDS, raw, strict=True)}
 
     async def apply(self, kind: str, field: str, entry: Entry) -> bool:
-        """Write ``entry`` unless the stored one wins over it (``Entry.wins_over``, atomically
-        in APPLY_LUA); a write publishes a change notification. An undrain of a live feed
+        """Write ``entry`` unless the stored one wins over it (``Entry.written_over``,
+        atomically in APPLY_LUA; written retained when it replaces what lasts forever); a
+        write publishes a change notification. An undrain of a live feed
         lease also writes an undrain hold (``entries.holds_after``). Returns whether it wrote."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
@@ -201,6 +203,8 @@ class RedisConnection:
             int(entry.is_lease),
             FEED_PREFIX,
             hold.to_json(),
+            replace(entry, retained=True).to_json(),
+            int(entry.retained),
         ]
         written = await self.run(lambda: self._apply(keys=keys, args=args), write=True)
         return bool(written)

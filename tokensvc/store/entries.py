@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tokensvc.store.base import FEED_PREFIX  # the reason prefix of a feed lease
 
@@ -51,21 +51,35 @@ CHANNEL = PREFIX + "changes"
 #: components are operational again): long, so that none is forgotten forever.
 HOLD_SECONDS = 86400.0
 
-#: How long an undrain/unblock tombstone (and an expired record) is kept, so that a merge
-#: cannot resurrect what it cancelled: longer than any drain can last, and long enough for a
-#: region to be reconciled.
+#: How long a drain's or a pin's tombstone (and an expired record) is kept, so that a merge
+#: cannot resurrect what it cancelled: longer than any drain or pin can last (7 days), and long
+#: enough for a region to be reconciled.
 TOMBSTONE_SECONDS = 30 * 86400.0
+#: The same for blocks: longer than any block with an expiry can last (365 days).
+BLOCK_TOMBSTONE_SECONDS = 400 * 86400.0
+
+
+def retention(kind: str) -> float:
+    """How long after its ``at`` an entry of ``kind`` is kept once it has expired."""
+    return BLOCK_TOMBSTONE_SECONDS if kind == BLOCKS else TOMBSTONE_SECONDS
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One drain or block as stored: a record, or a tombstone (``deleted``) left by an
-    undrain/unblock. ``at`` is when the operator issued it (the version: last writer wins)."""
+    """One drain, block or pin as stored: a record, or a tombstone (``deleted``) left by an
+    undrain/unblock. ``at`` is when the operator issued it (the version: last writer wins).
+
+    ``retained``: never pruned, because it replaced an entry that a region may still hold live
+    forever (a permanent block, or an entry retained itself). ``under``: on a feed lease, the
+    operator's entry (tombstone or expired record) it was written over, kept so that merges
+    see that region as if the lease had never been written."""
 
     at: float
     until: float | None
     reason: str = ""
     deleted: bool = False
+    retained: bool = False
+    under: Entry | None = None
 
     def live(self, now: float) -> bool:
         return not self.deleted and (self.until is None or self.until > now)
@@ -75,42 +89,87 @@ class Entry:
         """A status-feed lease (a drain record whose reason starts with ``statusfeed:``)."""
         return not self.deleted and self.reason.startswith(FEED_PREFIX)
 
+    @property
+    def operator_entry(self) -> Entry | None:
+        """What this region holds for merges: the operator's entry under a lease, else self."""
+        return self.under if self.is_lease else self
+
+    @property
+    def lasts_forever(self) -> bool:
+        """Some region may hold a live copy of it forever: a permanent record, or retained."""
+        return self.retained or (not self.deleted and self.until is None)
+
     def wins_over(self, other: Entry) -> bool:
-        """The merge rule: an operator's entry (record or tombstone) wins over a feed lease and
-        a lease never over an operator's entry; otherwise the later ``at`` wins, and on a
-        tie a tombstone wins. (APPLY_LUA)"""
+        """The merge rule: an operator's entry (record or tombstone) wins over a feed lease, as
+        it would over the operator entry under that lease (as if the lease had never been
+        written); a lease never over an operator's entry. Otherwise the later ``at`` wins; on
+        a tie a tombstone wins, then a retained entry. (APPLY_LUA)"""
         if self.is_lease != other.is_lease:
-            return other.is_lease
-        return (self.at, self.deleted) > (other.at, other.deleted)
+            if self.is_lease:
+                return False
+            return other.under is None or self.wins_over(other.under)
+        return (self.at, self.deleted, self.retained) > (other.at, other.deleted, other.retained)
+
+    def written_over(self, stored: Entry | None) -> Entry | None:
+        """THE write rule: what is stored after writing this entry over ``stored``, or None
+        when ``stored`` wins (nothing written). The entry is written ``retained`` when what it
+        replaces lasts forever (``lasts_forever``; under a lease, the operator's entry), so
+        that a region still holding a permanent block cannot bring it back. (APPLY_LUA)"""
+        if stored is None:
+            return self
+        if not self.wins_over(stored):
+            return None
+        replaced = stored.operator_entry if not self.is_lease else stored
+        if replaced is not None and replaced.lasts_forever and not self.retained:
+            return replace(self, retained=True)
+        return self
 
     def prunable(self, now: float, keep: float = TOMBSTONE_SECONDS) -> bool:
-        """Past its ``until`` and past ``keep`` after its ``at``; a block without expiry never
-        is. (PRUNE_LUA)"""
-        return self.until is not None and self.until < now and self.at + keep < now
+        """Past its ``until`` and past ``keep`` (``retention`` of its kind) after its ``at``,
+        not retained, and so is the entry under it; a block without expiry never is.
+        (PRUNE_LUA)"""
+        return (
+            self.until is not None
+            and self.until < now
+            and self.at + keep < now
+            and not self.retained
+            and (self.under is None or self.under.prunable(now, keep))
+        )
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"at": self.at, "until": self.until, "reason": self.reason, "deleted": self.deleted},
-            separators=(",", ":"),
-        )
+        doc: dict[str, object] = {
+            "at": self.at,
+            "until": self.until,
+            "reason": self.reason,
+            "deleted": self.deleted,
+        }
+        if self.retained:
+            doc["retained"] = True
+        if self.under is not None:
+            doc["under"] = self.under.to_json()  # a string: the Lua copies it byte for byte
+        return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Entry | None:
         try:
             doc = json.loads(raw)
             until = doc.get("until")
+            under = doc.get("under")
             return cls(
                 at=float(doc["at"]),
                 until=None if until is None else float(until),
                 reason=str(doc.get("reason", "")),
                 deleted=bool(doc.get("deleted", False)),
+                retained=doc.get("retained") is True,
+                under=cls.from_json(under) if isinstance(under, str) else None,
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
     @classmethod
-    def tombstone(cls, at: float) -> Entry:
-        return cls(at=at, until=at + TOMBSTONE_SECONDS, deleted=True)
+    def tombstone(cls, at: float, kind: str = DRAINS) -> Entry:
+        """An undo (undrain, unpin, unblock), kept ``retention(kind)``."""
+        return cls(at=at, until=at + retention(kind), deleted=True)
 
 
 def holds_after(stored: Entry | None, new: Entry) -> bool:
@@ -157,46 +216,61 @@ def merge(per_region: Iterable[Mapping[str, Entry]]) -> dict[str, Entry]:
 
 def in_force(entry: Entry, now: float) -> bool:
     """Worth copying to a region that has nothing for its key: a live record, or a tombstone
-    still within its retention."""
-    return entry.live(now) or (entry.deleted and (entry.until is None or entry.until > now))
+    still within its retention (or retained)."""
+    return entry.live(now) or (
+        entry.deleted and (entry.retained or entry.until is None or entry.until > now)
+    )
 
 
-#: ``wins_over`` (and, for drains, ``holds_after``) as an atomic conditional write. KEYS[1]
+#: ``written_over`` (and, for drains, ``holds_after``) as an atomic conditional write. KEYS[1]
 #: the hash, KEYS[2] (drains only) the holds hash; ARGV: field, entry JSON, the entry's ``at``,
 #: 1 if a tombstone else 0, the channel, 1 if the entry is a feed lease else 0, the lease
-#: prefix, the hold's JSON. Writes (and publishes) unless the stored entry wins; an unreadable
-#: stored value is overwritten. Returns 1 when written.
+#: prefix, the hold's JSON, the entry's JSON when retained, 1 if the entry is retained else 0.
+#: Writes (and publishes) unless the stored entry wins; an unreadable stored value (or an
+#: unreadable ``under``) counts as nothing. Returns 1 when written.
 APPLY_LUA = """
 local prefix = ARGV[7]
+local function decoded(raw)
+  if type(raw) ~= 'string' then return nil end
+  local ok, e = pcall(cjson.decode, raw)
+  if ok and type(e) == 'table' then return e end
+  return nil
+end
 local function lease(e)
   return e['deleted'] ~= true and type(e['reason']) == 'string'
     and string.sub(e['reason'], 1, #prefix) == prefix
 end
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-local nat = tonumber(ARGV[3])
-local hold = false
-if cur then
-  local ok, c = pcall(cjson.decode, cur)
-  if ok and type(c) == 'table' then
-    local clease = lease(c)
-    local nlease = ARGV[6] == '1'
-    if clease ~= nlease then
-      if nlease then return 0 end
-    else
-      local cat = tonumber(c['at']) or 0
-      if cat > nat then return 0 end
-      if cat == nat then
-        local cdel = 0
-        if c['deleted'] == true then cdel = 1 end
-        if cdel >= tonumber(ARGV[4]) then return 0 end
-      end
+local function flag(b) if b == true then return 1 end return 0 end
+local function forever(e)
+  return e['retained'] == true or (e['deleted'] ~= true and type(e['until']) ~= 'number')
+end
+local nat, ndel, nret = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[10])
+local nlease = ARGV[6] == '1'
+local c = decoded(redis.call('HGET', KEYS[1], ARGV[1]))
+local hold, keep = false, false
+if c then
+  local clease = lease(c)
+  local base = c
+  if clease ~= nlease then
+    if nlease then return 0 end
+    base = decoded(c['under'])
+  end
+  if base then
+    local bat, bdel, bret = tonumber(base['at']) or 0, flag(base['deleted']), flag(base['retained'])
+    if bat > nat then return 0 end
+    if bat == nat then
+      if bdel > ndel then return 0 end
+      if bdel == ndel and bret >= nret then return 0 end
     end
-    if clease and ARGV[4] == '1' and (type(c['until']) ~= 'number' or c['until'] > nat) then
-      hold = true
-    end
+    keep = forever(base)
+  end
+  if clease and ndel == 1 and (type(c['until']) ~= 'number' or c['until'] > nat) then
+    hold = true
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local value = ARGV[2]
+if keep then value = ARGV[9] end
+redis.call('HSET', KEYS[1], ARGV[1], value)
 if hold and KEYS[2] then redis.call('HSET', KEYS[2], ARGV[1], ARGV[8]) end
 redis.call('PUBLISH', ARGV[5], KEYS[1])
 return 1
@@ -205,18 +279,21 @@ return 1
 #: ``prunable`` over a whole hash. KEYS[1] the hash; ARGV: now, keep (seconds). Returns how
 #: many entries were deleted.
 PRUNE_LUA = """
-local all = redis.call('HGETALL', KEYS[1])
 local now = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
+local function prunable(raw)
+  local ok, c = pcall(cjson.decode, raw)
+  if not ok or type(c) ~= 'table' or type(c['until']) ~= 'number' then return false end
+  if c['retained'] == true then return false end
+  if not (c['until'] < now and (tonumber(c['at']) or 0) + keep < now) then return false end
+  return type(c['under']) ~= 'string' or prunable(c['under'])
+end
+local all = redis.call('HGETALL', KEYS[1])
 local n = 0
 for i = 1, #all, 2 do
-  local ok, c = pcall(cjson.decode, all[i + 1])
-  if ok and type(c) == 'table' and type(c['until']) == 'number' then
-    local at = tonumber(c['at']) or 0
-    if c['until'] < now and at + keep < now then
-      redis.call('HDEL', KEYS[1], all[i])
-      n = n + 1
-    end
+  if prunable(all[i + 1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
   end
 end
 return n

@@ -121,7 +121,7 @@ class RedisStore:
 
     async def unblock(self, client: str, identity: str) -> None:
         await self.connection.apply(
-            BLOCKS, block_field(client, identity), Entry.tombstone(time.time())
+            BLOCKS, block_field(client, identity), Entry.tombstone(time.time(), BLOCKS)
         )
 
     async def pin(self, edge: str, seconds: float, reason: str) -> None:
