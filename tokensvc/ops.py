@@ -47,12 +47,18 @@ Merge rule (``sync``); the rule itself (``Entry.wins_over``, ``merge``, ``in_for
   a racing newer command is never overwritten). Expired records are not copied, and entries
   past their ``until`` (records) or retention (tombstones) are pruned.
 * Tombstones are what stop a sync from resurrecting an undrained edge or an unblocked
-  identity from a region that missed the undo. They are kept for ``TOMBSTONE_SECONDS``
-  (30 days): longer than any drain may last (``MAX_DRAIN_SECONDS``, 7 days). A region that
-  stayed unreachable for longer than that must not be synced from; flush its ``tokensvc:*``
-  drain and block keys and sync into it instead. Blocks may outlast a tombstone (365 days, or
-  permanent): a region that missed an unblock must be synced within those 30 days, or the
-  stale block comes back with the next sync.
+  identity from a region that missed the undo, and expired records are version markers. Each
+  is kept ``retention(kind)`` after its ``at``, longer than anything it can cancel:
+  ``TOMBSTONE_SECONDS`` (30 days) for drains and pins (they last at most
+  ``MAX_DRAIN_SECONDS``, 7 days), ``BLOCK_TOMBSTONE_SECONDS`` (400 days) for blocks (at most
+  ``MAX_BLOCK_SECONDS``, 365 days). The entry that replaces a permanent block (an unblock, or
+  a block with an expiry) is stored *retained* and never pruned (``Entry.written_over``), and
+  retained wins ties, so sync spreads it to every region. A region that stayed unreachable
+  longer than the retention must not be synced from; flush its ``tokensvc:*`` drain and block
+  keys and sync into it instead.
+* A feed lease written over an operator's tombstone (or expired record) carries it as
+  ``under``; ``sync`` merges that region's ``under`` in place of the lease, so a lease never
+  lets an older operator drain come back.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """Drains and blocks as stored in Redis, and the one merge rule for them.
 
-    Entry              one drain or block: a record, or a tombstone left by undrain/unblock
+    Entry              one drain, block or pin: a record, or a tombstone left by an undo
     block_field()      the hash field of a block: JSON ``[client, identity]``
-    Entry.wins_over()  THE merge rule: an operator's entry beats a feed lease; otherwise the
-                       later ``at`` wins; on a tie, a tombstone wins
+    Entry.wins_over()  THE merge rule: an operator's entry beats a feed lease (unless it would
+                       lose to the operator entry under that lease); otherwise the later ``at``
+                       wins; on a tie a tombstone wins, then a retained entry
+    Entry.written_over()  THE write rule: what is stored (None: nothing), retained when it
+                       replaces what lasts forever
+    retention()        how long an expired entry of a kind is kept (drains, pins 30 d; blocks
+                       400 d)
     holds_after()      an undrain of a live feed lease leaves an undrain hold (statusfeed)
     Entry.prunable()   when an entry may be deleted
     merge(), in_force()  the rule across regions (ops ``sync``)
-    APPLY_LUA, PRUNE_LUA the same two rules inside Redis (a conditional write must be atomic)
+    APPLY_LUA, PRUNE_LUA the same rules inside Redis (a conditional write must be atomic)
 
 Keys (all under ``tokensvc:``): the ``drains``, ``blocks`` and ``pins`` hashes map an edge, or
 a block field, to an Entry's JSON; a write publishes the hash's name on ``tokensvc:changes``.
@@ -19,7 +24,9 @@ Feed leases (``reason`` starting with ``statusfeed:``) are drains the status fee
 its own region only. An operator's drain or undrain always wins over one, whatever the clocks
 of the two writers say (a pod whose clock runs ahead must not make an operator's command "older"
 than a lease); a lease is written over an operator's entry only by the feed's own conditional
-script (``leases.LEASE_LUA``), never by a merge.
+script (``leases.LEASE_LUA``), never by a merge. Such a lease keeps the operator's entry it
+replaced (a tombstone or an expired record) as its ``under``: merges compare with that entry,
+and releasing the lease puts it back, so that the lease changes no merge result.
 
 The rule is written twice, once here in Python and once in Lua, because a conditional write
 has to run inside Redis to be atomic. ``tests/store/test_entries.py`` runs both on the same
@@ -27,9 +34,14 @@ inputs (the Lua on a real Valkey) and requires the same answers: change them tog
 
 Why "last writer wins" and not "latest expiry wins": a later, shorter drain must end an
 earlier, longer one everywhere, as the operator asked. Tombstones are what stop a merge from
-resurrecting an undrained edge from a region that missed the undo; they are kept for
-``TOMBSTONE_SECONDS``, and an expired record is kept as long (a version marker), so that an
-older, longer entry from a lagging region cannot come back either.
+resurrecting an undrained edge from a region that missed the undo, and an expired record is a
+version marker that stops an older, longer entry from a lagging region coming back. So an entry
+must be kept at least as long as anything older it replaced could still be live somewhere:
+``retention(kind)`` after its ``at`` (drains and pins last at most 7 days, kept 30; blocks at
+most 365 days, kept 400), and forever (``retained``) when it replaced a permanent block, or an
+entry retained itself. A retained entry is never pruned; an operator may delete its hash field
+by hand once every region has synced. It costs one small hash field per key that ever had a
+permanent block.
 """
 
 from __future__ import annotations
