@@ -234,23 +234,31 @@ def in_force(entry: Entry, now: float) -> bool:
     )
 
 
+#: ``Entry.is_lease`` in Lua, for the scripts here and in ``tokensvc.store.leases``: the
+#: script defines ``prefix`` (the lease prefix) before it.
+IS_LEASE_LUA = """
+local function lease(e)
+  return e['deleted'] ~= true and type(e['reason']) == 'string'
+    and string.sub(e['reason'], 1, #prefix) == prefix
+end
+"""
+
 #: ``written_over`` (and, for drains, ``holds_after``) as an atomic conditional write. KEYS[1]
 #: the hash, KEYS[2] (drains only) the holds hash; ARGV: field, entry JSON, the entry's ``at``,
 #: 1 if a tombstone else 0, the channel, 1 if the entry is a feed lease else 0, the lease
 #: prefix, the hold's JSON, the entry's JSON when retained, 1 if the entry is retained else 0.
 #: Writes (and publishes) unless the stored entry wins; an unreadable stored value (or an
 #: unreadable ``under``) counts as nothing. Returns 1 when written.
-APPLY_LUA = """
+APPLY_LUA = (
+    """
 local prefix = ARGV[7]
-local function decoded(raw)
+"""
+    + IS_LEASE_LUA
+    + """local function decoded(raw)
   if type(raw) ~= 'string' then return nil end
   local ok, e = pcall(cjson.decode, raw)
   if ok and type(e) == 'table' then return e end
   return nil
-end
-local function lease(e)
-  return e['deleted'] ~= true and type(e['reason']) == 'string'
-    and string.sub(e['reason'], 1, #prefix) == prefix
 end
 local function flag(b) if b == true then return 1 end return 0 end
 local function forever(e)
@@ -287,6 +295,7 @@ if hold and KEYS[2] then redis.call('HSET', KEYS[2], ARGV[1], ARGV[8]) end
 redis.call('PUBLISH', ARGV[5], KEYS[1])
 return 1
 """
+)
 
 #: ``prunable`` over a whole hash. KEYS[1] the hash; ARGV: now, keep (seconds). Returns how
 #: many entries were deleted.

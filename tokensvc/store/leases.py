@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tokensvc.store.entries import Entry
+from tokensvc.store.entries import IS_LEASE_LUA, Entry
 
 LOCK_KEY = "statusfeed:lock"
 
@@ -57,10 +57,13 @@ def lease_releasable(stored: Entry | None, reason: str) -> bool:
 #: stored value counts as nothing stored. The stored operator entry (or a stored lease's
 #: ``under``) is copied into the lease's ``under`` byte for byte (as a JSON string, so no
 #: number is re-encoded). Returns 1 when written.
-LEASE_LUA = """
+LEASE_LUA = (
+    """
 local now = tonumber(ARGV[3])
 local prefix = ARGV[5]
-local function decoded(key)
+"""
+    + IS_LEASE_LUA
+    + """local function decoded(key)
   local raw = redis.call('HGET', key, ARGV[1])
   if not raw then return nil, nil end
   local ok, e = pcall(cjson.decode, raw)
@@ -69,10 +72,6 @@ local function decoded(key)
 end
 local function live(e)
   return e['deleted'] ~= true and (type(e['until']) ~= 'number' or e['until'] > now)
-end
-local function lease(e)
-  return e['deleted'] ~= true and type(e['reason']) == 'string'
-    and string.sub(e['reason'], 1, #prefix) == prefix
 end
 local cur, raw = decoded(KEYS[1])
 if cur and not lease(cur) and live(cur) then return 0 end
@@ -93,6 +92,7 @@ redis.call('HSET', KEYS[1], ARGV[1], value)
 redis.call('PUBLISH', ARGV[4], KEYS[1])
 return 1
 """
+)
 
 #: ``lease_releasable``. KEYS: drains; ARGV: field, the lease's reason, channel, the lease
 #: prefix. When the stored record is that lease: puts back its ``under`` (or deletes it) and
