@@ -47,12 +47,18 @@ Merge rule (``sync``); the rule itself (``Entry.wins_over``, ``merge``, ``in_for
   a racing newer command is never overwritten). Expired records are not copied, and entries
   past their ``until`` (records) or retention (tombstones) are pruned.
 * Tombstones are what stop a sync from resurrecting an undrained edge or an unblocked
-  identity from a region that missed the undo. They are kept for ``TOMBSTONE_SECONDS``
-  (30 days): longer than any drain may last (``MAX_DRAIN_SECONDS``, 7 days). A region that
-  stayed unreachable for longer than that must not be synced from; flush its ``tokensvc:*``
-  drain and block keys and sync into it instead. Blocks may outlast a tombstone (365 days, or
-  permanent): a region that missed an unblock must be synced within those 30 days, or the
-  stale block comes back with the next sync.
+  identity from a region that missed the undo, and expired records are version markers. Each
+  is kept ``retention(kind)`` after its ``at``, longer than anything it can cancel:
+  ``TOMBSTONE_SECONDS`` (30 days) for drains and pins (they last at most
+  ``MAX_DRAIN_SECONDS``, 7 days), ``BLOCK_TOMBSTONE_SECONDS`` (400 days) for blocks (at most
+  ``MAX_BLOCK_SECONDS``, 365 days). The entry that replaces a permanent block (an unblock, or
+  a block with an expiry) is stored *retained* and never pruned (``Entry.written_over``), and
+  retained wins ties, so sync spreads it to every region. A region that stayed unreachable
+  longer than the retention must not be synced from; flush its ``tokensvc:*`` drain and block
+  keys and sync into it instead.
+* A feed lease written over an operator's tombstone (or expired record) carries it as
+  ``under``; ``sync`` merges that region's ``under`` in place of the lease, so a lease never
+  lets an older operator drain come back.
 """
 
 from __future__ import annotations
@@ -73,7 +79,9 @@ from tokensvc.errors import ConfigError, Forbidden, Problem, StoreError
 from tokensvc.identity import decode_identity, is_valid_twilio_identity, to_twilio_identity
 from tokensvc.secret import Secret, SecretRefError, resolve_secret
 from tokensvc.store.admin import RegionAdmin
+from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import (
+    BLOCK_TOMBSTONE_SECONDS,
     BLOCKS,
     DRAINS,
     PINS,
@@ -97,7 +105,9 @@ _MAX_DURATION_TEXT = 32  # bounds the integers parsed (no huge-number work, no f
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-assert TOMBSTONE_SECONDS > MAX_DRAIN_SECONDS  # noqa: S101 - the merge rule depends on it
+# The merge rule depends on these: a tombstone outlives every entry it can cancel.
+assert TOMBSTONE_SECONDS > MAX_DRAIN_SECONDS  # noqa: S101
+assert BLOCK_TOMBSTONE_SECONDS > MAX_BLOCK_SECONDS  # noqa: S101
 
 
 def parse_duration(text: str, maximum: float = MAX_BLOCK_SECONDS) -> float:
@@ -142,14 +152,18 @@ class Region:
     password: Secret | None = None
     sentinel_password: Secret | None = None
 
-    def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
-        return RegionAdmin(
+    def connection(self, timeouts: Timeouts | None = None) -> RedisConnection:
+        """The region's Redis (for ``RegionAdmin``, or a ``RedisStore`` in that region)."""
+        return RedisConnection(
             self.url.reveal(),
             password=self.password.reveal() if self.password else None,
             sentinel_password=self.sentinel_password.reveal() if self.sentinel_password else None,
             timeouts=timeouts,
             source=f"regions.{self.name}",
         )
+
+    def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
+        return RegionAdmin(self.connection(timeouts))
 
 
 @dataclass(frozen=True)
@@ -387,7 +401,7 @@ class Ops:
         return await self._write(PINS, edge, Entry(now, now + seconds, reason))
 
     async def unpin(self, edge: str) -> list[RegionResult]:
-        return await self._write(PINS, edge, Entry.tombstone(self.clock()))
+        return await self._write(PINS, edge, Entry.tombstone(self.clock(), PINS))
 
     async def block(
         self, client: str, identity: str, seconds: float | None, reason: str
@@ -398,7 +412,7 @@ class Ops:
 
     async def unblock(self, client: str, identity: str) -> list[RegionResult]:
         return await self._write(
-            BLOCKS, block_field(client, identity), Entry.tombstone(self.clock())
+            BLOCKS, block_field(client, identity), Entry.tombstone(self.clock(), BLOCKS)
         )
 
     async def show(self, kind: str) -> list[RegionResult]:
@@ -416,10 +430,15 @@ class Ops:
         """Bring every reachable region up to date with the winners across all of them."""
         read = await self._each(lambda admin: self._read_all(admin, kind))
         now = self.clock()
-        # Feed leases are their region's own: never copied, never removed by a tombstone.
-        winners = merge(
-            [{k: e for k, e in r.entries.items() if not e.is_lease} for r in read if r.ok]
-        )
+        # Feed leases are their region's own: never copied, never removed by a tombstone from
+        # elsewhere; a region with a lease takes part with the operator's entry under it (as
+        # if the lease had never been written).
+        views = [
+            {k: v for k, e in r.entries.items() if (v := e.operator_entry) is not None}
+            for r in read
+            if r.ok
+        ]
+        winners = merge(views)
 
         async def run(admin: RegionAdmin, region: str) -> RegionResult:
             have = next(r.entries for r in read if r.region == region)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -16,6 +17,28 @@ BUDGET = 0.02  # the default TOKENSVC_REDIS_BUDGET_MS
 #: The two backends; the Redis one starts a valkey-server inside the fixture, so it is marked here
 #: (tests/conftest.py marks by the fixtures a test names, which cannot see getfixturevalue).
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.valkey)]
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[Callable[[C], C]]:
+    """``closing(RegionAdmin(url))``: the object itself, closed at teardown (stores and
+    admins opened by a test)."""
+    made: list[Closable] = []
+
+    def keep(thing: C) -> C:
+        made.append(thing)
+        return thing
+
+    yield keep
+    for thing in made:
+        await thing.close()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -4,9 +4,7 @@ conditional writes, tombstones, pruning, primary lookup."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-
-import pytest
+from collections.abc import Callable
 
 from redis_servers import Node
 from tokensvc.store.admin import RegionAdmin
@@ -14,27 +12,12 @@ from tokensvc.store.entries import BLOCKS, DRAINS, TOMBSTONE_SECONDS, Entry, blo
 from tokensvc.store.redis import RedisStore
 
 
-@pytest.fixture
-async def admin_factory() -> AsyncIterator[Callable[[str], RegionAdmin]]:
-    """RegionAdmins, closed at teardown."""
-    made: list[RegionAdmin] = []
-
-    def make(url: str) -> RegionAdmin:
-        admin = RegionAdmin(url)
-        made.append(admin)
-        return admin
-
-    yield make
-    for admin in made:
-        await admin.close()
-
-
 async def test_last_writer_wins_and_tombstones_are_kept(
-    redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
+    redis_node: Node, closing: Callable[[RegionAdmin], RegionAdmin]
 ) -> None:
     """An older entry does not override a newer one; an undrain leaves a tombstone that an
     older drain cannot overwrite."""
-    store = admin_factory(redis_node.url)
+    store = closing(RegionAdmin(redis_node.url))
     now = time.time()
     written = [
         await store.apply(DRAINS, "dublin", Entry(now, now + 60, "new")),
@@ -51,11 +34,11 @@ async def test_last_writer_wins_and_tombstones_are_kept(
 
 
 async def test_prune_removes_expired_entries_only(
-    redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
+    redis_node: Node, closing: Callable[[RegionAdmin], RegionAdmin]
 ) -> None:
     """Prune deletes records and tombstones only once they are both expired and older than
     the tombstone retention; a recently expired record stays as a version marker."""
-    store = admin_factory(redis_node.url)
+    store = closing(RegionAdmin(redis_node.url))
     now = time.time()
     await store.apply(DRAINS, "dublin", Entry(now - 100, now - 1))  # expired, recent: kept
     await store.apply(
@@ -69,11 +52,11 @@ async def test_prune_removes_expired_entries_only(
 
 
 async def test_sync_does_not_resurrect_a_shortened_drain(
-    redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
+    redis_node: Node, closing: Callable[[RegionAdmin], RegionAdmin]
 ) -> None:
     """A long drain later shortened (the short one has expired) is not brought back by a merge
     with a region that only saw the long one: the expired record outranks it until pruned."""
-    store = admin_factory(redis_node.url)
+    store = closing(RegionAdmin(redis_node.url))
     now = time.time()
     await store.apply(DRAINS, "dublin", Entry(now - 200, now - 100))  # shortened, expired
     await store.prune([DRAINS])
@@ -87,11 +70,11 @@ async def test_sync_does_not_resurrect_a_shortened_drain(
 
 
 async def test_apply_many_counts_what_it_wrote(
-    redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
+    redis_node: Node, closing: Callable[[RegionAdmin], RegionAdmin]
 ) -> None:
     """apply_many writes each winning entry and counts them; the stored entries of both kinds
     read back, tombstones included."""
-    admin = admin_factory(redis_node.url)
+    admin = closing(RegionAdmin(redis_node.url))
     now = time.time()
     written = await admin.apply_many(
         DRAINS, {"dublin": Entry(now, now + 60), "tokyo": Entry.tombstone(now)}
@@ -108,9 +91,9 @@ async def test_apply_many_counts_what_it_wrote(
 
 
 async def test_single_endpoint_primary_is_its_host(
-    redis_node: Node, admin_factory: Callable[[str], RegionAdmin]
+    redis_node: Node, closing: Callable[[RegionAdmin], RegionAdmin]
 ) -> None:
     """Without Sentinel, writes go to the URL's host; check_primary has nothing to ask."""
-    admin = admin_factory(redis_node.url)
+    admin = closing(RegionAdmin(redis_node.url))
     await admin.connection.check_primary()
     assert ("127.0.0.1", redis_node.port) == await admin.connection.primary_address()

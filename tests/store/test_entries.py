@@ -13,6 +13,7 @@ import pytest
 from redis_servers import Node
 from tokensvc.store.admin import RegionAdmin
 from tokensvc.store.entries import (
+    BLOCKS,
     DRAINS,
     HOLDS,
     PREFIX,
@@ -22,7 +23,10 @@ from tokensvc.store.entries import (
     decode_hash,
     holds_after,
     parse_block_field,
+    retention,
 )
+
+LEASE = "statusfeed:c1:major_outage"
 
 
 def test_merge_rule_later_write_wins_and_tombstone_wins_ties() -> None:
@@ -91,17 +95,32 @@ async def admin(redis_node: Node) -> AsyncIterator[RegionAdmin]:
 
 
 NOW = time.time()
-#: Versions that tie, differ by a microsecond, and differ by seconds; records and tombstones.
+#: Versions that tie, differ by a microsecond, and differ by seconds; records and tombstones,
+#: retained or not; a permanent record; leases with and without an operator entry under them.
 VERSIONS = [NOW - 10.0, NOW, NOW + 0.000001]
-CANDIDATES = [Entry(at, at + 60, "r", deleted) for at in VERSIONS for deleted in (False, True)] + [
-    Entry(at, at + until, "statusfeed:c1:major_outage") for at in VERSIONS for until in (-5, 60)
+OPERATOR = [
+    Entry(at, at + 60, "r", deleted, retained)
+    for at in VERSIONS
+    for deleted in (False, True)
+    for retained in (False, True)
+] + [Entry(NOW, None, "forever")]
+UNDER = [
+    Entry.tombstone(NOW),
+    Entry(NOW - 10.0, None, "forever"),
+    Entry(NOW, NOW + 60, "r", True, True),
+]
+CANDIDATES = OPERATOR + [
+    Entry(at, at + until, "statusfeed:c1:major_outage", under=under)
+    for at in VERSIONS
+    for until in (-5, 60)
+    for under in (None, *UNDER)
 ]
 
 
-async def test_lua_apply_implements_wins_over(redis_node: Node, admin: RegionAdmin) -> None:
+async def test_lua_apply_implements_written_over(redis_node: Node, admin: RegionAdmin) -> None:
     """For every (stored, new) pair of entries, and for nothing or garbage stored, APPLY_LUA
-    writes exactly when the Python rule says the new entry wins, and the stored value is
-    then the winner."""
+    writes exactly when ``Entry.written_over`` says so, and stores what it says (retained
+    when the entry replaces what lasts forever)."""
     raw = redis_node.client()
     stored_cases: list[Entry | str | None] = [None, "garbage", *CANDIDATES]
     expected, actual = [], []
@@ -111,13 +130,54 @@ async def test_lua_apply_implements_wins_over(redis_node: Node, admin: RegionAdm
             raw.hset(PREFIX + DRAINS, field, stored.to_json())
         elif stored is not None:
             raw.hset(PREFIX + DRAINS, field, stored)
-        wins = not isinstance(stored, Entry) or new.wins_over(stored)
-        hold = wins and holds_after(stored if isinstance(stored, Entry) else None, new)
-        written = await admin.apply(DRAINS, field, new)
+        written = new.written_over(stored if isinstance(stored, Entry) else None)
+        hold = written is not None and holds_after(
+            stored if isinstance(stored, Entry) else None, new
+        )
+        wrote = await admin.apply(DRAINS, field, new)
         now_stored = Entry.from_json(raw.hget(PREFIX + DRAINS, field) or b"")
-        expected.append((wins, new if wins else stored, hold))
-        actual.append((written, now_stored, raw.hexists(PREFIX + HOLDS, field)))
+        expected.append((written is not None, stored if written is None else written, hold))
+        actual.append((wrote, now_stored, raw.hexists(PREFIX + HOLDS, field)))
     assert expected == actual
+
+
+def test_written_over_retains_what_replaces_a_permanent_entry() -> None:
+    """A newer entry over a permanent block, over a retained entry, or over a lease whose
+    operator entry is permanent, is written retained; over a block with an expiry it is not."""
+    forever, limited = Entry(10.0, None, "b"), Entry(10.0, 100.0, "b")
+    lease = Entry(12.0, 50.0, "statusfeed:c1:major_outage", under=forever)
+    tomb = Entry.tombstone(20.0, BLOCKS)
+    assert [True, True, True, False] == [
+        w is not None and w.retained
+        for w in (
+            tomb.written_over(forever),
+            Entry(30.0, 40.0).written_over(Entry.tombstone(20.0).written_over(forever)),
+            tomb.written_over(lease),
+            tomb.written_over(limited),
+        )
+    ]
+
+
+def test_block_tombstones_outlive_every_block() -> None:
+    """An unblock's tombstone is kept longer than the longest block with an expiry (365 days);
+    a drain's, longer than the longest drain (7 days)."""
+    day = 86400.0
+    assert (True, True) == (
+        Entry.tombstone(0.0, BLOCKS).until == retention(BLOCKS) > 365 * day,
+        Entry.tombstone(0.0, DRAINS).until == retention(DRAINS) > 7 * day,
+    )
+
+
+def test_operator_entry_beats_a_lease_as_it_would_its_under() -> None:
+    """Over a lease, an operator entry wins only if it would win over the operator entry
+    under the lease (as if the lease had never been written)."""
+    tomb = Entry.tombstone(20.0)
+    lease = Entry(30.0, 90.0, "statusfeed:c1:major_outage", under=tomb)
+    assert (False, False, True) == (
+        Entry(10.0, 100.0, "old drain").wins_over(lease),
+        tomb.wins_over(lease),
+        Entry(25.0, 100.0, "new drain").wins_over(lease),
+    )
 
 
 async def test_lua_prune_implements_prunable(redis_node: Node, admin: RegionAdmin) -> None:
@@ -132,6 +192,17 @@ async def test_lua_prune_implements_prunable(redis_node: Node, admin: RegionAdmi
         "tombstone-recent": Entry.tombstone(now),
         "tombstone-old": Entry.tombstone(now - keep - 1),
         "edge-of-retention": Entry(now - keep - 0.5, now - 0.5),
+        "retained-old": Entry(now - keep - 10, now - keep, deleted=True, retained=True),
+        "lease-over-old": Entry(
+            now - keep - 5, now - keep, LEASE, under=Entry.tombstone(now - keep - 9)
+        ),
+        "lease-over-recent": Entry(now - keep - 5, now - keep, LEASE, under=Entry.tombstone(now)),
+        "lease-over-retained": Entry(
+            now - keep - 5,
+            now - keep,
+            LEASE,
+            under=Entry(now - keep - 9, now - keep, retained=True),
+        ),
     }
     raw = redis_node.client()
     for field, entry in cases.items():
@@ -140,4 +211,4 @@ async def test_lua_prune_implements_prunable(redis_node: Node, admin: RegionAdmi
     removed = await admin.prune([DRAINS], now)
     remaining = set(await admin.entries(DRAINS))
     assert (len(expected_gone), set(cases) - expected_gone) == (removed, remaining)
-    assert {"expired-old", "tombstone-old", "edge-of-retention"} == expected_gone
+    assert {"expired-old", "tombstone-old", "edge-of-retention", "lease-over-old"} == expected_gone

@@ -7,12 +7,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from redis_servers import Node
 from tokensvc.store.entries import DRAINS, HOLDS, PINS, PREFIX, Entry
-from tokensvc.store.leases import lease_may_write, lease_releasable
+from tokensvc.store.leases import lease_may_write, lease_releasable, lease_written
 from tokensvc.store.memory import MemoryStore
 from tokensvc.store.redis import RedisStore
 
@@ -25,6 +26,7 @@ STORED: list[Entry | None] = [
     Entry.tombstone(NOW - 10),  # operator undrain
     Entry(NOW + 5, NOW + 60, LEASE),  # live lease (writer clock ahead)
     Entry(NOW - 10, NOW - 1, "statusfeed:c2:partial_outage"),  # expired other lease
+    Entry(NOW - 5, NOW - 1, LEASE, under=Entry.tombstone(NOW - 10)),  # expired, over an undrain
 ]
 SIDE: list[Entry | None] = [  # a hold or a pin
     None,
@@ -50,7 +52,8 @@ async def test_lua_lease_write_implements_lease_may_write(
     redis_node: Node, redis_store: RedisStore
 ) -> None:
     """For every stored drain, hold and pin, LEASE_LUA writes exactly when the Python rule
-    allows it, and the stored drain is then the lease."""
+    allows it, and stores what ``lease_written`` says: the lease, with the operator's entry
+    it replaced under it."""
     raw = redis_node.client()
     expected, actual = [], []
     for n, (stored, hold, pin) in enumerate(itertools.product(STORED, SIDE, SIDE)):
@@ -59,17 +62,22 @@ async def test_lua_lease_write_implements_lease_may_write(
         _put(raw, HOLDS, edge, hold)
         _put(raw, PINS, edge, pin)
         allowed = lease_may_write(stored, hold, pin, time.time())
+        lease = Entry(0.0, NOW + 120, LEASE)
         written = await redis_store.write_lease(edge, LEASE, NOW + 120)
         now_stored = Entry.from_json(raw.hget(PREFIX + DRAINS, edge) or b"")
-        expected.append((allowed, LEASE if allowed else (stored.reason if stored else None)))
-        actual.append((written, now_stored.reason if now_stored else None))
+        expected.append((allowed, lease_written(stored, lease) if allowed else stored))
+        assert now_stored is not None or not written, "a written lease is stored"
+        actual.append(
+            (written, replace(now_stored, at=0.0) if written and now_stored else now_stored)
+        )
     assert expected == actual
 
 
 async def test_lua_release_implements_lease_releasable(
     redis_node: Node, redis_store: RedisStore
 ) -> None:
-    """RELEASE_LUA deletes exactly when the stored record is the named lease."""
+    """RELEASE_LUA releases exactly when the stored record is the named lease, and puts back
+    the operator's entry under it (``Entry.under``), or nothing."""
     raw = redis_node.client()
     expected, actual = [], []
     for n, (stored, reason) in enumerate(
@@ -77,9 +85,10 @@ async def test_lua_release_implements_lease_releasable(
     ):
         edge = f"e{n}"
         _put(raw, DRAINS, edge, stored)
-        expected.append(not lease_releasable(stored, reason) and stored is not None)
+        remains = stored.under if stored and lease_releasable(stored, reason) else stored
+        expected.append(remains)
         await redis_store.release_lease(edge, reason)
-        actual.append(bool(raw.hexists(PREFIX + DRAINS, edge)))
+        actual.append(Entry.from_json(raw.hget(PREFIX + DRAINS, edge) or b""))
     assert expected == actual
 
 

@@ -17,6 +17,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis_servers import BlackHole, Node, SentinelCluster, start_replica
 from support import eventually, free_port
 from tokensvc.errors import StoreError
+from tokensvc.store.connection import RedisConnection
 from tokensvc.store.redis import RedisStore
 from tokensvc.store.shared import SharedState
 from tokensvc.store.urls import Timeouts
@@ -94,7 +95,8 @@ async def shared_factory() -> AsyncIterator[Callable[..., SharedState]]:
 
     def make(url: str, **kwargs: object) -> SharedState:
         read_url = kwargs.pop("read_url", None)
-        store = RedisStore(url, read_url=read_url if isinstance(read_url, str) else None)
+        connection = RedisConnection(url, read_url=read_url if isinstance(read_url, str) else None)
+        store = RedisStore(connection)
         state = SharedState(store, budget=BUDGET, refresh_interval=0.5, **kwargs)  # type: ignore[arg-type]
         made.append(state)
         return state
@@ -102,21 +104,6 @@ async def shared_factory() -> AsyncIterator[Callable[..., SharedState]]:
     yield make
     for state in made:
         await state.stop()
-
-
-@pytest.fixture
-async def writer_factory() -> AsyncIterator[Callable[[str], RedisStore]]:
-    """RedisStores used as an operator would (writes), closed at teardown."""
-    made: list[RedisStore] = []
-
-    def make(url: str) -> RedisStore:
-        store = RedisStore(url)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.close()
 
 
 def record(name: str, **figures: float) -> None:
@@ -241,12 +228,12 @@ async def test_background_sync_shares_counts_within_an_interval(
 async def test_single_server_drains_and_blocks_reach_pods(
     redis_node: Node,
     shared_factory: Callable[..., SharedState],
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """A drain and a block written by an operator reach a running pod's snapshot quickly."""
     shared = shared_factory(redis_node.url)
     await shared.start()
-    writer = writer_factory(redis_node.url)
+    writer = closing(RedisStore(redis_node.url))
     await writer.drain("dublin", 60, "")
     await writer.block("acme", "mallory", None, "")
     took = await eventually(
@@ -270,12 +257,12 @@ async def test_single_server_jwks_cache_survives_a_pod_restart(
 
 
 async def test_readonly_endpoint_drops_connections_and_recovers(
-    node_factory: Callable[[], Node], writer_factory: Callable[[str], RedisStore]
+    node_factory: Callable[[], Node], closing: Callable[[RedisStore], RedisStore]
 ) -> None:
     """A write to a demoted primary (READONLY) fails as StoreError, counts a failover, and the
     next write after promotion succeeds on fresh connections."""
     other, node = node_factory(), node_factory()
-    store = writer_factory(node.url)
+    store = closing(RedisStore(node.url))
     await store.drain("dublin", 60, "")
     node.client().replicaof("127.0.0.1", other.port)
     with pytest.raises(StoreError, match="read-only"):
@@ -288,7 +275,7 @@ async def test_readonly_endpoint_drops_connections_and_recovers(
 async def test_read_replica_serves_reads_and_change_notifications(
     node_factory: Callable[[], Node],
     shared_factory: Callable[..., SharedState],
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """With TOKENSVC_REDIS_READ_URL, drains published on the primary reach the pod through its
     replica, and reads keep working while the primary is down (writes degrade to local)."""
@@ -297,7 +284,7 @@ async def test_read_replica_serves_reads_and_change_notifications(
     try:
         shared = shared_factory(primary.url, read_url=replica.url)
         await shared.start()
-        await writer_factory(primary.url).drain("dublin", 60, "")
+        await closing(RedisStore(primary.url)).drain("dublin", 60, "")
         took = await eventually(lambda: "dublin" in drained_now(shared), 2.0)
         primary.kill()
         refreshed = await shared.refresh()
@@ -357,7 +344,7 @@ async def test_redis_down_for_the_whole_test(
 async def test_redis_down_then_back_catches_up(
     redis_node: Node,
     shared_factory: Callable[..., SharedState],
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """Redis killed while requests flow: no request fails, limits go local; when it is back,
     a drain written there is seen, counting is shared again, the hits counted during the
@@ -375,7 +362,7 @@ async def test_redis_down_then_back_catches_up(
         shared.check("rl:c:id:outage", 100, LONG)
     await asyncio.to_thread(redis_node.restart)
     back = time.monotonic()
-    await writer_factory(redis_node.url).drain("dublin", 60, "written while pods degraded")
+    await closing(RedisStore(redis_node.url)).drain("dublin", 60, "written while pods degraded")
     caught_up = await eventually(
         lambda: "dublin" in drained_now(shared) and not shared.degraded, 4.0
     )
@@ -406,7 +393,7 @@ async def test_redis_down_then_back_catches_up(
 async def test_sentinel_kill_primary_zero_failed_requests(
     sentinel_cluster: SentinelCluster,
     shared_factory: Callable[..., SharedState],
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """kill -9 of the primary under a steady stream: no operation fails or hangs, the new
     primary is used afterwards, and a drain written after the failover reaches the pod."""
@@ -424,7 +411,7 @@ async def test_sentinel_kill_primary_zero_failed_requests(
     resumed = result.recovered_after(killed)
     assert resumed is not None
     written = time.monotonic()
-    await writer_factory(sentinel_cluster.url).drain("dublin", 60, "after failover")
+    await closing(RedisStore(sentinel_cluster.url)).drain("dublin", 60, "after failover")
     await eventually(lambda: "dublin" in drained_now(shared), 2.0)
     propagation = time.monotonic() - written  # the write itself included
     stop.set()
@@ -458,7 +445,7 @@ async def test_sentinel_kill_primary_zero_failed_requests(
 async def test_sentinel_primary_paused_and_resumed(
     sentinel_cluster: SentinelCluster,
     shared_factory: Callable[..., SharedState],
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """SIGSTOP of the primary (a partition) past down-after, then SIGCONT: no operation fails
     or hangs, writes go to the new primary (not the resumed, demoted one) and drains flow."""
@@ -476,7 +463,7 @@ async def test_sentinel_primary_paused_and_resumed(
         old.resume()
     resumed_at = time.monotonic()
     await eventually(lambda: result.recovered_after(paused) is not None, 5.0)
-    await writer_factory(sentinel_cluster.url).drain("tokyo", 60, "after partition")
+    await closing(RedisStore(sentinel_cluster.url)).drain("tokyo", 60, "after partition")
     await eventually(lambda: "tokyo" in drained_now(shared), 2.0)
     stop.set()
     await task
@@ -497,12 +484,12 @@ async def test_sentinel_primary_paused_and_resumed(
 
 async def test_sentinel_graceful_failover_moves_writes_before_demotion(
     sentinel_cluster: SentinelCluster,
-    writer_factory: Callable[[str], RedisStore],
+    closing: Callable[[RedisStore], RedisStore],
 ) -> None:
     """After SENTINEL FAILOVER the old primary still accepts writes until Sentinel demotes it
     (seconds later); the next refresh re-asks Sentinel, so the following write goes to the new
     primary and not to the deposed one, where it would be lost."""
-    store = writer_factory(sentinel_cluster.url)
+    store = closing(RedisStore(sentinel_cluster.url))
     await store.drain("dublin", 60, "")  # a pooled connection to the old primary
     old = sentinel_cluster.current_primary()
     sentinel_cluster.sentinels[0].client().execute_command(  # type: ignore[no-untyped-call]
@@ -561,7 +548,9 @@ async def test_black_holed_redis_stays_within_budget(
 def test_redis_store_timeouts_are_explicit() -> None:
     """Every connection, the sentinels' included, carries short timeouts and at most one
     retry (redis-py's defaults would cost ~59 s per call on a dead server)."""
-    store = RedisStore("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc", timeouts=Timeouts())
+    store = RedisStore(
+        RedisConnection("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc", timeouts=Timeouts())
+    )
     kwargs = store.connection.primary.connection_pool.connection_kwargs
     pool = store.connection.primary.connection_pool
     assert isinstance(pool, SentinelConnectionPool)
@@ -580,12 +569,12 @@ def test_redis_store_timeouts_are_explicit() -> None:
 
 
 async def test_snapshot_refreshes_from_the_read_replica_when_no_sentinel_answers(
-    redis_node: Node, writer_factory: Callable[[str], RedisStore]
+    redis_node: Node, closing: Callable[[RedisStore], RedisStore]
 ) -> None:
     """With every sentinel unreachable, drains still refresh from a healthy read URL."""
-    await writer_factory(redis_node.url).drain("dublin", 60, "")
+    await closing(RedisStore(redis_node.url)).drain("dublin", 60, "")
     dead = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/mymaster"
-    store = RedisStore(dead, read_url=redis_node.url)
+    store = RedisStore(RedisConnection(dead, read_url=redis_node.url))
     try:
         snapshot = await store.snapshot()
     finally:

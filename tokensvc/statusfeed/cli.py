@@ -137,14 +137,7 @@ def region_store() -> LeaseStore | None:
 
     for region in load_ops_config(settings.ops_config, environ).regions:
         if region.name == settings.region:
-            return RedisStore(
-                region.url.reveal(),
-                password=region.password.reveal() if region.password else None,
-                sentinel_password=(
-                    region.sentinel_password.reveal() if region.sentinel_password else None
-                ),
-                source=f"regions.{region.name}",
-            )
+            return RedisStore(region.connection())
     return None
 
 

@@ -16,29 +16,15 @@ import time
 from collections.abc import Iterable, Mapping
 
 from tokensvc.store.connection import RedisConnection
-from tokensvc.store.entries import KINDS, PREFIX, PRUNE_LUA, TOMBSTONE_SECONDS, Entry
-from tokensvc.store.urls import Timeouts
+from tokensvc.store.entries import KINDS, PREFIX, PRUNE_LUA, Entry, retention
 
 
 class RegionAdmin:
     """One region's drains and blocks, as the operator tooling reads and writes them."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        password: str | None = None,
-        sentinel_password: str | None = None,
-        timeouts: Timeouts | None = None,
-        source: str = "TOKENSVC_REDIS_URL",
-    ) -> None:
-        self.connection = RedisConnection(
-            url,
-            password=password,
-            sentinel_password=sentinel_password,
-            timeouts=timeouts,
-            source=source,
-        )
+    def __init__(self, connection: RedisConnection | str) -> None:
+        """``connection``: the region's Redis, or just its URL (``RedisConnection(url)``)."""
+        self.connection = RedisConnection(connection) if isinstance(connection, str) else connection
         self._prune = self.connection.primary.register_script(PRUNE_LUA)
 
     def __repr__(self) -> str:
@@ -59,11 +45,11 @@ class RegionAdmin:
         return written
 
     async def prune(self, kinds: Iterable[str] = KINDS, now: float | None = None) -> int:
-        """Delete entries past ``Entry.prunable``; return how many."""
+        """Delete entries past ``Entry.prunable`` (kept ``retention(kind)``); return how many."""
         moment = time.time() if now is None else now
         removed = 0
-        args = [repr(moment), repr(TOMBSTONE_SECONDS)]
         for kind in kinds:
+            args = [repr(moment), repr(retention(kind))]
             prune = functools.partial(self._prune, keys=[PREFIX + kind], args=args)
             removed += int(await self.connection.run(prune, write=True))
         return removed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -115,31 +116,25 @@ class RedisConnection:
         self.timeouts = timeouts or Timeouts()
         self.endpoint, url_password = parse_url(url, source=source)
         self._closers: list[Callable[[], Awaitable[Any]]] = []
-        self.primary, manager = _client(
-            self.endpoint, password or url_password, sentinel_password, self.timeouts
-        )
         self._managers: list[EpochSentinel] = []
-        self._closers.append(self.primary.aclose)
-        if manager is not None:
-            self._managers.append(manager)
-            self._closers.append(manager.aclose)
+        self.primary = self._own(
+            _client(self.endpoint, password or url_password, sentinel_password, self.timeouts)
+        )
         self.read_endpoint: Endpoint | None = None
         self.read = self.primary
         if read_url:
             self.read_endpoint, read_password = parse_url(
                 read_url, source=source.replace("_URL", "_READ_URL")
             )
-            self.read, read_manager = _client(
-                self.read_endpoint,
-                password or read_password,
-                sentinel_password,
-                self.timeouts,
-                replica=True,
+            self.read = self._own(
+                _client(
+                    self.read_endpoint,
+                    password or read_password,
+                    sentinel_password,
+                    self.timeouts,
+                    replica=True,
+                )
             )
-            self._closers.append(self.read.aclose)
-            if read_manager is not None:
-                self._managers.append(read_manager)
-                self._closers.append(read_manager.aclose)
         self._apply = self.primary.register_script(APPLY_LUA)
         #: primary changes noticed (Sentinel reported a new primary, or a write met READONLY)
         self.failovers = 0
@@ -191,8 +186,9 @@ class RedisConnection:
         return {kind: decode_hash(dict(mapping)) for kind, mapping in zip(KINDS, raw, strict=True)}
 
     async def apply(self, kind: str, field: str, entry: Entry) -> bool:
-        """Write ``entry`` unless the stored one wins over it (``Entry.wins_over``, atomically
-        in APPLY_LUA); a write publishes a change notification. An undrain of a live feed
+        """Write ``entry`` unless the stored one wins over it (``Entry.written_over``,
+        atomically in APPLY_LUA; written retained when it replaces what lasts forever); a
+        write publishes a change notification. An undrain of a live feed
         lease also writes an undrain hold (``entries.holds_after``). Returns whether it wrote."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
@@ -207,6 +203,8 @@ class RedisConnection:
             int(entry.is_lease),
             FEED_PREFIX,
             hold.to_json(),
+            replace(entry, retained=True).to_json(),
+            int(entry.retained),
         ]
         written = await self.run(lambda: self._apply(keys=keys, args=args), write=True)
         return bool(written)
@@ -236,6 +234,15 @@ class RedisConnection:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeouts.call):
                     await close()
+
+    def _own(self, made: tuple[Redis, EpochSentinel | None]) -> Redis:
+        """Keep a client (and its Sentinel manager) to close them with the connection."""
+        client, manager = made
+        self._closers.append(client.aclose)
+        if manager is not None:
+            self._managers.append(manager)
+            self._closers.append(manager.aclose)
+        return client
 
     def _forget_primary(self) -> None:
         """After any error, the next connection asks Sentinel again (no cached primary)."""

@@ -28,9 +28,11 @@ def store_from_settings(settings: Settings) -> Store:
     url = settings.redis_url.reveal()
     if url.partition("://")[0].lower() not in SCHEMES:
         parse_url(url)  # raises the ConfigError that names the variable and the known schemes
-    from tokensvc.store.redis import RedisStore  # imports redis-py only when configured
+    # redis-py is imported only when configured
+    from tokensvc.store.connection import RedisConnection
+    from tokensvc.store.redis import RedisStore
 
-    return RedisStore(
+    connection = RedisConnection(
         url,
         read_url=settings.redis_read_url.reveal() if settings.redis_read_url else None,
         password=settings.redis_password.reveal() if settings.redis_password else None,
@@ -38,6 +40,7 @@ def store_from_settings(settings: Settings) -> Store:
             settings.redis_sentinel_password.reveal() if settings.redis_sentinel_password else None
         ),
     )
+    return RedisStore(connection)
 
 
 def shared_state_from_settings(settings: Settings) -> SharedState:

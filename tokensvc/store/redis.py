@@ -35,7 +35,6 @@ from tokensvc.store.entries import (
     parse_block_field,
 )
 from tokensvc.store.leases import LEASE_LUA, LOCK_KEY, LOCK_LUA, RELEASE_LUA
-from tokensvc.store.urls import Timeouts
 
 # Rate-limit sync: KEYS are counters; ARGV[1] is "delta ttl_ms delta ttl_ms ..." in KEYS order
 # (one argument, not two per key: packing arguments is most of a large sync's client CPU).
@@ -62,29 +61,15 @@ return table.concat(totals, ',')
 
 class RedisStore:
     """Store on Redis; implements ``tokensvc.store.base.Store``. Reads may go to a replica
-    (``read_url``); writes go to the primary. A malformed URL is a ConfigError here."""
+    (the connection's ``read_url``); writes go to the primary. A malformed URL is a
+    ConfigError (raised by ``RedisConnection``)."""
 
     name = "redis"
     remote = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        read_url: str | None = None,
-        password: str | None = None,
-        sentinel_password: str | None = None,
-        timeouts: Timeouts | None = None,
-        source: str = "TOKENSVC_REDIS_URL",
-    ) -> None:
-        self.connection = RedisConnection(
-            url,
-            read_url=read_url,
-            password=password,
-            sentinel_password=sentinel_password,
-            timeouts=timeouts,
-            source=source,
-        )
+    def __init__(self, connection: RedisConnection | str) -> None:
+        """``connection``: the Redis to use, or just its URL (``RedisConnection(url)``)."""
+        self.connection = RedisConnection(connection) if isinstance(connection, str) else connection
         primary = self.connection.primary
         self._add_counts = primary.register_script(_ADD_COUNTS)
         self._lease = primary.register_script(LEASE_LUA)
@@ -136,7 +121,7 @@ class RedisStore:
 
     async def unblock(self, client: str, identity: str) -> None:
         await self.connection.apply(
-            BLOCKS, block_field(client, identity), Entry.tombstone(time.time())
+            BLOCKS, block_field(client, identity), Entry.tombstone(time.time(), BLOCKS)
         )
 
     async def pin(self, edge: str, seconds: float, reason: str) -> None:
