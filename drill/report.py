@@ -242,9 +242,11 @@ def summary_table(figs: list[StepFigures]) -> str:
 
 
 #: facts holding per-region seconds -> (what they time, the bound they are held to)
-PROPAGATION_FACTS = {
-    "drain_seen_s": (f"operator drain of {DRAIN_EDGE} seen", DRAIN_TARGET_S),
-    "undrain_seen_s": (f"operator undrain of {DRAIN_EDGE} seen", DRAIN_TARGET_S),
+PROPAGATION_FACTS: dict[str, tuple[str, float | None]] = {
+    "drain_seen_s": (f"drain of {DRAIN_EDGE} seen, from the command (no bound)", None),
+    "drain_seen_after_cli_s": (f"drain of {DRAIN_EDGE} seen after the CLI", DRAIN_TARGET_S),
+    "undrain_seen_s": (f"undrain of {DRAIN_EDGE} seen, from the command (no bound)", None),
+    "undrain_seen_after_cli_s": (f"undrain of {DRAIN_EDGE} seen after the CLI", DRAIN_TARGET_S),
     "edge_gone_s": (f"{feed.EDGE} gone after {feed.COMPONENT} major_outage", feed.BOUND_S),
     "edge_back_s": (f"{feed.EDGE} back after {feed.COMPONENT} operational", feed.CLEAR_BOUND_S),
 }
@@ -261,9 +263,8 @@ def propagation_lines(figs: list[StepFigures]) -> list[str]:
             times = [v for v in seen.values() if v is not None]
             slowest = "never (in some region)" if None in seen.values() else f"{max(times):.2f} s"
             each = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in seen.items())
-            out.append(
-                f"{f.step.name}: {what} by every region in {slowest} ({each}; bound {bound:g} s)"
-            )
+            limit = "" if bound is None else f"; bound {bound:g} s"
+            out.append(f"{f.step.name}: {what} by every region in {slowest} ({each}{limit})")
     return out
 
 
