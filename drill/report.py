@@ -6,10 +6,12 @@ Targets (``Verdict.ok`` false -> the drill exits 1):
   * no start-up slower than the helper's attempt timeout + 100 ms (one region down costs at
     most one attempt);
   * every edge list valid (known edge names), equal to the configured list for its country, and
-    without the drained edge once the drain has had 2 s to spread (either list is accepted in the
-    2 s after a drain or an undrain); the same for the status feed's drain, with its own bound
-    (``feed.BOUND_S`` after the outage, ``feed.CLEAR_BOUND_S`` after the recovery);
-  * each step's own checks (drain seen by every region within 2 s, broken config never served);
+    without the drained edge once the drain has had 2 s to spread (either list is accepted while
+    the ops CLI runs and in the 2 s after it returns, for a drain or an undrain); the same for
+    the status feed's drain, with its own bounds (``feed.BOUND_S`` after the outage,
+    ``feed.CLEAR_BOUND_S`` after the recovery);
+  * each step's own checks (drain seen by every region within 2 s of the CLI's return, the feed's
+    edge gone and back within its bounds, broken config never served);
   * no secret in any log: the caller HS256 secret, the Twilio API key secret, or anything shaped
     like a JWT (a caller credential or a minted token).
 """
@@ -118,8 +120,9 @@ def drain_windows(steps: list[Step]) -> list[DrainWindow]:
                     DRAIN_EDGE,
                     float(facts["drained_at"]),
                     float(facts["undrained_at"]),
-                    DRAIN_TARGET_S,
-                    DRAIN_TARGET_S,
+                    # the target counts from the CLI's return: its run time comes first
+                    float(facts.get("drain_cli_s", 0)) + DRAIN_TARGET_S,
+                    float(facts.get("undrain_cli_s", 0)) + DRAIN_TARGET_S,
                     _operator_drained,
                 )
             )
