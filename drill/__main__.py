@@ -74,6 +74,8 @@ def _run(ns: argparse.Namespace) -> int:
     verdict_ok = verdict.ok and not (browser is not None and browser.failed)
     print("\n" + header)
     print(report.summary_table(verdict.figs))
+    for line in report.propagation_lines(verdict.figs):
+        print(line)
     for fig in verdict.figs:
         for name, passed in fig.checks.items():
             if not passed:

@@ -6,9 +6,12 @@ Targets (``Verdict.ok`` false -> the drill exits 1):
   * no start-up slower than the helper's attempt timeout + 100 ms (one region down costs at
     most one attempt);
   * every edge list valid (known edge names), equal to the configured list for its country, and
-    without the drained edge once the drain has had 2 s to spread (either list is accepted in the
-    2 s after a drain or an undrain);
-  * each step's own checks (drain seen by every region within 2 s, broken config never served);
+    without the drained edge once the drain has had 2 s to spread (either list is accepted while
+    the ops CLI runs and in the 2 s after it returns, for a drain or an undrain); the same for
+    the status feed's drain, with its own bounds (``feed.BOUND_S`` after the outage,
+    ``feed.CLEAR_BOUND_S`` after the recovery);
+  * each step's own checks (drain seen by every region within 2 s of the CLI's return, the feed's
+    edge gone and back within its bounds, broken config never served);
   * no secret in any log: the caller HS256 secret, the Twilio API key secret, or anything shaped
     like a JWT (a caller credential or a minted token).
 """
@@ -18,11 +21,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drill import callers
+from drill import callers, feed
 from drill.scenario import DRAIN_EDGE, DRAIN_TARGET_S, Step
 from drill.topology import ATTEMPT_TIMEOUT_MS
 from tokensvc.edges import EDGES
@@ -60,7 +64,8 @@ class StepFigures:
     gap_s: float = 0.0
     by_region: dict[str, int] = field(default_factory=dict)
     edges_bad: list[str] = field(default_factory=list)
-    drained_after_2s: int = 0
+    #: edge -> start-ups still handed it after its drain had had its bound to spread
+    lingering: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -81,14 +86,61 @@ class StepFigures:
         return all(self.checks.values())
 
 
-def _drain_window(steps: list[Step]) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class DrainWindow:
+    """A drain in force from ``on`` to ``off``; lists change within ``settle_on`` of ``on``
+    and ``settle_off`` of ``off``, and ``drained(country)`` is the list while it holds."""
+
+    edge: str
+    on: float
+    off: float
+    settle_on: float
+    settle_off: float
+    drained: Callable[[str], list[str]]
+
+    def steady(self, begin: float, end: float) -> bool:
+        return begin >= self.on + self.settle_on and end <= self.off
+
+    def overlaps(self, begin: float, end: float) -> bool:
+        return not (end < self.on or begin > self.off + self.settle_off)
+
+
+def _operator_drained(country: str) -> list[str]:
+    return callers.expected_edges(country, frozenset({DRAIN_EDGE}))
+
+
+def drain_windows(steps: list[Step]) -> list[DrainWindow]:
+    """The operator drain step's and the status-feed step's windows, when they ran."""
+    out = []
     for step in steps:
-        if "drained_at" in step.facts and "undrained_at" in step.facts:
-            return float(step.facts["drained_at"]), float(step.facts["undrained_at"])
-    return None
+        facts = step.facts
+        if "drained_at" in facts and "undrained_at" in facts:
+            out.append(
+                DrainWindow(
+                    DRAIN_EDGE,
+                    float(facts["drained_at"]),
+                    float(facts["undrained_at"]),
+                    # the target counts from the CLI's return: its run time comes first
+                    float(facts.get("drain_cli_s", 0)) + DRAIN_TARGET_S,
+                    float(facts.get("undrain_cli_s", 0)) + DRAIN_TARGET_S,
+                    _operator_drained,
+                )
+            )
+        if "feed_outage_at" in facts and "feed_restored_at" in facts:
+            out.append(
+                DrainWindow(
+                    feed.EDGE,
+                    float(facts["feed_outage_at"]),
+                    float(facts["feed_restored_at"]),
+                    feed.BOUND_S,
+                    feed.CLEAR_BOUND_S,
+                    feed.expected_edges,
+                )
+            )
+    return out
 
 
-def edge_problem(record: dict[str, Any], window: tuple[float, float] | None) -> str | None:
+def edge_problem(record: dict[str, Any], windows: list[DrainWindow]) -> str | None:
     edges = record.get("edges")
     country = str(record["country"])
     if not isinstance(edges, list) or not edges:
@@ -97,22 +149,22 @@ def edge_problem(record: dict[str, Any], window: tuple[float, float] | None) -> 
     if unknown:
         return f"{country}: unknown edges {unknown}"
     normal = callers.expected_edges(country)
-    drained = callers.expected_edges(country, frozenset({DRAIN_EDGE}))
     begin, end = record["t"] / 1000, (record["t"] + record["ms"]) / 1000
     allowed = [normal]
-    if window is not None:
-        on, off = window
-        if begin >= on + DRAIN_TARGET_S and end <= off:
-            allowed = [drained]
-        elif not (end < on or begin > off + DRAIN_TARGET_S):
-            allowed = [normal, drained]
+    for window in windows:
+        if window.steady(begin, end):
+            allowed = [window.drained(country)]
+            break
+        if window.overlaps(begin, end):
+            allowed = [normal, window.drained(country)]
+            break
     if edges not in allowed:
         return f"{country}: got {edges}, want {' or '.join(map(str, allowed))}"
     return None
 
 
 def figures(records: list[dict[str, Any]], steps: list[Step]) -> list[StepFigures]:
-    window = _drain_window(steps)
+    windows = drain_windows(steps)
     out = []
     for step in steps:
         fig = StepFigures(step)
@@ -129,16 +181,13 @@ def figures(records: list[dict[str, Any]], steps: list[Step]) -> list[StepFigure
         fig.slow = sum(1 for t in times if t > SLOW_MS)
         for r in ok:
             fig.by_region[str(r["region"])] = fig.by_region.get(str(r["region"]), 0) + 1
-            problem = edge_problem(r, window)
+            problem = edge_problem(r, windows)
             if problem:
                 fig.edges_bad.append(problem)
-            if (
-                window
-                and r["t"] / 1000 >= window[0] + DRAIN_TARGET_S
-                and (r["t"] + r["ms"]) / 1000 <= window[1]
-                and DRAIN_EDGE in r["edges"]
-            ):
-                fig.drained_after_2s += 1
+            begin, end = r["t"] / 1000, (r["t"] + r["ms"]) / 1000
+            for w in windows:
+                if w.steady(begin, end) and w.edge in r["edges"]:
+                    fig.lingering[w.edge] = fig.lingering.get(w.edge, 0) + 1
         fig.gap_s = _longest_gap(ok, step)
         out.append(fig)
     return out
@@ -195,6 +244,33 @@ def summary_table(figs: list[StepFigures]) -> str:
     return "\n".join(rows)
 
 
+#: facts holding per-region seconds -> (what they time, the bound they are held to)
+PROPAGATION_FACTS: dict[str, tuple[str, float | None]] = {
+    "drain_seen_s": (f"drain of {DRAIN_EDGE} seen, from the command (no bound)", None),
+    "drain_seen_after_cli_s": (f"drain of {DRAIN_EDGE} seen after the CLI", DRAIN_TARGET_S),
+    "undrain_seen_s": (f"undrain of {DRAIN_EDGE} seen, from the command (no bound)", None),
+    "undrain_seen_after_cli_s": (f"undrain of {DRAIN_EDGE} seen after the CLI", DRAIN_TARGET_S),
+    "edge_gone_s": (f"{feed.EDGE} gone after {feed.COMPONENT} major_outage", feed.BOUND_S),
+    "edge_back_s": (f"{feed.EDGE} back after {feed.COMPONENT} operational", feed.CLEAR_BOUND_S),
+}
+
+
+def propagation_lines(figs: list[StepFigures]) -> list[str]:
+    """One line per timed drain change: the slowest region, each region, the bound."""
+    out = []
+    for f in figs:
+        for key, (what, bound) in PROPAGATION_FACTS.items():
+            seen = f.step.facts.get(key)
+            if not isinstance(seen, dict):
+                continue
+            times = [v for v in seen.values() if v is not None]
+            slowest = "never (in some region)" if None in seen.values() else f"{max(times):.2f} s"
+            each = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in seen.items())
+            limit = "" if bound is None else f"; bound {bound:g} s"
+            out.append(f"{f.step.name}: {what} by every region in {slowest} ({each}{limit})")
+    return out
+
+
 def details(figs: list[StepFigures]) -> str:
     out = []
     for f in figs:
@@ -207,16 +283,14 @@ def details(figs: list[StepFigures]) -> str:
             f"{f.step.fault_end - f.step.start:.1f} s)."
         )
         for key, value in f.step.facts.items():
-            if key not in ("drained_at", "undrained_at"):
+            if key not in ("drained_at", "undrained_at", "feed_outage_at", "feed_restored_at"):
                 out.append(f"- {key}: {value}")
         if f.errors:
             out.append(f"- failures by error: {f.errors}")
         if f.edges_bad:
             out.append(f"- bad edge lists ({len(f.edges_bad)}), first: {f.edges_bad[:3]}")
-        if f.drained_after_2s:
-            out.append(
-                f"- start-ups still handed {DRAIN_EDGE} 2 s after the drain: {f.drained_after_2s}"
-            )
+        for edge, count in f.lingering.items():
+            out.append(f"- start-ups still handed {edge} after its drain's bound: {count}")
         for name, passed in f.checks.items():
             out.append(f"- [{'x' if passed else ' '}] {name}")
         out.append("")
@@ -334,6 +408,7 @@ def write(
         lines += [f"![timeline]({png.name})", ""]
     else:
         lines += ["(no timeline: matplotlib missing; `pip install -e '.[drill]'`)", ""]
+    lines += ["## Drain propagation", "", *(f"- {line}" for line in propagation_lines(figs)), ""]
     lines += ["## Steps", "", details(figs)]
     md.write_text("\n".join(lines))
     (results / "steps.json").write_text(

@@ -1,10 +1,11 @@
 """The whole deployment on loopback, started together and stopped together (always, by PID).
 
-Topology(workdir).start()   3 Sentinel groups -> client files (checked) -> 6 tokensvc
-                            processes -> HAProxy -> every backend UP
+Topology(workdir).start()   3 Sentinel groups -> fake Statuspage + feed config -> client files
+                            (checked) -> 6 tokensvc processes -> HAProxy -> every backend UP
 .start_load(rate)           the Node start-up simulator writing startups.jsonl
 .ops(*args)                 the real ops CLI (`tokensvc edges drain ...`) on every region
-.stop()                     load, HAProxy, services, Redis; nothing left running
+.statuspage                 the fake Statuspage every region's poller reads (drill/feed.py)
+.stop()                     load, HAProxy, services, Redis, Statuspage; nothing left running
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from drill import callers
+from drill import callers, feed
+from drill.fake_statuspage import FakeStatuspage
 from drill.haproxy import GEO_HEADER, HAProxy
 from drill.procs import Child, wait_until
 from drill.regions import REGIONS, REPO, Region, base_environment
@@ -34,7 +36,11 @@ class Topology:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.creds = callers.make_credentials(workdir)
         self.origins = origins
-        env = base_environment() | {callers.API_KEY_ENV: self.creds.api_key_secret}
+        self.feed_config = workdir / "status-feed.yaml"
+        env = base_environment() | {
+            callers.API_KEY_ENV: self.creds.api_key_secret,
+            "TOKENSVC_STATUS_FEED_CONFIG": str(self.feed_config),
+        }
         self.env = env
         self.regions = [Region(spec, workdir, env) for spec in REGIONS]
         self.haproxy = HAProxy(self.regions, workdir, self.logs)
@@ -44,6 +50,7 @@ class Topology:
                 {"regions": {r.name: r.redis.url for r in self.regions}}, sort_keys=False
             )
         )
+        self.statuspage = FakeStatuspage()
         self.load: Child | None = None
         self.startups = workdir / "startups.jsonl"
 
@@ -57,6 +64,8 @@ class Topology:
     def start(self) -> Topology:
         with ThreadPoolExecutor(len(self.regions)) as pool:
             list(pool.map(lambda r: r.start_redis(), self.regions))
+        self.statuspage.start()
+        feed.write_config(self.feed_config, self.statuspage.url)
         for region in self.regions:
             callers.write_client(region.config_dir, self.creds, self.origins)
         self.check_config()
@@ -150,3 +159,4 @@ class Topology:
             list(pool.map(lambda p: p.stop(), processes))
         for region in self.regions:
             region.redis.stop()
+        self.statuspage.stop()

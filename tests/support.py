@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import jwt
 import yaml
 from starlette.testclient import TestClient
 
+from drill.procs import free_port as free_port  # the one free_port, re-exported
 from tokensvc.app import create_app
 from tokensvc.settings import Settings
 
@@ -154,13 +154,6 @@ async def eventually(
         if time.monotonic() - started > within:
             raise _timed_out(what, within, last)
         await asyncio.sleep(step)
-
-
-def free_port() -> int:
-    """A port the kernel just handed out on 127.0.0.1 (free until someone else binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post_token(

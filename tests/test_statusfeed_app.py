@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_statuspage import running
+from drill.fake_statuspage import running
 from support import make_client, write_client
 from tokensvc.preflight import preflight
 from tokensvc.secret import Secret

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from drill.fake_statuspage import FakeStatuspage, running
 from fake_lease_store import FakeClock, MemoryLeaseStore
-from fake_statuspage import FakeStatuspage, running
 from support import write_client
 from tokensvc.statusfeed.cli import main_check
 

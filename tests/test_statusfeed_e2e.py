@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from fake_statuspage import FakeStatuspage, running
+from drill.fake_statuspage import FakeStatuspage, running
 from redis_servers import Node
 from support import eventually
 from tokensvc.fetch import Fetcher

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fake_statuspage import FakeStatuspage
+from drill.fake_statuspage import FakeStatuspage
 from tokensvc.statusfeed.feed import FeedError, describe_components, parse_page
 
 

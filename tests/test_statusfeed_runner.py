@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from drill.fake_statuspage import FakeStatuspage, running
 from fake_lease_store import FakeClock, MemoryLeaseStore
-from fake_statuspage import FakeStatuspage, running
 from support import eventually
 from tokensvc.fetch import Fetcher
 from tokensvc.statusfeed.config import FeedConfig

@@ -5,6 +5,9 @@ groups with children and one top-level component. ``mode`` makes it misbehave: `
 ``500``, ``hang`` (never answers, until stopped or 10 s pass), ``redirect`` (302 to the same
 server), ``garbage`` (not JSON), ``stale`` (a ``page.updated_at`` older than any served
 before). Every status change moves ``page.updated_at`` forward, as the real page does.
+
+Shared by the drill's status-feed step and the status-feed tests (``from drill.fake_statuspage
+import running``); it lives here because the drill never imports from tests/.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ class FakeStatuspage:
     # -- the server ----------------------------------------------------------------------
     @property
     def base(self) -> str:
-        assert self._server is not None
+        if self._server is None:
+            raise RuntimeError("the fake Statuspage is not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
