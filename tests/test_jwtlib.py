@@ -212,7 +212,8 @@ def _sign(
     """A token with exactly this header and payload JSON (pyjwt's encode would add its own);
     ``noncanonical``: the header segment's last character carries unused bits, signed so."""
     head = _b64(json.dumps(header).encode())
-    text = f"{_noncanonical(head) if noncanonical else head}.{_b64(json.dumps(claims).encode())}"
+    body = claims if isinstance(claims, bytes) else json.dumps(claims).encode()
+    text = f"{_noncanonical(head) if noncanonical else head}.{_b64(body)}"
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
     return f"{text}.{_b64(hmac.new(key, text.encode(), digest).digest())}"
 
@@ -295,7 +296,7 @@ def _tokens(draw: st.DrawFn) -> tuple[str, bytes, str]:
         "jti": st.one_of(st.just("j1"), _json_scalar),
         "extra": _json_scalar,
     }
-    kinds = ["key", "payload", "tamper", *(f"h:{n}" for n in header_values)]
+    kinds = ["key", "payload", "raw", "tamper", *(f"h:{n}" for n in header_values)]
     kinds += [f"c:{n}" for n in claim_values] + [f"-c:{n}" for n in claim_values]
     kinds += ["-h:typ", "-h:alg"]
     for kind in draw(st.lists(st.sampled_from(kinds), max_size=3)):
@@ -303,6 +304,14 @@ def _tokens(draw: st.DrawFn) -> tuple[str, bytes, str]:
             key = draw(st.sampled_from(sorted(_KEYS)))
         elif kind == "payload":
             payload = draw(st.one_of(_json_scalar, st.lists(_json_scalar, max_size=2)))
+        elif kind == "raw":  # the claims' JSON text, framed as pyjwt may or may not read it
+            text = json.dumps(claims).encode()
+            before, after = draw(
+                st.sampled_from(
+                    [(b" ", b""), (b"", b" \n"), (b"", b"x"), (b"\xef\xbb\xbf", b""), (b"", b"{}")]
+                )
+            )
+            payload = before + text + after
         elif kind == "tamper":
             tamper = draw(st.sampled_from(_TAMPERS))
         else:

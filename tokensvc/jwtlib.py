@@ -187,25 +187,25 @@ def _header_alg(segment: str) -> str | None:
     """The ``alg`` of a header segment made only of ``alg``, ``typ`` and a string ``kid``
     (canonical base64url, a JSON object), else None. Remembered per segment: a pure function
     of its text, and an IdP sends the same header with every token."""
-    found = _headers.get(segment, False)
-    if found is False:
-        found = None
-        raw = _segment(segment)
-        if raw is not None:
-            try:
-                header = json.loads(raw)
-            except (ValueError, RecursionError):
-                header = None
-            if (
-                type(header) is dict
-                and header.keys() <= _SAFE_HEADER
-                and type(header.get("alg")) is str
-                and type(header.get("kid", "")) is str
-            ):
-                found = header["alg"]
-        if len(_headers) >= MAX_KEYS:
-            _headers.clear()
-        _headers[segment] = found
+    if segment in _headers:
+        return _headers[segment]
+    found: str | None = None
+    raw = _segment(segment)
+    if raw is not None:
+        try:
+            header = json.loads(raw)
+        except (ValueError, RecursionError):
+            header = None
+        if (
+            type(header) is dict
+            and header.keys() <= _SAFE_HEADER
+            and type(header.get("alg")) is str
+            and type(header.get("kid", "")) is str
+        ):
+            found = header["alg"]
+    if len(_headers) >= MAX_KEYS:
+        _headers.clear()
+    _headers[segment] = found
     return found
 
 
