@@ -171,12 +171,28 @@ def _check_dates(claims: dict[str, Any], max_lifetime: int | None, leeway: int) 
         )
 
 
+_peeked: dict[str, dict[str, Any]] = {}
+MAX_PEEKED = 256
+
+
 def _peek_header(token: str) -> dict[str, Any]:
     """The token's JOSE header, read without verifying anything (pyjwt verifies it all again);
-    cheaper than ``jwt.get_unverified_header``, which decodes every segment."""
+    cheaper than ``jwt.get_unverified_header``, which decodes every segment. Remembered per
+    header segment (a pure function of its text; an IdP sends one header with every token);
+    callers only read it."""
     head, sep, _ = token.partition(".")
     if not sep or len(head) > MAX_HEADER_SEGMENT:
         raise Unauthenticated("malformed token", reason="malformed")
+    found = _peeked.get(head)
+    if found is None:
+        found = _parse_header(head)
+        if len(_peeked) >= MAX_PEEKED:
+            _peeked.clear()
+        _peeked[head] = found
+    return found
+
+
+def _parse_header(head: str) -> dict[str, Any]:
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
