@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from support import API_KEY_SECRET, ORIGIN, assertion, make_client, serve, write_client
+from tokensvc import render
 
 TOKEN = "/v1/clients/app/token"
 
@@ -491,3 +495,17 @@ def test_real_server_refuses_prior_knowledge_http2(config_dir: Path, tmp_path: P
             if status is not None:
                 break
     assert b"505" == status
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=12,
+    )
+)
+def test_encode_document_is_the_json_encoders_output(value: object) -> None:
+    """The once-built C encoder writes what ``json.JSONEncoder(separators=(",", ":"))`` does."""
+    document = {"token": "t", "value": value}
+    expected = json.JSONEncoder(separators=(",", ":")).encode(document).encode()
+    assert expected == render.encode_document(document)

@@ -6,7 +6,8 @@
     ├── api_key   the caller's backend presents a shared key and names the identity in the body
     └── none      dev only: the body names the identity
 
-JWT rules beyond signature, ``iss`` and ``aud`` (stock pyjwt, through ``jwtlib.VERIFIER``):
+JWT rules beyond signature, ``iss`` and ``aud`` (stock pyjwt's, through ``jwtlib.decode``: its
+HS* fast path accepts only what pyjwt accepts, and leaves every refusal to pyjwt):
 
 - ``exp`` is required; ``exp``, ``nbf`` and ``iat`` must be JSON numbers (RFC 7519 NumericDate).
   pyjwt accepts any string ``int()`` can read (``" 99999999999 "``); this module refuses it.
@@ -36,7 +37,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from tokensvc.clients import AuthConfig
 from tokensvc.errors import Unauthenticated
 from tokensvc.jwks import JwksSource, key_problem
-from tokensvc.jwtlib import VERIFIER
+from tokensvc.jwtlib import decode
 
 log = logging.getLogger("tokensvc.auth")
 
@@ -120,14 +121,13 @@ class Authenticator:
         failure = "signature"
         for key in keys:
             try:
-                claims = VERIFIER.decode(
+                claims = decode(
                     token,
                     key,
-                    algorithms=[alg],
+                    alg,
                     audience=cfg.audience,
                     issuer=cfg.issuer,
                     leeway=cfg.leeway_seconds,
-                    options={"require": ["exp", "iss", "aud"], "verify_signature": True},
                 )
                 break
             except jwt.InvalidSignatureError:
@@ -171,12 +171,28 @@ def _check_dates(claims: dict[str, Any], max_lifetime: int | None, leeway: int) 
         )
 
 
+_peeked: dict[str, dict[str, Any]] = {}
+MAX_PEEKED = 256
+
+
 def _peek_header(token: str) -> dict[str, Any]:
     """The token's JOSE header, read without verifying anything (pyjwt verifies it all again);
-    cheaper than ``jwt.get_unverified_header``, which decodes every segment."""
+    cheaper than ``jwt.get_unverified_header``, which decodes every segment. Remembered per
+    header segment (a pure function of its text; an IdP sends one header with every token);
+    callers only read it."""
     head, sep, _ = token.partition(".")
     if not sep or len(head) > MAX_HEADER_SEGMENT:
         raise Unauthenticated("malformed token", reason="malformed")
+    found = _peeked.get(head)
+    if found is None:
+        found = _parse_header(head)
+        if len(_peeked) >= MAX_PEEKED:
+            _peeked.clear()
+        _peeked[head] = found
+    return found
+
+
+def _parse_header(head: str) -> dict[str, Any]:
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):

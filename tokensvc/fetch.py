@@ -15,6 +15,10 @@ is reached through :class:`Fetcher`, so every call has the same guarantees:
 
 Errors are one type, :class:`FetchError`, with a short ``reason`` suitable for a metric label
 or a log field (never a URL's credentials or a response body).
+
+httpx is imported, and its client (TLS context, CA bundle) built, at the first call: a
+service whose clients verify HS* callers never fetches anything, and start-up does not pay
+for it (≈ 100 ms here, measured in bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from tokensvc.errors import TokensvcError
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = "tokensvc"
 
@@ -51,15 +57,27 @@ class Fetcher:
     """GETs under a total deadline and a size cap; one per process, closed at shutdown."""
 
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            trust_env=False,  # an egress proxy is configured explicitly, never inherited
-            transport=transport,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
-            # identity: the size cap counts the bytes that arrive, and no small compressed body
-            # can expand past it in memory.
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        )
+        self._transport = transport
+        self._made: httpx.AsyncClient | None = None
+        self._closed = False
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise RuntimeError("Cannot send a request, as the fetcher has been closed.")
+        if self._made is None:
+            import httpx
+
+            self._made = httpx.AsyncClient(
+                follow_redirects=False,
+                trust_env=False,  # an egress proxy is configured explicitly, never inherited
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=8),
+                # identity: the size cap counts the bytes that arrive, and no small compressed
+                # body can expand past it in memory.
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            )
+        return self._made
 
     async def get(
         self,
@@ -71,6 +89,8 @@ class Fetcher:
         auth: tuple[str, str] | None = None,
     ) -> Response:
         """The whole response within ``deadline`` seconds, or ``FetchError``."""
+        import httpx
+
         try:
             async with asyncio.timeout(deadline):
                 request = self._client.build_request("GET", url, headers=headers)
@@ -94,4 +114,6 @@ class Fetcher:
             raise FetchError("network", type(exc).__name__) from None
 
     async def close(self) -> None:
-        await self._client.aclose()
+        self._closed = True
+        if self._made is not None:
+            await self._made.aclose()

@@ -6,7 +6,10 @@
 Every client calls this at start-up and on every refresh, and after a regional failover all of
 another region's clients call it at once, so it skips Starlette's request/response objects
 and exception middleware (measured in bench/RESULTS.md). It reads the body itself, under a
-size cap and a total deadline (a drip-fed body gets 408).
+size cap and a total deadline (a drip-fed body gets 408). Messages the server has already
+queued (Hypercorn's ``receive`` is an ``asyncio.Queue``'s ``get``; the usual small POST is
+all there when the endpoint starts) are taken without arming a timer; only a wait for one
+that has not arrived runs under the deadline, which counts from the start of the read.
 
 Order of checks (documented in the OpenAPI description): not serving (503), unknown client
 (404), reading the body (413, 408), a missing or malformed ``Authorization`` header (401),
@@ -25,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tokensvc.auth import bearer
 from tokensvc.clientset import Client
@@ -53,6 +56,7 @@ BODY_FIELDS = frozenset({"platform", "apns_environment", "country", "identity"})
 MAX_BODY_IDENTITY = 1024
 EXPOSED = "X-Request-Id, Retry-After"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_NO_STORE_RAW = tuple((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())
 
 
 class RequestHeaders:
@@ -124,23 +128,43 @@ async def read_body(
             raise InvalidRequest("invalid Content-Length")
         if int(length) > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
+    queued = _queued(receive)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline
     body = b""
-    try:
-        async with asyncio.timeout(deadline):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunk: bytes = message.get("body", b"")
-                body += chunk
-                if len(body) > limit:
-                    raise PayloadTooLarge(f"body larger than {limit} bytes")
-                if not message.get("more_body", False):
-                    return body
-    except TimeoutError:
-        raise RequestTimeout(
-            f"body not received within {deadline:g} s", headers={"Connection": "close"}
-        ) from None
+    while True:
+        message = None
+        if queued is not None:
+            try:  # noqa: SIM105  (hot path: a bare try is cheaper than contextlib.suppress)
+                message = queued()
+            except asyncio.QueueEmpty:
+                pass
+        if message is None:
+            try:
+                async with asyncio.timeout_at(until):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"body not received within {deadline:g} s", headers={"Connection": "close"}
+                ) from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        if not message.get("more_body", False):
+            return body
+
+
+def _queued(receive: Receive) -> Callable[[], Message] | None:
+    """``get_nowait`` of the queue behind ``receive``, when it is an ``asyncio.Queue.get``."""
+    if getattr(receive, "__func__", None) is asyncio.Queue.get:
+        queue = receive.__self__  # type: ignore[attr-defined]
+        if isinstance(queue, asyncio.Queue):
+            get_nowait: Callable[[], Message] = queue.get_nowait
+            return get_nowait
+    return None
 
 
 def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -221,4 +245,4 @@ class TokenEndpoint:
         peer = scope.get("client")
         request = self.parse(client, headers, body, peer[0] if peer else None)
         issued = await issue(service, client, request, facts)
-        await send_json(send, issued.document(), {**NO_STORE, **cors})
+        await send_json(send, issued.document(), cors, _NO_STORE_RAW)
