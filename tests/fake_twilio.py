@@ -61,6 +61,7 @@ class FakeTwilio:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._servers: list[asyncio.Server] = []
+        self._connections: set[asyncio.StreamWriter] = set()
         self._stopping: asyncio.Event | None = None
 
     def base_url(self, region: str) -> str:
@@ -103,11 +104,21 @@ class FakeTwilio:
         self._stopping.set()
         for server in self._servers:
             server.close()
-        await asyncio.sleep(0)
+        # Keep-alive connections outlive server.close(): close them, and let their handlers
+        # finish, so no socket is left for the garbage collector.
+        for writer in list(self._connections):
+            writer.close()
+        for _ in range(100):  # bounded: handlers leave within a few loop turns
+            if not self._connections:
+                break
+            await asyncio.sleep(0.01)
+        for server in self._servers:
+            await server.wait_closed()
 
     async def _handle(
         self, region: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        self._connections.add(writer)
         try:
             while True:  # keep-alive: several requests per connection
                 try:
@@ -139,6 +150,7 @@ class FakeTwilio:
         except (ConnectionError, TimeoutError):
             pass
         finally:
+            self._connections.discard(writer)
             writer.close()
 
     def _answer(
