@@ -77,6 +77,10 @@ def metric_rows(
     return statuses, rows
 
 
+#: Seconds between start-up and the first round: readiness never waits for Twilio.
+FIRST_ROUND_DELAY = 1.0
+
+
 class VerificationRunner:
     def __init__(
         self,
@@ -86,11 +90,13 @@ class VerificationRunner:
         *,
         interval: float,
         fetcher: Fetcher | None = None,
+        first_delay: float = FIRST_ROUND_DELAY,
     ) -> None:
         self.verifier = verifier
         self.health = health
         self.clients = clients
         self.interval = interval
+        self.first_delay = first_delay
         self.rounds = 0  # completed rounds (tests and metrics)
         self._fetcher = fetcher  # owned: closed at stop
         self._wake = asyncio.Event()
@@ -142,6 +148,10 @@ class VerificationRunner:
         return merged
 
     async def _loop(self) -> None:
+        # The first round waits a moment (or a reload): its first fetch imports the HTTP
+        # client, which would otherwise hold the loop before the first /readyz is answered.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.first_delay)
         while True:
             self._wake.clear()
             try:
