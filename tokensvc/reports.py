@@ -20,17 +20,17 @@ load-balancer header, else ``unknown``; never an identity) and an RTT histogram,
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
 from tokensvc.caller import authenticate, receive, resolve
 from tokensvc.edges import EDGES
-from tokensvc.errors import InvalidRequest, UnsupportedMediaType
+from tokensvc.errors import InvalidRequest
 from tokensvc.render import Answer, empty
-from tokensvc.token_endpoint import cors_headers
+from tokensvc.token_endpoint import cors_headers, json_object
 
 PURPOSE = "er"  # the rate-limit counters' infix
 MAX_REPORT_BYTES = 2048
@@ -147,7 +147,7 @@ def parse_report(data: dict[str, object]) -> EdgeReport:
 async def edge_report(request: Request) -> Answer:
     service, client = resolve(request)
     incoming = await receive(request, service, client, MAX_REPORT_BYTES)
-    report = parse_report(json_object(incoming.body, incoming.headers.get("content-type")))
+    report = parse_report(report_object(incoming.body, incoming.headers.get("content-type")))
     cfg = client.config
     limits = cfg.report_limits
     await authenticate(
@@ -179,17 +179,8 @@ async def edge_report(request: Request) -> Answer:
     return empty(202, {"Cache-Control": "no-store", **cors_headers(client, incoming.headers)})
 
 
-def json_object(body: bytes, content_type: str | None) -> dict[str, object]:
+def report_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     """The body as a JSON object (empty: a 400, since ``edges`` is required)."""
     if not body.strip():
         raise InvalidRequest("send the report as a JSON object")
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise UnsupportedMediaType("send the body as application/json")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest("body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return data
+    return json_object(body, content_type)

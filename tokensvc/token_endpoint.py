@@ -167,10 +167,9 @@ def _queued(receive: Receive) -> Callable[[], Message] | None:
     return None
 
 
-def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """The JSON body as a dict of known fields (empty body: no fields)."""
-    if not body.strip():
-        return {}
+def json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A non-empty body as a JSON object: 415 for another media type, 400 for anything else
+    that is not one object (the rule every POST of the API shares)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
@@ -180,6 +179,14 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise InvalidRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
+    return data
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The JSON body as a dict of known fields (empty body: no fields)."""
+    if not body.strip():
+        return {}
+    data = json_object(body, content_type)
     unknown = set(data) - BODY_FIELDS
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
