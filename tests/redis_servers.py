@@ -78,9 +78,14 @@ class Node:
         return self
 
     def _answers_ping(self) -> bool:
+        """Our process answers on our port. A PONG alone is not enough: a server of an earlier
+        test still holding the port would answer while ours fails to bind."""
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError(f"valkey exited: {self.log.read_text()[-2000:]}")
-        return ping(self.port)
+        if not ping(self.port):
+            return False
+        with self.client() as client:
+            return bool(client.info("server").get("process_id") == self.proc.pid)
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """A synchronous client for test set-up and checks (short timeouts, no retries)."""
