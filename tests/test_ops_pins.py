@@ -76,12 +76,13 @@ def test_list_marks_feed_leases_and_shows_pins(
     east.client().hset(PREFIX + DRAINS, "dublin", Entry(1.0, 4e9, LEASE).to_json())
     cli("edges", "pin", "ashburn", "--for", "2h", "--ops-config", config)
     capsys.readouterr()
-    cli("edges", "list", "--ops-config", config)
+    codes = [cli("edges", "list", "--ops-config", config)]
     text = capsys.readouterr().out
-    cli("edges", "list", "--json", "--ops-config", config)
+    codes.append(cli("edges", "list", "--json", "--ops-config", config))
     doc = json.loads(capsys.readouterr().out)
     dublin = doc["regions"]["east"]["entries"].get("dublin", {})
-    assert (True, True, True, {"ashburn"}) == (
+    assert ([0, 0], True, True, True, {"ashburn"}) == (
+        codes,
         "feed lease (east)" in text,
         "PINNED EDGE" in text,
         dublin.get("feed_lease"),

@@ -385,7 +385,14 @@ class Ops:
         if not regions:
             raise ValueError("no regions")
         self.regions = regions
-        self.timeouts = timeouts or Timeouts(call=min(3.0, region_timeout))
+        # An operator's network is not the pod's: another continent, TLS, a loaded laptop. The
+        # data plane's 0.25 s connect would call a slow region unreachable.
+        self.timeouts = timeouts or Timeouts(
+            connect=min(1.0, region_timeout),
+            socket=min(2.0, region_timeout),
+            sentinel=min(1.0, region_timeout),
+            call=min(3.0, region_timeout),
+        )
         self.region_timeout = region_timeout
         self.clock = clock
 
