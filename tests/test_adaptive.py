@@ -105,7 +105,7 @@ async def test_configured_order_without_redis_data_or_reports(tmp_path: Path) ->
     cfg = config(tmp_path)
     order = AdaptiveOrder(SharedState(MemoryStore()), lambda: {"app": cfg})
     await order.sync()
-    assert list(IE_LIST) == order.order(cfg, "IE", IE_LIST)
+    assert list(IE_LIST) == list(order.order(cfg, "IE", IE_LIST))
 
 
 async def test_bounded_change_per_window(tmp_path: Path) -> None:
@@ -116,10 +116,10 @@ async def test_bounded_change_per_window(tmp_path: Path) -> None:
     for _ in range(60):
         report_connected(order, cfg, "IE", "ashburn")  # dublin and frankfurt fail
     await order.sync()
-    first = order.order(cfg, "IE", IE_LIST)
+    first = list(order.order(cfg, "IE", IE_LIST))
     clock.now += 60
     await order.sync()
-    held = order.order(cfg, "IE", IE_LIST)
+    held = list(order.order(cfg, "IE", IE_LIST))
     assert (["dublin", "ashburn", "frankfurt"], first) == (first, held)
     assert "holding" in str(order.explain(cfg, "IE", IE_LIST)["reason"])
 
@@ -133,8 +133,8 @@ async def _moves_down_and_back(pods: list[AdaptiveOrder], cfg: ClientConfig, clo
         await pod.sync()
     for pod in pods:  # the second round brings the writer's totals to the reader
         await pod.sync()
-    moved = reader.order(cfg, "IE", IE_LIST)
-    other_country = reader.order(cfg, "DE", DE_LIST)
+    moved = list(reader.order(cfg, "IE", IE_LIST))
+    other_country = list(reader.order(cfg, "DE", DE_LIST))
     explain = reader.explain(cfg, "IE", IE_LIST)
     assert (["frankfurt", "dublin", "ashburn"], list(DE_LIST)) == (moved, other_country)
     measured = explain["measurements"]
@@ -149,7 +149,7 @@ async def _moves_down_and_back(pods: list[AdaptiveOrder], cfg: ClientConfig, clo
     for _ in range(2):
         for pod in pods:
             await pod.sync()
-    assert list(IE_LIST) == reader.order(cfg, "IE", IE_LIST)
+    assert list(IE_LIST) == list(reader.order(cfg, "IE", IE_LIST))
 
 
 async def test_moves_down_and_back_in_memory(tmp_path: Path) -> None:
@@ -183,10 +183,10 @@ async def test_redis_gone_restores_the_configured_order(tmp_path: Path, redis_no
         for _ in range(60):
             report_connected(pod, cfg, "IE", "frankfurt")
         await pod.sync()
-        moved = pod.order(cfg, "IE", IE_LIST)
+        moved = list(pod.order(cfg, "IE", IE_LIST))
         redis_node.stop()
         await pod.sync()
-        after = pod.order(cfg, "IE", IE_LIST)
+        after = list(pod.order(cfg, "IE", IE_LIST))
         reason = pod.explain(cfg, "IE", IE_LIST)["reason"]
     finally:
         await state.stop()

@@ -215,23 +215,26 @@ class AdaptiveOrder:
 
     # -- request path ----------------------------------------------------------------------
 
-    def order(self, cfg: ClientConfig, country: str | None, configured: Sequence[str]) -> list[str]:
-        """The list to hand out: the adapted order when there is one, else ``configured``."""
+    def order(
+        self, cfg: ClientConfig, country: str | None, configured: Sequence[str]
+    ) -> Sequence[str]:
+        """The order to hand out: the adapted one when there is one, else ``configured``. Not a
+        copy: the caller (``Service.edges_for``) makes the one copy a request needs."""
         if cfg.adaptive is None or country is None:
-            return list(configured)
+            return configured
         place = self._places.get((cfg.client_id, country))
         if place is None:
             if len(self._places) < self.max_series:
                 self._places[(cfg.client_id, country)] = _Place(
                     tuple(configured), tuple(configured)
                 )
-            return list(configured)
+            return configured
         if place.configured != tuple(configured):  # the config changed: start over
             place.configured = place.order = tuple(configured)
             place.changed_at, place.why = -math.inf, "configured order (config changed)"
         if not self.shared_ok:
-            return list(configured)
-        return list(place.order)
+            return configured
+        return place.order
 
     def record(
         self,
@@ -392,7 +395,7 @@ class AdaptiveOrder:
             return doc
         stats = self.stats(cfg, country, configured)
         doc["measurements"] = {edge: s.as_dict() for edge, s in stats.items()}
-        doc["order"] = served
+        doc["order"] = list(served)
         place = self._places.get((cfg.client_id, country))
         if not self.shared_ok:
             doc["reason"] = "shared store unavailable: the configured order stands"

@@ -70,7 +70,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -78,8 +78,6 @@ from tokensvc.clients import ClientConfig, scan_clients
 from tokensvc.errors import ConfigError, Forbidden, Problem, StoreError
 from tokensvc.identity import decode_identity, is_valid_twilio_identity, to_twilio_identity
 from tokensvc.secret import Secret, SecretRefError, resolve_secret
-from tokensvc.store.admin import RegionAdmin
-from tokensvc.store.connection import RedisConnection
 from tokensvc.store.entries import (
     BLOCK_TOMBSTONE_SECONDS,
     BLOCKS,
@@ -92,6 +90,11 @@ from tokensvc.store.entries import (
     merge,
 )
 from tokensvc.store.urls import Timeouts, parse_url
+
+if TYPE_CHECKING:  # redis-py is imported when a command first talks to a region, not by
+    # every `tokensvc` start (the CLI's parser registers these commands)
+    from tokensvc.store.admin import RegionAdmin
+    from tokensvc.store.connection import RedisConnection
 
 MAX_DRAIN_SECONDS = 7 * 86400.0
 MAX_BLOCK_SECONDS = 365 * 86400.0
@@ -154,6 +157,8 @@ class Region:
 
     def connection(self, timeouts: Timeouts | None = None) -> RedisConnection:
         """The region's Redis (for ``RegionAdmin``, or a ``RedisStore`` in that region)."""
+        from tokensvc.store.connection import RedisConnection
+
         return RedisConnection(
             self.url.reveal(),
             password=self.password.reveal() if self.password else None,
@@ -163,6 +168,8 @@ class Region:
         )
 
     def admin(self, timeouts: Timeouts | None = None) -> RegionAdmin:
+        from tokensvc.store.admin import RegionAdmin
+
         return RegionAdmin(self.connection(timeouts))
 
 
