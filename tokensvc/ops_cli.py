@@ -181,50 +181,47 @@ def _command(
 # -- handlers -------------------------------------------------------------------------------
 
 
-def _edges_drain(ns: argparse.Namespace) -> int:
-    try:
-        edge = _edge(ns.edge)
-        seconds = parse_duration(ns.duration, MAX_DRAIN_SECONDS)
-        _reason(ns.reason)
-    except ValueError as exc:
-        return _usage(exc)
-    return _run_ns(
-        ns,
-        lambda ops: ops.drain(edge, seconds, ns.reason),
-        f"drain {edge} for {format_duration(seconds)}",
-        "edges",
-    )
+def _edge_for_a_while(
+    verb: str, write: Callable[[Ops, str, float, str], Coroutine[Any, Any, list[RegionResult]]]
+) -> Handler:
+    """``edges drain`` and ``edges pin``: an expiring entry for one edge, in every region."""
+
+    def handler(ns: argparse.Namespace) -> int:
+        try:
+            edge = _edge(ns.edge)
+            seconds = parse_duration(ns.duration, MAX_DRAIN_SECONDS)
+            _reason(ns.reason)
+        except ValueError as exc:
+            return _usage(exc)
+        return _run_ns(
+            ns,
+            lambda ops: write(ops, edge, seconds, ns.reason),
+            f"{verb} {edge} for {format_duration(seconds)}",
+            "edges",
+        )
+
+    return handler
 
 
-def _edges_undrain(ns: argparse.Namespace) -> int:
-    try:
-        edge = _edge(ns.edge)
-    except ValueError as exc:
-        return _usage(exc)
-    return _run_ns(ns, lambda ops: ops.undrain(edge), f"undrain {edge}", "edges")
+def _edge_ended(
+    verb: str, end: Callable[[Ops, str], Coroutine[Any, Any, list[RegionResult]]]
+) -> Handler:
+    """``edges undrain`` and ``edges unpin``: a tombstone for one edge, in every region."""
+
+    def handler(ns: argparse.Namespace) -> int:
+        try:
+            edge = _edge(ns.edge)
+        except ValueError as exc:
+            return _usage(exc)
+        return _run_ns(ns, lambda ops: end(ops, edge), f"{verb} {edge}", "edges")
+
+    return handler
 
 
-def _edges_pin(ns: argparse.Namespace) -> int:
-    try:
-        edge = _edge(ns.edge)
-        seconds = parse_duration(ns.duration, MAX_DRAIN_SECONDS)
-        _reason(ns.reason)
-    except ValueError as exc:
-        return _usage(exc)
-    return _run_ns(
-        ns,
-        lambda ops: ops.pin(edge, seconds, ns.reason),
-        f"pin {edge} for {format_duration(seconds)}",
-        "edges",
-    )
-
-
-def _edges_unpin(ns: argparse.Namespace) -> int:
-    try:
-        edge = _edge(ns.edge)
-    except ValueError as exc:
-        return _usage(exc)
-    return _run_ns(ns, lambda ops: ops.unpin(edge), f"unpin {edge}", "edges")
+_edges_drain = _edge_for_a_while("drain", Ops.drain)
+_edges_undrain = _edge_ended("undrain", Ops.undrain)
+_edges_pin = _edge_for_a_while("pin", Ops.pin)
+_edges_unpin = _edge_ended("unpin", Ops.unpin)
 
 
 def _edges_list(ns: argparse.Namespace) -> int:
