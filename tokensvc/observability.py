@@ -48,7 +48,7 @@ from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -362,55 +362,63 @@ class _WorkerProcess:
                     gauge.set(sample.value)
 
 
+def _gauge(
+    r: CollectorRegistry,
+    name: str,
+    doc: str,
+    labels: list[str] | None = None,
+    mode: Literal["livemax", "livemin", "livemostrecent"] = "livemax",
+) -> Gauge:
+    """A gauge on ``r``; across workers (multiprocess mode) the live maximum unless ``mode``
+    says otherwise."""
+    return Gauge(name, doc, labels or [], registry=r, multiprocess_mode=mode)
+
+
+def _counter(r: CollectorRegistry, name: str, doc: str, labels: list[str] | None = None) -> Counter:
+    return Counter(name, doc, labels or [], registry=r)
+
+
 class FeedMetrics:
     """The status feed's metrics (tokensvc.statusfeed); label values are bounded by its
     config (mapped components, the edge catalogue, the rule and action enums)."""
 
     def __init__(self, r: CollectorRegistry) -> None:
-        self.up = Gauge(
+        self.up = _gauge(
+            r,
             "tokensvc_status_feed_up",
             "1 when this pod's last poll of the status feed succeeded (poller pods only)",
-            registry=r,
-            multiprocess_mode="livemax",
         )
-        self.poller = Gauge(
-            "tokensvc_status_feed_poller",
-            "1 when this process holds its region's poller lock",
-            registry=r,
-            multiprocess_mode="livemax",
+        self.poller = _gauge(
+            r, "tokensvc_status_feed_poller", "1 when this process holds its region's poller lock"
         )
-        self.last_good = Gauge(
+        self.last_good = _gauge(
+            r,
             "tokensvc_status_feed_last_good_poll_timestamp",
             "Unix time of the last good poll of the status feed",
-            registry=r,
-            multiprocess_mode="livemax",
         )
-        self.max_stale = Gauge(
+        self.max_stale = _gauge(
+            r,
             "tokensvc_status_feed_max_stale_seconds",
             "The feed config's max_stale_seconds (for the stale alert)",
-            registry=r,
-            multiprocess_mode="livemax",
         )
-        self.component = Gauge(
+        self.component = _gauge(
+            r,
             "tokensvc_status_feed_component_status",
             "1 for the status a mapped component last reported",
             ["component", "status"],
-            registry=r,
-            multiprocess_mode="livemax",
         )
-        self.auto_drained = Gauge(
+        self.auto_drained = _gauge(
+            r,
             "tokensvc_status_feed_auto_drained",
             "1 while the status feed holds a lease on an edge",
             ["edge"],
-            registry=r,
-            multiprocess_mode="livemax",
         )
-        self.decisions = Counter(
+        self.decisions = _counter(
+            r,
             "tokensvc_status_feed_decisions",
             "Status-feed decisions by action and the rule that made them (skip, demote and "
             "expire are suppressions by a safety rule)",
             ["action", "rule"],
-            registry=r,
         )
 
 
@@ -423,14 +431,14 @@ class Metrics:
         self._cells: list[CounterCell | HistogramCell] = []
         r = self.registry
         r.register(_PublishFirst(self))
-        self.requests = Counter(
+        self.requests = _counter(
+            r,
             "tokensvc_token_requests",
             "Token requests by outcome",
             ["client", "outcome", "status"],
-            registry=r,
         )
-        self.minted = Counter(
-            "tokensvc_tokens_minted", "Tokens minted", ["client", "home_region"], registry=r
+        self.minted = _counter(
+            r, "tokensvc_tokens_minted", "Tokens minted", ["client", "home_region"]
         )
         self.latency = Histogram(
             "tokensvc_request_duration_seconds",
@@ -439,35 +447,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.first_edge = Counter(
+        self.first_edge = _counter(
+            r,
             "tokensvc_edges_returned",
             "Edge lists returned, by first edge",
             ["client", "country", "first_edge"],
-            registry=r,
         )
-        self.drained = Gauge(
-            "tokensvc_drained_edges",
-            "1 when an edge is drained",
-            ["edge"],
-            registry=r,
-            multiprocess_mode="livemax",
+        self.drained = _gauge(r, "tokensvc_drained_edges", "1 when an edge is drained", ["edge"])
+        self.rate_limited = _counter(
+            r, "tokensvc_rate_limited", "Requests refused by a rate limit", ["client", "scope"]
         )
-        self.rate_limited = Counter(
-            "tokensvc_rate_limited",
-            "Requests refused by a rate limit",
-            ["client", "scope"],
-            registry=r,
-        )
-        self.rate_local = Counter(
+        self.rate_local = _counter(
+            r,
             "tokensvc_rate_limit_local",
             "Rate-limit checks counted locally (shared store unavailable)",
-            registry=r,
         )
         #: created by ``enable_redis`` only: absent without Redis (see the module docstring)
         self.redis_up: Gauge | None = None
-        self.redis_failovers = Counter(
-            "tokensvc_redis_failovers", "Redis primary changes seen", registry=r
-        )
+        self.redis_failovers = _counter(r, "tokensvc_redis_failovers", "Redis primary changes seen")
         self.redis_latency = Histogram(
             "tokensvc_redis_operation_seconds",
             "Redis operation latency",
@@ -475,52 +472,47 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.reloads = Counter(
-            "tokensvc_config_reloads", "Config reloads by result", ["result"], registry=r
+        self.reloads = _counter(
+            r, "tokensvc_config_reloads", "Config reloads by result", ["result"]
         )
-        self.auth_failures = Counter(
-            "tokensvc_auth_failures",
-            "Caller-auth failures by reason",
-            ["client", "reason"],
-            registry=r,
+        self.auth_failures = _counter(
+            r, "tokensvc_auth_failures", "Caller-auth failures by reason", ["client", "reason"]
         )
-        self.jwks_refreshes = Counter(
-            "tokensvc_jwks_refreshes", "JWKS refreshes by result", ["result"], registry=r
+        self.jwks_refreshes = _counter(
+            r, "tokensvc_jwks_refreshes", "JWKS refreshes by result", ["result"]
         )
         # Twilio credential checks (tokensvc.verifier): state sets, 1 for the current value
         # and 0 for the others, so a change never leaves two 1s and a key or client that left
         # the config drops to all zeros. "livemostrecent": every worker runs its own checks;
         # the latest verdict wins.
-        self.twilio_check = Gauge(
+        self.twilio_check = _gauge(
+            r,
             "tokensvc_twilio_check",
             "Twilio credential check result (1 = current) per client, key and check",
             ["client", "key_sid", "check", "result"],
-            registry=r,
-            multiprocess_mode="livemostrecent",
+            mode="livemostrecent",
         )
-        self.twilio_client = Gauge(
+        self.twilio_client = _gauge(
+            r,
             "tokensvc_twilio_client_status",
             "Twilio credential status per client (1 = current): ok|rejected|missing|unknown",
             ["client", "status"],
-            registry=r,
-            multiprocess_mode="livemostrecent",
+            mode="livemostrecent",
         )
-        self.twilio_rounds = Counter(
-            "tokensvc_twilio_verification_rounds",
-            "Twilio verification rounds completed",
-            registry=r,
+        self.twilio_rounds = _counter(
+            r, "tokensvc_twilio_verification_rounds", "Twilio verification rounds completed"
         )
-        self.edge_reports = Counter(
+        self.edge_reports = _counter(
+            r,
             "tokensvc_edge_reports",
             "Edge outcomes from edge reports (connected | failed)",
             ["client", "country", "edge", "outcome"],
-            registry=r,
         )
-        self.edge_report_errors = Counter(
+        self.edge_report_errors = _counter(
+            r,
             "tokensvc_edge_report_errors",
             "Error codes in edge reports, by kind (token | connection | media | other)",
             ["client", "country", "edge", "kind"],
-            registry=r,
         )
         self.edge_rtt = Histogram(
             "tokensvc_edge_preflight_rtt_seconds",
@@ -529,13 +521,7 @@ class Metrics:
             buckets=EDGE_RTT_BUCKETS,
             registry=r,
         )
-        self.build = Gauge(
-            "tokensvc_build_info",
-            "Build information",
-            ["version", "region"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
+        self.build = _gauge(r, "tokensvc_build_info", "Build information", ["version", "region"])
         self.feed = FeedMetrics(r)
         self._process: _WorkerProcess | None = None
         if prometheus_multiproc_dir():
@@ -546,11 +532,8 @@ class Metrics:
     def enable_redis(self) -> Gauge:
         """Create ``tokensvc_redis_up`` (shared state is in Redis); idempotent."""
         if self.redis_up is None:
-            self.redis_up = Gauge(
-                "tokensvc_redis_up",
-                "1 when shared state is healthy",
-                registry=self.registry,
-                multiprocess_mode="livemin",
+            self.redis_up = _gauge(
+                self.registry, "tokensvc_redis_up", "1 when shared state is healthy", mode="livemin"
             )
         return self.redis_up
 
