@@ -28,6 +28,9 @@ from typing import Any
 import jwt
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+import run as harness  # the load harness: one client file and one caller shape for both
+
 Message = MutableMapping[str, Any]
 Scope = dict[str, Any]
 App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]
@@ -35,37 +38,15 @@ App = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awa
 ACCOUNT, KEY_SID, APP = "AC" + "0" * 32, "SK" + "1" * 32, "AP" + "2" * 32
 KEY_SECRET = secrets.token_hex(16)
 CALLER_SECRET = secrets.token_hex(32)
-ISSUER, AUDIENCE, CLIENT = "https://idp.bench.invalid/", "tokensvc", "bench"
+ISSUER, AUDIENCE, CLIENT = harness.ISSUER, harness.AUDIENCE, harness.CLIENT_ID
 CALLERS = 2000
-COUNTRIES = (b"IE", b"DE", b"US", b"GB", b"AU", b"BR", b"JP", b"")
+COUNTRIES = tuple(c.encode() for c in harness.COUNTRIES)
+COUNTRY_HEADER = harness.COUNTRY_HEADER
 
 
 def client_file(directory: Path) -> None:
-    doc = {
-        "twilio": {
-            "account_sid": ACCOUNT,
-            "api_key_sid": KEY_SID,
-            "api_key_secret": {"env": "BENCH_API_KEY_SECRET"},
-            "outgoing_application_sid": APP,
-            "incoming_allow": True,
-            "home_region": "us1",
-        },
-        "token": {"ttl_seconds": 3600},
-        "auth": {
-            "type": "jwt",
-            "algorithms": ["HS256"],
-            "hs256_secret": {"env": "BENCH_CALLER_SECRET"},
-            "issuer": ISSUER,
-            "audience": AUDIENCE,
-            "identity_claim": "sub",
-        },
-        "edges": {
-            "default": ["ashburn", "umatilla", "roaming"],
-            "by_country": {"IE": ["dublin", "frankfurt", "ashburn"], "JP": ["tokyo", "singapore"]},
-            "geo": True,
-        },
-        "rate_limit": {"per_identity": "100000/minute", "per_ip": "100000000/minute"},
-    }
+    """The load runs' client file (run.py's ``client_document``)."""
+    doc = harness.client_document(ACCOUNT, KEY_SID, APP)
     (directory / f"{CLIENT}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -83,7 +64,7 @@ def scopes(token_path: bool) -> list[tuple[Scope, bytes]]:
             (b"content-length", b"22"),
         ]
         if country := COUNTRIES[i % len(COUNTRIES)]:
-            headers.append((b"x-country", country))
+            headers.append((COUNTRY_HEADER.encode(), country))
         path = f"/v1/clients/{CLIENT}/token"  # the reference reads ?identity= instead
         scope: Scope = {
             "type": "http",
@@ -165,7 +146,6 @@ def main() -> None:
     os.environ["BENCH_API_KEY_SECRET"] = KEY_SECRET
     os.environ["BENCH_CALLER_SECRET"] = CALLER_SECRET
     os.environ.update(BENCH_ACCOUNT_SID=ACCOUNT, BENCH_API_KEY_SID=KEY_SID, BENCH_APP_SID=APP)
-    sys.path.insert(0, str(Path(__file__).parent))
     import reference_app  # reads the BENCH_* variables set above
 
     from tokensvc.app import create_app
@@ -178,7 +158,7 @@ def main() -> None:
         settings = Settings.from_env(
             {
                 "TOKENSVC_CONFIG_DIR": str(config),
-                "TOKENSVC_COUNTRY_HEADER": "x-country",
+                "TOKENSVC_COUNTRY_HEADER": COUNTRY_HEADER,
                 "TOKENSVC_LOG_FORMAT": "json",
                 "TOKENSVC_TWILIO_VERIFY": "off",
                 "TOKENSVC_REGION": "bench",

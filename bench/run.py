@@ -374,6 +374,38 @@ class Secrets:
         }
 
 
+def client_document(account_sid: str, api_key_sid: str, app_sid: str) -> dict[str, Any]:
+    """The bench client's file (``bench.yaml``): every feature on, secrets as ``{env: ...}``
+    references (``BENCH_API_KEY_SECRET``, ``BENCH_CALLER_SECRET``). Also used by asgi.py."""
+    return {
+        "twilio": {
+            "account_sid": account_sid,
+            "api_key_sid": api_key_sid,
+            "api_key_secret": {"env": "BENCH_API_KEY_SECRET"},
+            "outgoing_application_sid": app_sid,
+            "incoming_allow": True,
+            "home_region": "us1",
+        },
+        "token": {"ttl_seconds": 3600},
+        "auth": {
+            "type": "jwt",
+            "algorithms": ["HS256"],
+            "hs256_secret": {"env": "BENCH_CALLER_SECRET"},
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "identity_claim": "sub",
+        },
+        "cors": {"allow_origins": ["http://127.0.0.1:8123"]},
+        "edges": {
+            "default": ["ashburn", "umatilla", "roaming"],
+            "by_country": EDGES_BY_COUNTRY,
+            "geo": True,
+        },
+        # High enough that the benchmark is never throttled; still counted on every request.
+        "rate_limit": {"per_identity": "100000/minute", "per_ip": "100000000/minute"},
+    }
+
+
 class Workdir:
     """A temporary directory for one harness run: config dir, callers file, server logs."""
 
@@ -390,33 +422,7 @@ class Workdir:
     def _write_client(self) -> None:
         import yaml
 
-        doc = {
-            "twilio": {
-                "account_sid": self.creds.account_sid,
-                "api_key_sid": self.creds.api_key_sid,
-                "api_key_secret": {"env": "BENCH_API_KEY_SECRET"},
-                "outgoing_application_sid": self.creds.app_sid,
-                "incoming_allow": True,
-                "home_region": "us1",
-            },
-            "token": {"ttl_seconds": 3600},
-            "auth": {
-                "type": "jwt",
-                "algorithms": ["HS256"],
-                "hs256_secret": {"env": "BENCH_CALLER_SECRET"},
-                "issuer": ISSUER,
-                "audience": AUDIENCE,
-                "identity_claim": "sub",
-            },
-            "cors": {"allow_origins": ["http://127.0.0.1:8123"]},
-            "edges": {
-                "default": ["ashburn", "umatilla", "roaming"],
-                "by_country": EDGES_BY_COUNTRY,
-                "geo": True,
-            },
-            # High enough that the benchmark is never throttled; still counted on every request.
-            "rate_limit": {"per_identity": "100000/minute", "per_ip": "100000000/minute"},
-        }
+        doc = client_document(self.creds.account_sid, self.creds.api_key_sid, self.creds.app_sid)
         (self.config_dir / f"{CLIENT_ID}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def _write_callers(self, n: int) -> None:
