@@ -9,8 +9,8 @@ import pytest
 
 from tokensvc.__main__ import main
 from tokensvc.errors import ConfigError
-from tokensvc.preflight import preflight
 from tokensvc.settings import ENV_VARS, Settings, known_names
+from tokensvc.startup import check_inputs
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -163,5 +163,5 @@ def test_admin_port_must_differ_from_public_port() -> None:
 
 def test_cli_port_out_of_range_is_a_problem(config_dir: Path) -> None:
     """A --port override outside 1..65535 is reported as a problem (as `serve --port` does)."""
-    _, problems = preflight({}, config_dir=config_dir, port=99999)
+    _, problems = check_inputs({}, config_dir=config_dir, port=99999)
     assert [("settings", "port")] == [(p.source, p.field) for p in problems]

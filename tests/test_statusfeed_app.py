@@ -12,8 +12,8 @@ import pytest
 
 from drill.fake_statuspage import running
 from support import make_client, write_client
-from tokensvc.preflight import preflight
 from tokensvc.secret import Secret
+from tokensvc.startup import check_inputs
 
 SECRET = "s3cr3t-webhook-token-0123"
 LISTED = ["ashburn", "umatilla", "roaming"]
@@ -84,7 +84,7 @@ def test_bad_status_feed_file_is_a_preflight_problem(tmp_path: Path) -> None:
     bad.write_text(
         json.dumps({"url": "http://x/api/v2/components.json", "components": {"c": ["roaming"]}})
     )
-    _, problems = preflight(
+    _, problems = check_inputs(
         {"TOKENSVC_CONFIG_DIR": str(tmp_path / "clients"), "TOKENSVC_STATUS_FEED_CONFIG": str(bad)}
     )
     assert [str(bad)] == sorted({p.source for p in problems})
@@ -93,7 +93,7 @@ def test_bad_status_feed_file_is_a_preflight_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["short", "has/slash-0123456789"])
 def test_webhook_secret_must_be_long_url_safe(value: str) -> None:
     """The webhook secret setting refuses short or non-URL-safe values."""
-    _, problems = preflight({"TOKENSVC_STATUS_FEED_WEBHOOK_SECRET": value})
+    _, problems = check_inputs({"TOKENSVC_STATUS_FEED_WEBHOOK_SECRET": value})
     assert ["TOKENSVC_STATUS_FEED_WEBHOOK_SECRET"] == [
         p.field for p in problems if "WEBHOOK" in p.field
     ]

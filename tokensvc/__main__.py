@@ -30,10 +30,10 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tokensvc.preflight import preflight
+    from tokensvc.startup import check_inputs
 
     # Every problem at once, exit 1, before anything is bound or forked.
-    settings, problems = preflight(
+    settings, problems = check_inputs(
         os.environ,
         config_dir=Path(args.config) if args.config else None,
         host=args.host,

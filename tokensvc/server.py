@@ -8,7 +8,7 @@ Shutdown (SIGTERM or SIGINT), per worker:
   4. the process exits 0.
 The supervisor forwards the signal to every worker and waits for them.
 
-Binding happens once, in the first process, after ``tokensvc.preflight`` has accepted every
+Binding happens once, in the first process, after ``tokensvc.startup`` has accepted every
 input; an address that cannot be bound (a port in use, say) is one line naming it, exit 1.
 
 Why our own supervisor instead of ``hypercorn.run``: Hypercorn's workers install their own

@@ -1,6 +1,6 @@
 """Start-up checks of ``tokensvc serve``: every input problem at once, before binding or forking.
 
-``preflight(environ, **overrides)`` returns the settings and every problem found in, in turn:
+``check_inputs(environ, **overrides)`` returns the settings and every problem found in, in turn:
 the ``TOKENSVC_*`` variables (bad values, unknown names), the command-line overrides, both Redis
 URLs (parsed as the store will parse them, with the TLS files they name readable), the client
 files, the dev-client rule, and the status-feed file (``TOKENSVC_STATUS_FEED_CONFIG``). The
@@ -26,7 +26,7 @@ from tokensvc.store.urls import parse_url
 TLS_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 
-def preflight(environ: Mapping[str, str], **overrides: Any) -> tuple[Settings, list[Problem]]:
+def check_inputs(environ: Mapping[str, str], **overrides: Any) -> tuple[Settings, list[Problem]]:
     """Settings (with ``overrides`` applied, None meaning "not given") and every problem."""
     settings, problems = Settings.load(environ)
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
