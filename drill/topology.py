@@ -27,6 +27,7 @@ from drill.procs import Child, wait_until
 from drill.regions import REGIONS, REPO, Region, base_environment
 
 ATTEMPT_TIMEOUT_MS = 2000
+LOAD_START_TIMEOUT_S = 30.0  # Node and the SDK bundle start slowly on a loaded machine
 
 
 class Topology:
@@ -146,6 +147,16 @@ class Topology:
             self.logs / "load.log",
             env=self.env,
         ).start()
+        # The steps are timed from here: wait until start-ups are being recorded, so the
+        # baseline measures load, not the generator's own start (Node, the SDK bundle).
+        load = self.load
+        wait_until(
+            lambda: not load.running() or self.startups.stat().st_size > 0,
+            LOAD_START_TIMEOUT_S,
+            "the load generator's first recorded start-up",
+        )
+        if not load.running():
+            raise RuntimeError(f"the load generator exited: see {self.logs / 'load.log'}")
 
     def stop_load(self) -> None:
         if self.load is not None:

@@ -61,4 +61,4 @@ def test_short_drill_meets_every_target(tmp_path: Path) -> None:
     assert ["baseline", "region_loss", "redis_failover", "drain"] == [s["name"] for s in steps]
     assert 0 == run.returncode, run.stdout[-3000:] + run.stderr[-2000:]
     assert 0 == sum(s["failed"] for s in steps)
-    assert all(s["attempted"] > 0 for s in steps)
+    assert [] == [s["name"] for s in steps if s["attempted"] == 0], "steps without load"
