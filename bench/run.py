@@ -1156,29 +1156,88 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
                 "metrics_token_requests": runs[-1].get("metrics_token_requests"),
             }
         )
-    return {"levels": rows, "configs": configs, "targets": targets(rows, configs)}
+    return {
+        "levels": rows,
+        "configs": configs,
+        "targets": targets(rows, configs, repetitions(doc)),
+    }
 
 
-def targets(rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def rps(name: str, conns: int = 64) -> float | None:
-        for r in rows:
-            if r["config"] == name and r["connections"] == conns:
-                return float(r["rps_median"])
-        return None
+#: One repetition's figures at one connection count: {config: {"rps": .., "cpu": ..}}.
+Figures = dict[str, dict[str, float]]
+PEERS = ("flask", "flask-gthread", "quickstart")
 
-    def cpu(name: str, conns: int = 64) -> float | None:
-        for r in rows:
-            if r["config"] == name and r["connections"] == conns:
-                return float(r["cpu_us_per_req"])
-        return None
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
+def repetitions(doc: dict[str, Any], conns: int = 64) -> list[Figures]:
+    """Each repetition's req/s and CPU µs/request per configuration, at ``conns``.
 
+    Within a repetition the configurations run back to back, so a ratio taken inside one
+    repetition compares servers measured minutes apart, not a whole run apart: its spread
+    over the repetitions is the noise of the ratio itself (reported beside the medians)."""
+    reps: dict[int, Figures] = {}
+    for run in doc["runs"]:
+        for lv in run["levels"]:
+            if lv["connections"] == conns and lv.get("server_cpu_us_per_req"):
+                figures = {"rps": float(lv["rps"]), "cpu": float(lv["server_cpu_us_per_req"])}
+                if run.get("paced"):
+                    figures["paced_p99"] = float(run["paced"]["latency_ms"]["p99"])
+                reps.setdefault(run["rep"], {})[run["config"]] = figures
+    return [reps[k] for k in sorted(reps)]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _ratios(figures: Figures) -> dict[str, float | None]:
+    """The throughput and per-core ratios the targets name, from one set of figures."""
+
+    def rps(name: str) -> float | None:
+        return figures.get(name, {}).get("rps")
+
+    def cpu(name: str) -> float | None:
+        return figures.get(name, {}).get("cpu")
+
+    def paced(name: str) -> float | None:
+        return figures.get(name, {}).get("paced_p99")
+
+    flask_rps = max((v for v in map(rps, PEERS) if v), default=None)
+    flask_cpu = min((v for v in map(cpu, PEERS) if v), default=None)
+    return {
+        "vs_reference": _ratio(rps("tokensvc-full"), rps("reference")),
+        "vs_reference_asyncio": _ratio(rps("tokensvc-full-asyncio"), rps("reference-asyncio")),
+        "vs_flask_rps": _ratio(rps("tokensvc-full"), flask_rps),
+        "vs_flask_cpu": _ratio(flask_cpu, cpu("tokensvc-full")),
+        "two_workers": _ratio(rps("tokensvc-full-2w"), rps("tokensvc-full")),
+        "reference_two_workers": _ratio(rps("reference-2w"), rps("reference")),
+        "paced_p99": _ratio(paced("tokensvc-full"), paced("reference")),
+    }
+
+
+def targets(
+    rows: list[dict[str, Any]],
+    configs: list[dict[str, Any]],
+    reps: Sequence[Figures] = (),
+) -> list[dict[str, Any]]:
+    medians: Figures = {
+        r["config"]: {"rps": float(r["rps_median"]), "cpu": float(r["cpu_us_per_req"])}
+        for r in rows
+        if r["connections"] == 64
+    }
+    for c in configs:
+        if c["paced_p99_ms"] is not None:
+            medians.setdefault(c["config"], {})["paced_p99"] = float(c["paced_p99_ms"])
+    value = _ratios(medians)
+    per_rep = [_ratios(figures) for figures in reps]
     out: list[dict[str, Any]] = []
 
     def add(
-        what: str, value: float | None, goal: float, unit: str = "x", lower_is_better: bool = False
+        what: str,
+        value: float | None,
+        goal: float,
+        unit: str = "x",
+        lower_is_better: bool = False,
+        key: str | None = None,
     ) -> None:
         if value is None:
             verdict = "n/a"
@@ -1186,6 +1245,7 @@ def targets(rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[d
             verdict = "PASS" if value <= goal else "FAIL"
         else:
             verdict = "PASS" if value >= goal else "FAIL"
+        paired = sorted(v for r in per_rep if key and (v := r[key]) is not None)
         out.append(
             {
                 "target": what,
@@ -1194,48 +1254,30 @@ def targets(rows: list[dict[str, Any]], configs: list[dict[str, Any]]) -> list[d
                 "unit": unit,
                 "verdict": verdict,
                 "lower_is_better": lower_is_better,
+                "per_repetition": paired,
             }
         )
 
-    add(
-        "tokensvc-full / reference req/s at c=64 (uvloop)",
-        ratio(rps("tokensvc-full"), rps("reference")),
-        0.85,
+    ratio_targets = (
+        ("vs_reference", "tokensvc-full / reference req/s at c=64 (uvloop)", 0.85),
+        ("vs_reference_asyncio", "tokensvc-full-asyncio / reference-asyncio req/s at c=64", 0.85),
+        ("vs_flask_rps", "tokensvc-full / best flask peer req/s at c=64 (one core each)", 1.25),
+        (
+            "vs_flask_cpu",
+            "best flask peer CPU/req / tokensvc-full CPU/req at c=64 (per core)",
+            1.25,
+        ),
+        ("two_workers", "tokensvc-full-2w / tokensvc-full req/s at c=64 (wrk shares CPU 1)", 1.8),
+        ("reference_two_workers", "reference-2w / reference req/s at c=64 (wrk shares CPU 1)", 1.8),
     )
-    add(
-        "tokensvc-full-asyncio / reference-asyncio req/s at c=64",
-        ratio(rps("tokensvc-full-asyncio"), rps("reference-asyncio")),
-        0.85,
-    )
-    peers = ("flask", "flask-gthread", "quickstart")
-    flask_best = max((v for v in map(rps, peers) if v), default=None)
-    add(
-        "tokensvc-full / best flask peer req/s at c=64 (one core each)",
-        ratio(rps("tokensvc-full"), flask_best),
-        1.25,
-    )
-    flask_cpu = min((v for v in map(cpu, peers) if v), default=None)
-    add(
-        "best flask peer CPU/req / tokensvc-full CPU/req at c=64 (per core)",
-        ratio(flask_cpu, cpu("tokensvc-full")),
-        1.25,
-    )
-    add(
-        "tokensvc-full-2w / tokensvc-full req/s at c=64 (wrk shares CPU 1)",
-        ratio(rps("tokensvc-full-2w"), rps("tokensvc-full")),
-        1.8,
-    )
-    add(
-        "reference-2w / reference req/s at c=64 (wrk shares CPU 1)",
-        ratio(rps("reference-2w"), rps("reference")),
-        1.8,
-    )
-    paced = {c["config"]: c["paced_p99_ms"] for c in configs}
+    for key, what, goal in ratio_targets:
+        add(what, value[key], goal, key=key)
     add(
         "tokensvc-full / reference p99 at ~80% of each one's saturation",
-        ratio(paced.get("tokensvc-full"), paced.get("reference")),
+        value["paced_p99"],
         1.2,
         lower_is_better=True,
+        key="paced_p99",
     )
     # Issue 14's limits: start-up to ready under 0.5 s, RSS per worker under 80 MB.
     for c in configs:
@@ -1298,6 +1340,11 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
 
     def fmt(v: Any, spec: str = "") -> str:
         return "-" if v is None else format(v, spec)
+
+    def spread(values: Sequence[float]) -> str:
+        if not values:
+            return "-"
+        return f"{values[0]} / {_median(values):.3f} / {values[-1]} (n={len(values)})"
 
     table(
         [
@@ -1370,7 +1417,7 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
         ],
     )
     table(
-        ["target", "value", "goal", "verdict"],
+        ["target", "value", "goal", "verdict", "per repetition: min / median / max"],
         [
             [
                 t["target"],
@@ -1378,6 +1425,7 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
                 f"{'<=' if t.get('lower_is_better', t['unit'] != 'x') else '>='} {t['goal']} "
                 f"{t['unit']}",
                 t["verdict"],
+                spread(t.get("per_repetition") or []),
             ]
             for t in s["targets"]
         ],
