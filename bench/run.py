@@ -584,38 +584,10 @@ class Server:
             ]
             return args, env, REPO
         if c.kind == "reference":
-            args = [
-                sys.executable,
-                "-m",
-                "hypercorn",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(c.workers),
-                "--worker-class",
-                c.worker_class,
-                "--graceful-timeout",
-                "2",
-                "reference_app:app",
-            ]
-            return args, env, BENCH_DIR
+            return self._peer("hypercorn", "reference_app:app"), env, BENCH_DIR
         if c.kind == "flask":
-            args = [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(c.workers),
-                "--worker-class",
-                c.worker_class,
-                "--graceful-timeout",
-                "2",
-            ]
-            if c.worker_class == "gthread":
-                args += ["--threads", "4"]
-            return [*args, "flask_quickstart:app"], env, BENCH_DIR
+            threads = ["--threads", "4"] if c.worker_class == "gthread" else []
+            return self._peer("gunicorn", *threads, "flask_quickstart:app"), env, BENCH_DIR
         if c.kind == "quickstart":
             assert QUICKSTART is not None
             creds = self.work.creds.bench_env()
@@ -627,22 +599,16 @@ class Server:
                     "APP_SID": creds["BENCH_APP_SID"],
                 }
             )
-            args = [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--chdir",
-                QUICKSTART,
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(c.workers),
-                "--worker-class",
-                c.worker_class,
-                "server:app",
-            ]
+            args = self._peer("gunicorn", "--chdir", QUICKSTART, "server:app")
             return args, env, Path(QUICKSTART)
         raise ValueError(c.kind)
+
+    def _peer(self, server: str, *options: str) -> list[str]:
+        """A peer under ``python -m hypercorn`` or ``gunicorn``: both take these options."""
+        c = self.config
+        bind = ["--bind", f"127.0.0.1:{self.port}", "--workers", str(c.workers)]
+        worker = ["--worker-class", c.worker_class, "--graceful-timeout", "2"]
+        return [sys.executable, "-m", server, *bind, *worker, *options]
 
     def lua_env(self) -> dict[str, str]:
         env = {

@@ -362,6 +362,8 @@ def status_feed(topo: Topology, step: Step, hold_s: float) -> None:
 
 
 Action = Callable[[Topology, Step], None]
+#: A plan's step: its name, what it does (for the report), and the action.
+PlanStep = tuple[str, str, Action]
 
 
 def _act(action: Action) -> Action:
@@ -372,7 +374,22 @@ def _act(action: Action) -> Action:
 class Plan:
     baseline_s: float
     recover_s: float
-    steps: list[tuple[str, str, Action]]
+    steps: list[PlanStep]
+
+
+def _region_loss_step(seconds: float) -> PlanStep:
+    what = f"kill -9 every process of us-east, back after {seconds:g} s"
+    return "region_loss", what, _act(lambda t, s: region_loss(t, s, "us-east", seconds))
+
+
+def _redis_failover_step() -> PlanStep:
+    what = "kill -9 eu-west's Redis primary"
+    return "redis_failover", what, _act(lambda t, s: redis_failover(t, s, "eu-west"))
+
+
+def _drain_step(seconds: float) -> PlanStep:
+    what = f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after {seconds:g} s"
+    return "drain", what, _act(lambda t, s: drain(t, s, seconds))
 
 
 def full_plan() -> Plan:
@@ -380,26 +397,14 @@ def full_plan() -> Plan:
         baseline_s=10,
         recover_s=8,
         steps=[
-            (
-                "region_loss",
-                "kill -9 every process of us-east, back after 10 s",
-                _act(lambda t, s: region_loss(t, s, "us-east", 10)),
-            ),
-            (
-                "redis_failover",
-                "kill -9 eu-west's Redis primary",
-                _act(lambda t, s: redis_failover(t, s, "eu-west")),
-            ),
+            _region_loss_step(10),
+            _redis_failover_step(),
             (
                 "redis_partition",
                 "SIGSTOP ap-southeast's Redis for 20 s",
                 _act(lambda t, s: redis_partition(t, s, "ap-southeast", 20)),
             ),
-            (
-                "drain",
-                f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 8 s",
-                _act(lambda t, s: drain(t, s, 8)),
-            ),
+            _drain_step(8),
             (
                 "broken_config",
                 "comment-only, then wrong-typed client file in eu-west",
@@ -423,23 +428,7 @@ def short_plan() -> Plan:
     return Plan(
         baseline_s=4,
         recover_s=5,
-        steps=[
-            (
-                "region_loss",
-                "kill -9 every process of us-east, back after 6 s",
-                _act(lambda t, s: region_loss(t, s, "us-east", 6)),
-            ),
-            (
-                "redis_failover",
-                "kill -9 eu-west's Redis primary",
-                _act(lambda t, s: redis_failover(t, s, "eu-west")),
-            ),
-            (
-                "drain",
-                f"drain {DRAIN_EDGE} everywhere (ops CLI), undrain after 4 s",
-                _act(lambda t, s: drain(t, s, 4)),
-            ),
-        ],
+        steps=[_region_loss_step(6), _redis_failover_step(), _drain_step(4)],
     )
 
 

@@ -2,8 +2,9 @@
 
 One helper per need: ``write_client`` (a client file), ``assertion`` (a caller's JWT),
 ``make_client`` (the app over ASGI; the ``client`` fixture in conftest.py wraps it), ``serve``
-(a ``tokensvc serve`` process), ``post_token`` (one token request over HTTP), ``free_port``, and
-``wait_until`` / ``eventually`` (wait for a condition, sync / async; both raise on timeout).
+(a ``tokensvc serve`` process), ``serve_until_exit`` (one that must refuse to start),
+``post_token`` (one token request over HTTP), ``free_port``, and ``wait_until`` /
+``eventually`` (wait for a condition, sync / async; both raise on timeout).
 """
 
 from __future__ import annotations
@@ -230,38 +231,56 @@ def wait_ready(
         raise AssertionError(f"server exited with {process.returncode}")
 
 
+def serve_command(config_dir: Path, port: int, *options: str) -> list[str]:
+    """The ``tokensvc serve`` command line for ``config_dir`` on ``port``, then ``options``."""
+    command = [sys.executable, "-m", "tokensvc", "serve", "--config", str(config_dir)]
+    return [*command, "--port", str(port), *options]
+
+
+def scrubbed_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without its TOKENSVC_* variables, then ``env``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+    environ.update(env or {})
+    return environ
+
+
+def serve_until_exit(
+    config_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *options: str,
+    port: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tokensvc serve`` with only ``env`` as TOKENSVC_* variables (on ``port``, else a
+    free one) and return once it exits: a refused start must, within 30 s."""
+    return subprocess.run(
+        serve_command(config_dir, port or free_port(), *options),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=scrubbed_env(env),
+    )
+
+
 @contextmanager
 def serve(
     config_dir: Path, tmp_path: Path, env: Mapping[str, str] | None = None, admin: bool = True
 ) -> Iterator[Served]:
     port = free_port()
     admin_port = free_port() if admin else None
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    environ.update(
+    environ = scrubbed_env(
         {
             "TOKENSVC_LOG_FORMAT": "json",
             "TOKENSVC_RELOAD_INTERVAL": "0.2",
-            "TOKENSVC_TWILIO_VERIFY": "off",
+            "TOKENSVC_TWILIO_VERIFY": "off",  # no calls to the real Twilio
         }
-    )  # no calls to the real Twilio
+    )
     if admin_port:
         environ["TOKENSVC_ADMIN_PORT"] = str(admin_port)
     environ.update(env or {})
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tokensvc",
-                "serve",
-                "--config",
-                str(config_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            serve_command(config_dir, port, "--host", "127.0.0.1"),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environ,

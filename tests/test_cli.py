@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import jwt
 import pytest
 
-from support import API_KEY_SECRET, HS_SECRET, free_port, write_client
+from support import API_KEY_SECRET, HS_SECRET, serve_until_exit, write_client
 from tokensvc.__main__ import main
 
 
@@ -80,21 +79,7 @@ def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> N
     """serve exits 1 before binding, listing every problem at once."""
     write_client(tmp_path, "one", edges={"default": ["frankfort"]})
     write_client(tmp_path, "two", token={"ttl_seconds": 999999})
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokensvc",
-            "serve",
-            "--config",
-            str(tmp_path),
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_until_exit(tmp_path)
     assert 1 == result.returncode
     assert "one.yaml: edges.default[0]" in result.stderr
     assert "two.yaml: token.ttl_seconds" in result.stderr
@@ -103,54 +88,14 @@ def test_serve_refuses_invalid_config_listing_every_problem(tmp_path: Path) -> N
 @pytest.mark.process
 def test_serve_refuses_dev_client_on_public_address(config_dir: Path) -> None:
     """A dev: true client is not served on 0.0.0.0 unless TOKENSVC_ALLOW_DEV is set."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokensvc",
-            "serve",
-            "--config",
-            str(config_dir),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
+    result = serve_until_exit(config_dir, {}, "--host", "0.0.0.0")
     assert 1 == result.returncode
     assert "TOKENSVC_ALLOW_DEV" in result.stderr
 
 
 def serve_refused(config_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run `tokensvc serve` on a free loopback port with only ``env`` as TOKENSVC_* variables;
-    return once it exits (a refused start must, quickly)."""
-    import os
-
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    environ.update({"TOKENSVC_LOG_FORMAT": "json", **env})
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokensvc",
-            "serve",
-            "--config",
-            str(config_dir),
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=environ,
-    )
+    """``serve_until_exit`` with JSON logs: a refused start's output, never a log line."""
+    return serve_until_exit(config_dir, {"TOKENSVC_LOG_FORMAT": "json", **env})
 
 
 @pytest.mark.process

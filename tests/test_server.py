@@ -6,14 +6,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from support import assertion, free_port, get, post_token, serve, write_client
+from support import assertion, free_port, get, post_token, serve, serve_until_exit, write_client
 
 pytestmark = pytest.mark.process  # every test here runs `tokensvc serve`
 
@@ -153,28 +151,12 @@ def test_port_in_use_is_one_line(config_dir: Path, workers: str, taken: str) -> 
     """A port another process listens on: one line naming host and port, exit 1, no
     traceback, whatever the worker count (no SO_REUSEPORT sharing either)."""
     port, admin_port = free_port(), free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-    environ.update({"TOKENSVC_WORKERS": workers, "TOKENSVC_ADMIN_PORT": str(admin_port)})
+    env = {"TOKENSVC_WORKERS": workers, "TOKENSVC_ADMIN_PORT": str(admin_port)}
     busy = port if taken == "public" else admin_port
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", busy))
         holder.listen()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tokensvc",
-                "serve",
-                "--config",
-                str(config_dir),
-                "--port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=environ,
-        )
+        result = serve_until_exit(config_dir, env, port=port)
     assert (1, [f"error: cannot listen on 127.0.0.1:{busy}: Address already in use"]) == (
         result.returncode,
         result.stderr.splitlines(),
