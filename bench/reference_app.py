@@ -11,11 +11,20 @@ Twilio, so fake SIDs cost exactly what real ones do).
 Run by the harness as::
 
     python3 -m hypercorn --bind 127.0.0.1:PORT --workers N --worker-class uvloop reference_app:app
+
+With ``BENCH_REFERENCE_SHAPE=tokensvc`` (the ``reference-shaped`` configuration) the same bare
+endpoint answers in tokensvc's shape, still with none of its features: it reads and parses the
+JSON body, and its 200 has tokensvc's fields (``expires_at``, ``refresh_in``, a three-edge
+list, regions) and headers (``Pragma``, ``X-Request-Id``). The difference between the two
+references is what the API's request and response cost the server, whatever the application.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,6 +38,9 @@ API_KEY_SID = os.environ["BENCH_API_KEY_SID"]
 API_KEY_SECRET = os.environ["BENCH_API_KEY_SECRET"]
 APP_SID = os.environ["BENCH_APP_SID"]
 TTL = 3600
+SHAPE = os.environ.get("BENCH_REFERENCE_SHAPE", "demo")
+EDGES = ["dublin", "frankfurt", "ashburn"]
+_ids = itertools.count(1)
 
 
 async def token(request: Request) -> JSONResponse:
@@ -41,13 +53,39 @@ async def token(request: Request) -> JSONResponse:
     )
 
 
+async def token_shaped(request: Request) -> JSONResponse:
+    """``token`` with tokensvc's request body and response shape (no feature behind them)."""
+    json.loads(await request.body())
+    identity = request.query_params.get("identity", "alice")
+    access_token = AccessToken(ACCOUNT_SID, API_KEY_SID, API_KEY_SECRET, identity=identity, ttl=TTL)
+    access_token.add_grant(VoiceGrant(outgoing_application_sid=APP_SID, incoming_allow=True))
+    expires = int(time.time()) + TTL
+    document = {
+        "token": access_token.to_jwt(),
+        "identity": identity,
+        "ttl": TTL,
+        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+        "refresh_in": TTL * 4 // 5,
+        "edges": EDGES,
+        "region": "bench",
+        "home_region": "us1",
+    }
+    request_id = f"{next(_ids):016x}"
+    headers = {"cache-control": "no-store", "pragma": "no-cache", "x-request-id": request_id}
+    return JSONResponse(document, headers=headers)
+
+
 async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
 app = Starlette(
     routes=[
-        Route("/v1/clients/{client}/token", token, methods=["POST"]),
+        Route(
+            "/v1/clients/{client}/token",
+            token_shaped if SHAPE == "tokensvc" else token,
+            methods=["POST"],
+        ),
         Route("/readyz", readyz),
     ]
 )

@@ -84,6 +84,7 @@ class Config:
     workers: int = 1
     worker_class: str = "uvloop"  # tokensvc/reference: uvloop|asyncio; flask: sync|gthread
     redis: bool = False  # tokensvc only
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of the server
 
     @property
     def server_cpus(self) -> str:
@@ -121,6 +122,13 @@ CONFIGS: tuple[Config, ...] = (
         "reference",
         "reference",
         "bench/reference_app.py: bare Starlette + Hypercorn minting the same token, uvloop",
+    ),
+    Config(
+        "reference-shaped",
+        "reference",
+        "as reference, answering in tokensvc's shape (reads the JSON body; tokensvc's fields and "
+        "headers), with none of its features",
+        env=(("BENCH_REFERENCE_SHAPE", "tokensvc"),),
     ),
     Config(
         "reference-asyncio",
@@ -552,6 +560,7 @@ class Server:
         c = self.config
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
         env.update(self.work.creds.bench_env())
+        env.update(c.env)
         env["PYTHONUNBUFFERED"] = "0"
         if c.kind == "tokensvc":
             cmd = tokensvc_command()
