@@ -1138,7 +1138,8 @@ def summarize(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: One repetition's figures at one connection count: {config: {"rps": .., "cpu": ..}}.
+#: One repetition's figures at one connection count: {config: {"rps": .., "cpu": ..,
+#: "paced_p99": ..}}; a figure the run did not measure is absent.
 Figures = dict[str, dict[str, float]]
 PEERS = ("flask", "flask-gthread", "quickstart")
 
@@ -1152,8 +1153,10 @@ def repetitions(doc: dict[str, Any], conns: int = 64) -> list[Figures]:
     reps: dict[int, Figures] = {}
     for run in doc["runs"]:
         for lv in run["levels"]:
-            if lv["connections"] == conns and lv.get("server_cpu_us_per_req"):
-                figures = {"rps": float(lv["rps"]), "cpu": float(lv["server_cpu_us_per_req"])}
+            if lv["connections"] == conns:
+                figures = {"rps": float(lv["rps"])}
+                if lv.get("server_cpu_us_per_req"):
+                    figures["cpu"] = float(lv["server_cpu_us_per_req"])
                 if run.get("paced"):
                     figures["paced_p99"] = float(run["paced"]["latency_ms"]["p99"])
                 reps.setdefault(run["rep"], {})[run["config"]] = figures
